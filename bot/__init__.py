@@ -1,0 +1,3 @@
+"""Lumi: a Discord bot with in-process inference."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,140 @@
+"""Lumi's settings: one object, read once from the environment and `.env`, passed down to constructors."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A configuration problem described in one human line (which variable, what is expected)."""
+
+
+class Settings(BaseSettings):
+    """Every variable is documented in `.env.example`; names are case-insensitive."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # Discord
+    discord_token: SecretStr | None = None
+    discord_dev_guild_id: int | None = None
+    discord_guild_ready_timeout_s: float = Field(default=2.0, ge=0)
+
+    # Storage
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    link_secret: SecretStr | None = None
+    link_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+
+    # Web server
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8080, ge=0, le=65535)
+    public_base_url: str = ""
+
+    # Inference
+    inference_device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    # Moderation
+    moderation_fetch_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"]
+    )
+    moderation_max_image_mb: float = Field(default=25.0, gt=0, le=500)
+    moderation_fetch_timeout_s: float = Field(default=15.0, gt=0)
+    moderation_max_images_per_message: int = Field(default=10, ge=1, le=50)
+    moderation_evidence_retention_days: float = Field(default=7.0, gt=0)
+    moderation_cleanup_interval_s: float = Field(default=3600.0, ge=10)
+
+    # Logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("discord_token", "link_secret", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("discord_dev_guild_id", mode="before")
+    @classmethod
+    def _blank_guild_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("moderation_fetch_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        # Comma-separated in the environment; a list when passed in code.
+        if isinstance(value, str):
+            return [host.strip().lower() for host in value.split(",") if host.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// (async drivers), "
+                f"got {value.split('://', 1)[0]}://"
+            )
+        return value
+
+    @property
+    def has_discord_token(self) -> bool:
+        return self.discord_token is not None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'lumi.db').resolve()}"
+
+    @property
+    def resolved_public_base_url(self) -> str:
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "::") else self.web_host
+        return f"http://{host}:{self.web_port}"
+
+    def link_secret_value(self) -> str:
+        """The secret for signed links; a random one is generated (and kept under data_dir) if unset."""
+        if self.link_secret is not None:
+            return self.link_secret.get_secret_value()
+        path = self.data_dir / "link_secret"
+        if path.exists():
+            return path.read_text(encoding="utf-8").strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        path.write_text(value, encoding="utf-8")
+        path.chmod(0o600)
+        return value
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        name = ".".join(str(p) for p in item.get("loc", ())) or "settings"
+        given = item.get("input")
+        shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+        parts.append(f"{name.upper()}: {item.get('msg', 'invalid value')}{shown}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning validation errors into a one-line `SettingsError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None

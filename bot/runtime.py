@@ -1,0 +1,91 @@
+"""The objects Lumi runs on, built once from Settings and shared by the bot, the web server and the CLI."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot import __version__
+from bot.config import Settings
+from bot.services.image_fetch import ImageFetcher
+from bot.services.moderation import ModerationService
+from bot.services.moderation_checker import ImageChecker
+from bot.services.status import StatusService
+from inference.images import ImageLimits
+from inference.registry import ModelRegistry
+from storage.blobs import LocalBlobStore
+from storage.db import Database
+from storage.links import LinkSigner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database: Database
+    blobs: LocalBlobStore
+    links: LinkSigner
+    registry: ModelRegistry
+    status: StatusService
+    moderation: ModerationService
+    public_base_url: str = ""
+
+    @classmethod
+    async def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
+        """Open the database (running migrations), the blob store and the model registry."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = Database(settings.resolved_database_url)
+        try:
+            if migrate:
+                await database.upgrade()
+            await database.ping()
+        except BaseException:
+            await database.close()
+            raise
+        log.info("database ready (%s)", database.backend)
+        blobs = LocalBlobStore(settings.data_dir / "blobs")
+        links = LinkSigner(settings.link_secret_value(), default_ttl_s=settings.link_ttl_s)
+        registry = ModelRegistry(device=settings.inference_device)
+        status = StatusService(version=__version__, database=database, registry=registry)
+        moderation = _moderation_service(settings, database, blobs, registry)
+        return cls(
+            settings=settings,
+            database=database,
+            blobs=blobs,
+            links=links,
+            registry=registry,
+            status=status,
+            moderation=moderation,
+            public_base_url=settings.resolved_public_base_url,
+        )
+
+    def download_url(self, key: str, *, ttl_s: int | None = None) -> str:
+        token = self.links.sign(key, ttl_s=ttl_s)
+        return f"{self.public_base_url}/files/{token}"
+
+    async def close(self) -> None:
+        """Release models first (they may still be finishing work), then the database."""
+        try:
+            await self.moderation.close()
+            await self.registry.close()
+        finally:
+            await self.database.close()
+
+
+def _moderation_service(
+    settings: Settings, database: Database, blobs: LocalBlobStore, registry: ModelRegistry
+) -> ModerationService:
+    max_bytes = int(settings.moderation_max_image_mb * 1024 * 1024)
+    return ModerationService(
+        database=database,
+        blobs=blobs,
+        checker=ImageChecker(registry, limits=ImageLimits(max_bytes=max_bytes)),
+        fetcher=ImageFetcher(
+            allowed_hosts=settings.moderation_fetch_hosts,
+            max_bytes=max_bytes,
+            timeout_s=settings.moderation_fetch_timeout_s,
+        ),
+        evidence_retention=timedelta(days=settings.moderation_evidence_retention_days),
+    )

@@ -1,0 +1,784 @@
+"""Image moderation: per-guild configuration, cases, evidence and moderator decisions. No Discord here.
+
+The Discord layer (`cogs/moderation`) fetches a post's images, calls `moderate_post`, carries out the
+removal/timeout/alert the outcome asks for, and reports back with `record_enforcement`; button clicks go
+through `decide`. Everything a case needs is written before anything irreversible happens on Discord, so
+a failed delete, a missing channel or a crash in between never loses a case or an image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.errors import UserFacingError
+from bot.services.image_fetch import FetchedImage, ImageFetcher
+from bot.services.moderation_checker import CheckStatus, ImageChecker, KnownHash, Verdict
+from bot.services.moderation_policy import (
+    DEFAULT_POLICY,
+    Action,
+    Decision,
+    Policy,
+    PolicyError,
+    parse_policy,
+    policy_to_json,
+)
+from storage import repo
+from storage.blobs import BlobStore
+from storage.db import Database
+from storage.models import (
+    AssetOwner,
+    CaseAction,
+    CaseStatus,
+    GuildSettings,
+    ModerationCase,
+    StoredAsset,
+    utcnow,
+)
+
+__all__ = [
+    "CaseChoice",
+    "EvidenceFile",
+    "ForgetReport",
+    "GuildModeration",
+    "ModerationService",
+    "PendingDecision",
+    "PostContext",
+    "PostOutcome",
+    "PurgedEvidence",
+    "allowed_choices",
+]
+
+log = logging.getLogger(__name__)
+
+_MAX_PROBLEMS = 20
+_FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_ACTION_TO_CASE: dict[Action, CaseAction] = {
+    Action.DELETE: CaseAction.DELETED,
+    Action.HOLD: CaseAction.HELD,
+    Action.ALERT: CaseAction.ALERTED,
+    Action.NONE: CaseAction.NONE,
+}
+
+
+class CaseChoice(StrEnum):
+    """The moderator buttons under an alert."""
+
+    CONFIRM = "confirm"
+    RESTORE = "restore"
+    TIMEOUT = "timeout"
+    DISMISS = "dismiss"
+
+
+@dataclass(frozen=True)
+class GuildModeration:
+    guild_id: int
+    enabled: bool
+    policy: Policy
+    mod_channel_id: int | None
+    exempt_channel_ids: frozenset[int]
+    exempt_role_ids: frozenset[int]
+    # Set when the stored policy no longer validates; the defaults apply meanwhile.
+    policy_problem: str | None = None
+
+    def exemption(
+        self, *, channel_ids: Iterable[int], channel_nsfw: bool, role_ids: Iterable[int]
+    ) -> str | None:
+        """Why a post is not checked, or None. ``channel_ids``: the channel and, for threads, its parent."""
+        if not self.enabled:
+            return "moderation is turned off in this server"
+        if channel_nsfw and self.policy.exempt_nsfw_channels:
+            return "age-restricted channel"
+        if self.exempt_channel_ids.intersection(channel_ids):
+            return "exempt channel"
+        if self.exempt_role_ids.intersection(role_ids):
+            return "exempt role"
+        return None
+
+
+@dataclass(frozen=True)
+class PostContext:
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+
+
+@dataclass(frozen=True)
+class PostOutcome:
+    """A flagged post: its recorded case and what the Discord layer should now do."""
+
+    case: ModerationCase
+    decision: Decision
+    verdicts: list[tuple[FetchedImage, Verdict]]
+    flagged_image: FetchedImage
+    remove_post: bool
+    timeout_minutes: int | None
+    evidence_stored: bool
+
+
+@dataclass(frozen=True)
+class EvidenceFile:
+    filename: str
+    data: bytes
+    content_type: str
+
+
+@dataclass
+class PendingDecision:
+    """A moderator's choice being carried out; the case changes when the ``decide`` block exits."""
+
+    case: ModerationCase
+    choice: CaseChoice
+    moderator_id: int
+    timeout_minutes: int
+    evidence: list[EvidenceFile] = field(default_factory=list)
+    problem: str | None = None
+    post_removed: bool = False
+
+    @property
+    def post_still_up(self) -> bool:
+        """The flagged post was only alerted on, so confirming it should remove it now."""
+        return self.case.action is CaseAction.ALERTED and self.case.message_id is not None
+
+    def fail(self, problem: str) -> None:
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    counts: dict[str, int]
+    # (channel id, message id, case number) of alerts that showed the user; the caller scrubs them.
+    alerts: list[tuple[int, int, int]]
+
+
+@dataclass(frozen=True)
+class PurgedEvidence:
+    case_id: int
+    guild_id: int
+    case_number: int
+    alert_channel_id: int | None
+    alert_message_id: int | None
+
+
+def allowed_choices(case: ModerationCase) -> frozenset[CaseChoice]:
+    """Which buttons still make sense for a case in its current state."""
+    if case.status in (CaseStatus.RESTORED, CaseStatus.DISMISSED):
+        return frozenset()
+    if case.status is CaseStatus.CONFIRMED:
+        return frozenset() if case.action is CaseAction.TIMED_OUT else frozenset({CaseChoice.TIMEOUT})
+    choices = {CaseChoice.CONFIRM, CaseChoice.TIMEOUT, CaseChoice.DISMISS}
+    if case.action in (CaseAction.DELETED, CaseAction.HELD) and case.evidence_key is not None:
+        choices.add(CaseChoice.RESTORE)
+    return frozenset(choices)
+
+
+def case_category(case: ModerationCase) -> str | None:
+    if not case.scores:
+        return None
+    return max(case.scores.items(), key=lambda item: item[1])[0]
+
+
+class ModerationService:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        blobs: BlobStore,
+        checker: ImageChecker,
+        fetcher: ImageFetcher | None = None,
+        evidence_retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self.database = database
+        self.blobs = blobs
+        self.checker = checker
+        self.fetcher = fetcher or ImageFetcher()
+        self.evidence_retention = evidence_retention
+        self._problems: dict[int, deque[tuple[datetime, str]]] = defaultdict(
+            lambda: deque(maxlen=_MAX_PROBLEMS)
+        )
+        self._hashes: dict[int, list[KnownHash]] = {}
+        self._hash_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._case_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    # -- checking ---------------------------------------------------------------------------------------
+
+    async def check_image(
+        self, data: bytes, *, guild_policy: Policy = DEFAULT_POLICY, guild_id: int | None = None
+    ) -> Verdict:
+        """Check one image; with ``guild_id``, re-posts of images the guild confirmed skip the models."""
+        known: Sequence[KnownHash] = ()
+        if guild_id is not None and guild_policy.repeat_matching:
+            known = await self._known_hashes(guild_id)
+        return await self.checker.check_image(data, guild_policy=guild_policy, known_hashes=known)
+
+    async def _known_hashes(self, guild_id: int) -> list[KnownHash]:
+        cached = self._hashes.get(guild_id)
+        if cached is not None:
+            return cached
+        async with self._hash_locks[guild_id]:
+            if guild_id in self._hashes:
+                return self._hashes[guild_id]
+            async with self.database.session() as session:
+                rows = await repo.list_image_hashes(session=session, guild_id=guild_id)
+                known = []
+                for row in rows:
+                    case = (
+                        await repo.get_case_by_id(session=session, case_id=row.case_id)
+                        if row.case_id
+                        else None
+                    )
+                    known.append(KnownHash(row.phash, row.case_id, case_category(case) if case else None))
+            self._hashes[guild_id] = known
+            return known
+
+    # -- guild configuration ------------------------------------------------------------------------------
+
+    async def guild_config(self, guild_id: int) -> GuildModeration:
+        async with self.database.session() as session:
+            row = await repo.get_guild_settings(session=session, guild_id=guild_id)
+            await session.commit()
+        return _config_from_row(row)
+
+    async def configure(
+        self,
+        guild_id: int,
+        *,
+        enabled: bool | None = None,
+        mod_channel_id: int | None = None,
+        clear_mod_channel: bool = False,
+        policy_changes: dict[str, Any] | None = None,
+        reset_policy: bool = False,
+        exempt_channels_add: Iterable[int] = (),
+        exempt_channels_remove: Iterable[int] = (),
+        exempt_roles_add: Iterable[int] = (),
+        exempt_roles_remove: Iterable[int] = (),
+    ) -> GuildModeration:
+        """Apply a moderator's changes; raises ``UserFacingError`` naming any invalid value."""
+        async with self.database.session() as session:
+            row = await repo.get_guild_settings(session=session, guild_id=guild_id)
+            changes: dict[str, Any] = {}
+            if enabled is not None:
+                changes["moderation_enabled"] = enabled
+            if clear_mod_channel:
+                changes["mod_channel_id"] = None
+            elif mod_channel_id is not None:
+                changes["mod_channel_id"] = mod_channel_id
+            if reset_policy or policy_changes:
+                base = {} if reset_policy else _stored_policy(row)
+                merged = _merge_policy(base, policy_changes or {})
+                try:
+                    policy = parse_policy(merged)
+                except PolicyError as error:
+                    raise UserFacingError(str(error)) from None
+                changes["moderation_policy"] = policy_to_json(policy)
+            channels = _edit_ids(row.exempt_channel_ids, exempt_channels_add, exempt_channels_remove)
+            if channels != list(row.exempt_channel_ids):
+                changes["exempt_channel_ids"] = channels
+            roles = _edit_ids(row.exempt_role_ids, exempt_roles_add, exempt_roles_remove)
+            if roles != list(row.exempt_role_ids):
+                changes["exempt_role_ids"] = roles
+            if changes:
+                row = await repo.update_guild_settings(session=session, guild_id=guild_id, **changes)
+            await session.commit()
+        return _config_from_row(row)
+
+    # -- posts ----------------------------------------------------------------------------------------
+
+    async def moderate_post(
+        self, post: PostContext, images: Sequence[FetchedImage], *, config: GuildModeration
+    ) -> PostOutcome | None:
+        """Check every image of a post; record a case when one is flagged. None when nothing is flagged."""
+        if not images:
+            return None
+        verdicts = await asyncio.gather(
+            *(
+                self.check_image(image.data, guild_policy=config.policy, guild_id=post.guild_id)
+                for image in images
+            )
+        )
+        for image, verdict in zip(images, verdicts, strict=True):
+            if not verdict.checked:
+                log.info(
+                    "image %s in message %s not checked: %s", image.filename, post.message_id, verdict.problem
+                )
+                if verdict.status is CheckStatus.ERROR:
+                    self.report_problem(post.guild_id, f"an image could not be checked: {verdict.problem}")
+        worst = _worst(list(zip(images, verdicts, strict=True)))
+        if worst is None:
+            return None
+        flagged_image, verdict = worst
+        decision = verdict.decision
+        remove = decision.action.removes_post
+        case, stored = await self._record_case(post, images, images.index(flagged_image), verdict, remove)
+        return PostOutcome(
+            case=case,
+            decision=decision,
+            verdicts=list(zip(images, verdicts, strict=True)),
+            flagged_image=flagged_image,
+            remove_post=remove and stored,
+            timeout_minutes=config.policy.timeout_minutes if decision.timeout_author else None,
+            evidence_stored=stored,
+        )
+
+    async def _record_case(
+        self,
+        post: PostContext,
+        images: Sequence[FetchedImage],
+        flagged_index: int,
+        verdict: Verdict,
+        remove: bool,
+    ) -> tuple[ModerationCase, bool]:
+        decision = verdict.decision
+        action = decision.action
+        status = CaseStatus.AUTO_ACTIONED if action is Action.DELETE else CaseStatus.OPEN
+        reason = decision.reason
+        if decision.matched_case_id is not None:
+            reason = f"{reason} (case id {decision.matched_case_id})"
+        written: list[str] = []
+        async with self.database.session() as session:
+            case = await repo.create_case(
+                session=session,
+                guild_id=post.guild_id,
+                channel_id=post.channel_id,
+                message_id=post.message_id,
+                author_id=post.author_id,
+                status=status,
+                action=_ACTION_TO_CASE[action],
+                scores=verdict.scores,
+                labels=verdict.labels,
+                reason=reason,
+                image_phash=verdict.phash,
+            )
+            stored = False
+            if remove:
+                assert case.id is not None
+                try:
+                    written = await self._store_evidence(session, case.id, post.guild_id, images)
+                    stored = True
+                except Exception:
+                    # Never remove what could not be kept: the post stays up and the moderators decide.
+                    log.exception("evidence for case %s could not be stored", case.case_number)
+                    await self._delete_blobs(written)
+                    written = []
+                    problem = "the image could not be stored as evidence, so the post was left up"
+                    self.report_problem(post.guild_id, f"case #{case.case_number}: {problem}")
+                    case = await repo.update_case(
+                        session=session,
+                        case=case,
+                        status=CaseStatus.OPEN,
+                        action=CaseAction.ALERTED,
+                        reason=f"{reason}\n{problem}",
+                    )
+                if stored:
+                    case = await repo.update_case(
+                        session=session,
+                        case=case,
+                        evidence_key=written[flagged_index],
+                        evidence_expires_at=utcnow() + self.evidence_retention,
+                    )
+            try:
+                await session.commit()
+            except BaseException:
+                await self._delete_blobs(written)
+                raise
+        log.info(
+            "case #%s in guild %s: %s (%s)",
+            case.case_number,
+            post.guild_id,
+            case.action.value,
+            decision.reason,
+        )
+        return case, stored
+
+    async def _store_evidence(
+        self, session: AsyncSession, case_id: int, guild_id: int, images: Sequence[FetchedImage]
+    ) -> list[str]:
+        keys: list[str] = []
+        expires = utcnow() + self.evidence_retention
+        infos = []
+        try:
+            for index, image in enumerate(images):
+                key = f"moderation/{guild_id}/{case_id}/{index}-{_safe_filename(image.filename)}"
+                infos.append((image, await self.blobs.put(key, image.data, image.content_type)))
+                keys.append(key)
+        except BaseException:
+            await self._delete_blobs(keys)
+            raise
+        for image, info in infos:
+            await repo.add_asset(
+                session=session,
+                key=info.key,
+                content_type=info.content_type,
+                size=info.size,
+                sha256=info.sha256,
+                filename=image.filename[:255] or "image",
+                owner_kind=AssetOwner.CASE.value,
+                owner_id=str(case_id),
+                expires_at=expires,
+            )
+        return keys
+
+    async def record_enforcement(
+        self,
+        case_id: int,
+        *,
+        post_removed: bool | None = None,
+        timed_out: bool = False,
+        alert: tuple[int, int] | None = None,
+        problems: Sequence[str] = (),
+    ) -> ModerationCase:
+        """What the Discord layer managed to do for a new case (``post_removed`` None: not attempted)."""
+        orphaned: list[str] = []
+        async with self._case_locks[case_id], self.database.session() as session:
+            case = await _case_or_error(session, case_id)
+            changes: dict[str, Any] = {}
+            lines = []
+            if post_removed is False and case.action in (CaseAction.DELETED, CaseAction.HELD):
+                # The post is still up: a moderator has to act, and the private copy is not needed.
+                changes.update(status=CaseStatus.OPEN, action=CaseAction.ALERTED)
+                orphaned = await self._detach_evidence(session, case)
+                changes.update(evidence_key=None, evidence_expires_at=None)
+            if timed_out:
+                lines.append("author timed out automatically")
+            lines.extend(f"problem: {problem}" for problem in problems)
+            if lines:
+                changes["reason"] = "\n".join([case.reason, *lines])
+            if alert is not None:
+                changes.update(alert_channel_id=alert[0], alert_message_id=alert[1])
+            if changes:
+                case = await repo.update_case(session=session, case=case, **changes)
+            await session.commit()
+        await self._delete_blobs(orphaned)
+        for problem in problems:
+            self.report_problem(case.guild_id, f"case #{case.case_number}: {problem}")
+        return case
+
+    # -- decisions ------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def decide(
+        self, *, guild_id: int, case_id: int, choice: CaseChoice, moderator_id: int
+    ) -> AsyncIterator[PendingDecision]:
+        """Validate a moderator's choice and hold the case while the caller carries it out on Discord.
+
+        The case is updated when the block exits normally; ``pending.fail(...)`` records a problem
+        instead. Raises ``UserFacingError`` when the case is unknown or already past that choice.
+        """
+        async with self._case_locks[case_id]:
+            async with self.database.session() as session:
+                case = await repo.get_case_by_id(session=session, case_id=case_id)
+            if case is None or case.guild_id != guild_id:
+                raise UserFacingError("That case does not exist in this server (any more).")
+            if choice not in allowed_choices(case):
+                raise UserFacingError(_refusal(case, choice))
+            config = await self.guild_config(guild_id)
+            pending = PendingDecision(
+                case=case,
+                choice=choice,
+                moderator_id=moderator_id,
+                timeout_minutes=config.policy.timeout_minutes,
+            )
+            if choice is CaseChoice.RESTORE:
+                pending.evidence = await self._load_evidence(case)
+                if not pending.evidence:
+                    raise UserFacingError(_refusal(case, choice, evidence_missing=True))
+            yield pending
+            await self._apply_decision(pending)
+
+    async def _apply_decision(self, pending: PendingDecision) -> None:
+        case, choice, mention = pending.case, pending.choice, f"<@{pending.moderator_id}>"
+        orphaned: list[str] = []
+        confirmed_hash: str | None = None
+        async with self.database.session() as session:
+            case = await _case_or_error(session, _id(case))
+            if pending.problem is not None:
+                reason = f"{case.reason}\n{choice.value} by {mention} failed: {pending.problem}"
+                pending.case = await repo.update_case(session=session, case=case, reason=reason)
+                await session.commit()
+                self.report_problem(case.guild_id, f"case #{case.case_number}: {pending.problem}")
+                return
+            changes: dict[str, Any] = {"decided_by": pending.moderator_id}
+            if choice in (CaseChoice.CONFIRM, CaseChoice.TIMEOUT):
+                if case.status is not CaseStatus.CONFIRMED and case.image_phash:
+                    await repo.add_image_hash(
+                        session=session, guild_id=case.guild_id, phash=case.image_phash, case_id=case.id
+                    )
+                    confirmed_hash = case.image_phash
+                changes["status"] = CaseStatus.CONFIRMED
+                if choice is CaseChoice.TIMEOUT:
+                    changes["action"] = CaseAction.TIMED_OUT
+                    line = f"author timed out for {pending.timeout_minutes} min by {mention}"
+                else:
+                    line = f"confirmed by {mention}"
+                if pending.post_removed:
+                    changes["action"] = changes.get("action", CaseAction.DELETED)
+                    line += " (post removed)"
+            elif choice is CaseChoice.RESTORE:
+                changes["status"] = CaseStatus.RESTORED
+                line = f"restored by {mention}"
+            else:
+                changes["status"] = CaseStatus.DISMISSED
+                line = f"dismissed by {mention}"
+            if choice in (CaseChoice.RESTORE, CaseChoice.DISMISS):
+                # The image is public again, or judged harmless: keeping a private copy serves nobody.
+                orphaned = await self._detach_evidence(session, case)
+                changes.update(evidence_key=None, evidence_expires_at=None)
+            changes["reason"] = f"{case.reason}\n{line}"
+            pending.case = await repo.update_case(session=session, case=case, **changes)
+            await session.commit()
+        await self._delete_blobs(orphaned)
+        if confirmed_hash is not None:
+            known = await self._known_hashes(case.guild_id)
+            known.append(KnownHash(confirmed_hash, case.id, case_category(case)))
+        log.info("case #%s in guild %s: %s", case.case_number, case.guild_id, line)
+
+    async def _load_evidence(self, case: ModerationCase) -> list[EvidenceFile]:
+        async with self.database.session() as session:
+            assets = await _case_assets(session, _id(case))
+        files = []
+        for asset in assets:
+            try:
+                data = await self.blobs.read(asset.key)
+            except Exception:
+                log.warning("evidence %s of case %s is missing", asset.key, case.case_number)
+                continue
+            files.append(EvidenceFile(asset.filename, data, asset.content_type))
+        return files
+
+    async def evidence_preview(self, case: ModerationCase) -> EvidenceFile | None:
+        """The flagged image of a case, while its evidence is kept."""
+        if case.evidence_key is None:
+            return None
+        async with self.database.session() as session:
+            asset = await repo.get_asset(session=session, key=case.evidence_key)
+        try:
+            data = await self.blobs.read(case.evidence_key)
+        except Exception:
+            return None
+        if asset is None:
+            return EvidenceFile("image", data, "application/octet-stream")
+        return EvidenceFile(asset.filename, data, asset.content_type)
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    async def get_case(self, case_id: int) -> ModerationCase | None:
+        async with self.database.session() as session:
+            return await repo.get_case_by_id(session=session, case_id=case_id)
+
+    async def list_cases(
+        self,
+        guild_id: int,
+        *,
+        status: CaseStatus | None = None,
+        author_id: int | None = None,
+        limit: int = 10,
+    ) -> list[ModerationCase]:
+        async with self.database.session() as session:
+            return await repo.list_cases(
+                session=session, guild_id=guild_id, status=status, author_id=author_id, limit=limit
+            )
+
+    def report_problem(self, guild_id: int, text: str) -> None:
+        """Something moderators should fix (permissions, missing channel); shown in `/moderation status`."""
+        log.warning("moderation problem in guild %s: %s", guild_id, text)
+        self._problems[guild_id].append((utcnow(), text))
+
+    def problems(self, guild_id: int) -> list[tuple[datetime, str]]:
+        return list(self._problems.get(guild_id, ()))
+
+    # -- privacy ----------------------------------------------------------------------------------------
+
+    async def forget_user(self, guild_id: int, user_id: int) -> ForgetReport:
+        """Delete a user's moderation data in one guild: evidence, author and message ids, decisions."""
+        async with self.database.session() as session:
+            authored = await repo.list_cases(
+                session=session, guild_id=guild_id, author_id=user_id, limit=1_000_000
+            )
+            alerts = [
+                (case.alert_channel_id, case.alert_message_id, case.case_number)
+                for case in authored
+                if case.alert_channel_id is not None and case.alert_message_id is not None
+            ]
+            keys: set[str] = set()
+            for case in authored:
+                for asset in await _case_assets(session, _id(case)):
+                    keys.add(asset.key)
+                    await repo.delete_asset(session=session, key=asset.key)
+            deleted = await repo.delete_user_data(session=session, guild_id=guild_id, user_id=user_id)
+            keys.update(deleted.blob_keys)
+            await session.commit()
+        await self._delete_blobs(sorted(keys))
+        counts = deleted.counts()
+        counts["blobs"] = len(keys)
+        log.info("forgot user %s in guild %s: %s", user_id, guild_id, counts)
+        return ForgetReport(counts=counts, alerts=[(c, m, n) for c, m, n in alerts if c and m])
+
+    async def purge_expired_evidence(self, *, now: datetime | None = None) -> list[PurgedEvidence]:
+        """Delete evidence past its retention time; returns the cases whose alerts still show a preview."""
+        now = now or utcnow()
+        purged: list[PurgedEvidence] = []
+        keys: list[str] = []
+        async with self.database.session() as session:
+            for case in await repo.expired_evidence(session=session, now=now):
+                keys.extend(await self._detach_evidence(session, case))
+                await repo.update_case(
+                    session=session, case=case, evidence_key=None, evidence_expires_at=None
+                )
+                purged.append(
+                    PurgedEvidence(
+                        _id(case),
+                        case.guild_id,
+                        case.case_number,
+                        case.alert_channel_id,
+                        case.alert_message_id,
+                    )
+                )
+            # Evidence of cases whose key was already cleared (a failed clean-up half-way) expires too.
+            for asset in await repo.expired_assets(session=session, now=now):
+                if asset.owner_kind == AssetOwner.CASE.value:
+                    keys.append(asset.key)
+                    await repo.delete_asset(session=session, key=asset.key)
+            await session.commit()
+        await self._delete_blobs(keys)
+        if purged:
+            log.info("deleted expired evidence of %d case(s)", len(purged))
+        return purged
+
+    async def _detach_evidence(self, session: AsyncSession, case: ModerationCase) -> list[str]:
+        """Forget the case's evidence rows; returns the blob keys to delete once the transaction commits."""
+        keys = {asset.key for asset in await _case_assets(session, _id(case))}
+        if case.evidence_key is not None:
+            keys.add(case.evidence_key)
+        for key in keys:
+            await repo.delete_asset(session=session, key=key)
+        return sorted(keys)
+
+    async def _delete_blobs(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            try:
+                await self.blobs.delete(key)
+            except Exception:
+                log.exception("could not delete blob %s", key)
+
+    async def close(self) -> None:
+        try:
+            await self.fetcher.close()
+        finally:
+            await self.checker.close()
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def _id(case: ModerationCase) -> int:
+    if case.id is None:  # pragma: no cover - every case read from the database has an id
+        raise RuntimeError("moderation case without an id")
+    return case.id
+
+
+async def _case_or_error(session: AsyncSession, case_id: int) -> ModerationCase:
+    case = await repo.get_case_by_id(session=session, case_id=case_id)
+    if case is None:
+        raise UserFacingError("That case no longer exists.")
+    return case
+
+
+async def _case_assets(session: AsyncSession, case_id: int) -> list[StoredAsset]:
+    # storage.repo lists assets of jobs only; cases own theirs the same way (owner kind "case").
+    statement = (
+        select(StoredAsset)
+        .where(StoredAsset.owner_kind == AssetOwner.CASE.value, StoredAsset.owner_id == str(case_id))
+        .order_by(col(StoredAsset.id))
+    )
+    return list((await session.exec(statement)).all())
+
+
+def _worst(pairs: list[tuple[FetchedImage, Verdict]]) -> tuple[FetchedImage, Verdict] | None:
+    flagged = [pair for pair in pairs if pair[1].flagged]
+    if not flagged:
+        return None
+
+    def severity(pair: tuple[FetchedImage, Verdict]) -> tuple[int, int, float]:
+        decision = pair[1].decision
+        removes = 1 if decision.action.removes_post else 0
+        return (decision.level.rank, removes, decision.score)
+
+    return max(flagged, key=severity)
+
+
+def _refusal(case: ModerationCase, choice: CaseChoice, *, evidence_missing: bool = False) -> str:
+    number = f"Case #{case.case_number}"
+    if evidence_missing:
+        return f"{number}: the evidence is gone (expired or deleted), nothing to restore."
+    if case.status in (CaseStatus.RESTORED, CaseStatus.DISMISSED, CaseStatus.CONFIRMED):
+        who = f" by <@{case.decided_by}>" if case.decided_by else ""
+        if choice is CaseChoice.TIMEOUT and case.action is CaseAction.TIMED_OUT:
+            return f"{number}: the author was already timed out{who}."
+        return f"{number} was already {case.status.value}{who}."
+    if choice is CaseChoice.RESTORE:
+        if case.action is CaseAction.ALERTED:
+            return f"{number}: the post was never removed, so there is nothing to restore."
+        return f"{number}: the evidence is gone (expired or deleted), nothing to restore."
+    return f"{number} cannot be {choice.value}ed now."
+
+
+def _safe_filename(name: str) -> str:
+    cleaned = _FILENAME_UNSAFE.sub("_", name).lstrip("._")[:80]
+    return cleaned or "image"
+
+
+def _stored_policy(row: GuildSettings) -> dict[str, Any]:
+    return dict(row.moderation_policy or {})
+
+
+def _merge_policy(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        if key == "categories" and isinstance(value, dict):
+            categories = {name: dict(rule) for name, rule in dict(merged.get("categories", {})).items()}
+            for name, rule in value.items():
+                categories[name] = {**categories.get(name, {}), **rule} if isinstance(rule, dict) else rule
+            merged["categories"] = categories
+        else:
+            merged[key] = value
+    return merged
+
+
+def _edit_ids(current: Iterable[int], add: Iterable[int], remove: Iterable[int]) -> list[int]:
+    removed = set(remove)
+    result = [value for value in current if value not in removed]
+    for value in add:
+        if value not in result and value not in removed:
+            result.append(value)
+    return result
+
+
+def _config_from_row(row: GuildSettings) -> GuildModeration:
+    problem = None
+    try:
+        policy = parse_policy(row.moderation_policy)
+    except PolicyError as error:
+        # A policy written by an older or newer Lumi must not stop moderation: defaults apply meanwhile.
+        log.warning("guild %s: stored moderation policy ignored: %s", row.guild_id, error)
+        policy, problem = DEFAULT_POLICY, str(error)
+    return GuildModeration(
+        guild_id=row.guild_id,
+        enabled=row.moderation_enabled,
+        policy=policy,
+        mod_channel_id=row.mod_channel_id,
+        exempt_channel_ids=frozenset(row.exempt_channel_ids or ()),
+        exempt_role_ids=frozenset(row.exempt_role_ids or ()),
+        policy_problem=problem,
+    )

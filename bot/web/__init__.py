@@ -1,0 +1,1 @@
+"""Lumi's HTTP side: health, metrics, signed downloads and the playground page."""

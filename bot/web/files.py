@@ -1,0 +1,50 @@
+"""`/files/<signed token>`: streams a stored asset when its link is genuine and not expired."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from aiohttp import web
+from storage.links import LinkExpired, LinkTampered
+
+from bot.web.keys import RUNTIME
+from storage import repo
+
+log = logging.getLogger(__name__)
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    token = request.match_info["token"]
+    try:
+        key = runtime.links.verify(token)
+    except LinkExpired:
+        raise web.HTTPGone(text="This download link has expired. Ask Lumi for a new one.") from None
+    except LinkTampered:
+        raise web.HTTPForbidden(text="This download link is not valid.") from None
+
+    info = await runtime.blobs.stat(key)
+    if info is None:
+        raise web.HTTPNotFound(text="This file is no longer stored.")
+    async with runtime.database.session() as session:
+        asset = await repo.get_asset(session=session, key=key)
+    filename = asset.filename if asset is not None and asset.filename else key.rsplit("/", 1)[-1]
+    content_type = asset.content_type if asset is not None and asset.content_type else info.content_type
+
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": content_type,
+            "Content-Length": str(info.size),
+            "Content-Disposition": f"inline; filename*=UTF-8''{quote(filename)}",
+            "Cache-Control": "private, max-age=300",
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
+    await response.prepare(request)
+    if request.method != "HEAD":
+        async for chunk in runtime.blobs.stream(key):
+            await response.write(chunk)
+    await response.write_eof()
+    log.info("served %s (%d bytes)", key, info.size)
+    return response

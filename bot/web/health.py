@@ -1,0 +1,32 @@
+"""`/healthz` for orchestrators and `/metrics` for Prometheus."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from bot.web.keys import RUNTIME
+
+
+async def healthz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    report = await runtime.status.report()
+    body = {
+        "status": "ok" if report.database_ok else "degraded",
+        "version": report.version,
+        "uptime_s": round(report.uptime_s, 1),
+        "database": {"backend": report.database_backend, "ok": report.database_ok},
+        "models": [
+            {"name": m.name, "device": m.device, "loaded": m.loaded, "queue_depth": m.queue_depth}
+            for m in report.models
+        ],
+    }
+    return web.json_response(body, status=200 if report.database_ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    payload = generate_latest(REGISTRY)
+    response = web.Response(body=payload)
+    # CONTENT_TYPE_LATEST carries a charset parameter, which aiohttp wants set as a header, not content_type.
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response

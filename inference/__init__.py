@@ -1,0 +1,1 @@
+"""In-process model inference: safe image decoding, dynamic batching, model registry, runners."""

@@ -1,0 +1,48 @@
+"""Scores for a set of generated comments: character BLEU and how often objects are named."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from inference.commenter.bleu import char_corpus_bleu
+from inference.commenter.data import object_labels
+from inference.commenter.selection import label_coverage
+
+
+@dataclass(frozen=True)
+class CommentScores:
+    bleu: dict[str, float]
+    # Among inputs with at least one object label: share whose comment names at least one of them.
+    any_object_rate: float
+    # Share of all object labels (over all inputs) that their comment names.
+    object_recall: float
+    # Total hypothesis characters over total reference characters (BLEU's brevity penalty reads this).
+    length_ratio: float
+    count: int
+
+
+def score_comments(
+    label_lists: Sequence[Sequence[str]], hypotheses: Sequence[str], references: Sequence[str]
+) -> CommentScores:
+    with_objects = 0
+    naming_any = 0
+    objects_total = 0
+    objects_named = 0.0
+    for labels, hypothesis in zip(label_lists, hypotheses, strict=True):
+        objects = object_labels(labels)
+        if not objects:
+            continue
+        with_objects += 1
+        coverage = label_coverage(hypothesis, objects)
+        naming_any += coverage > 0
+        objects_total += len(objects)
+        objects_named += coverage * len(objects)
+    reference_chars = sum(len(text) for text in references)
+    return CommentScores(
+        bleu=char_corpus_bleu(hypotheses, references),
+        any_object_rate=naming_any / with_objects if with_objects else 0.0,
+        object_recall=objects_named / objects_total if objects_total else 0.0,
+        length_ratio=sum(len(text) for text in hypotheses) / reference_chars if reference_chars else 0.0,
+        count=len(hypotheses),
+    )

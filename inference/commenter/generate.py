@@ -1,0 +1,136 @@
+"""`LocalCommenter`: Lumi's own comment model behind a small batched interface."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import T5ForConditionalGeneration
+
+from inference.commenter.data import normalize_labels, object_labels, prompt_order
+from inference.commenter.decoding import DecodeSettings, decode_candidates, row_seed
+from inference.commenter.model import load_model
+from inference.commenter.selection import select_candidate
+from inference.commenter.tokenizer import CommentTokenizer
+
+METADATA_FILE = "commenter.json"
+# Resolved from this file so the committed model is found from a checkout and from an installed wheel.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights" / "commenter"
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def read_decode_settings(model_dir: str | Path) -> DecodeSettings:
+    path = Path(model_dir) / METADATA_FILE
+    if not path.is_file():
+        return DecodeSettings()
+    metadata: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    known = {field.name for field in dataclasses.fields(DecodeSettings)}
+    return DecodeSettings(**{key: value for key, value in metadata.get("decode", {}).items() if key in known})
+
+
+class LocalCommenter:
+    """Writes one SNS-style Korean comment per label list.
+
+    `load()` and `generate()` are blocking; services call them from a worker thread. Output is
+    deterministic for a given (labels, seed), whatever the batch it is decoded in.
+    """
+
+    name = "commenter-local"
+
+    def __init__(
+        self,
+        model_dir: str | Path = DEFAULT_MODEL_DIR,
+        device: str = "auto",
+        *,
+        max_batch_size: int = 64,
+        settings: DecodeSettings | None = None,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.device = resolve_device(device)
+        self.max_batch_size = max_batch_size
+        self._settings_override = settings
+        self.settings = settings or DecodeSettings()
+        self._model: T5ForConditionalGeneration | None = None
+        self._tokenizer: CommentTokenizer | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        if not (self.model_dir / "model.safetensors").is_file():
+            raise FileNotFoundError(f"no comment model in {self.model_dir} (model.safetensors missing)")
+        self._tokenizer = CommentTokenizer.load(self.model_dir)
+        self.settings = self._settings_override or read_decode_settings(self.model_dir)
+        self._model = load_model(self.model_dir, self.device)
+
+    def close(self) -> None:
+        self._model = None
+        self._tokenizer = None
+
+    def generate(
+        self,
+        label_lists: Sequence[Sequence[str]],
+        *,
+        num_candidates: int | None = None,
+        seed: int = 0,
+    ) -> list[str]:
+        """One comment per label list. `num_candidates=1` is plain greedy decoding; more candidates
+        are sampled and the consensus that names the most objects wins. Raises
+        `CommenterInputError` (a `ValueError`) for a list without any usable label."""
+        cleaned = [normalize_labels(labels) for labels in label_lists]
+        groups = self.generate_candidates(cleaned, num_candidates=num_candidates, seed=seed)
+        weight = self.settings.coverage_weight
+        return [
+            group[select_candidate(group, object_labels(labels), coverage_weight=weight)]
+            for labels, group in zip(cleaned, groups, strict=True)
+        ]
+
+    def predict_batch(self, label_lists: Sequence[Sequence[str]]) -> list[str]:
+        return self.generate(label_lists)
+
+    def generate_candidates(
+        self,
+        label_lists: Sequence[Sequence[str]],
+        *,
+        num_candidates: int | None = None,
+        seed: int = 0,
+    ) -> list[list[str]]:
+        """All decoded candidates per label list (candidate 0 is the greedy one)."""
+        self.load()
+        model, tokenizer = self._model, self._tokenizer
+        assert model is not None and tokenizer is not None
+        count = num_candidates or self.settings.num_candidates
+        if count < 1:
+            raise ValueError("num_candidates must be at least 1")
+        ordered = [prompt_order(normalize_labels(labels)) for labels in label_lists]
+        results: list[list[str]] = []
+        for start in range(0, len(ordered), self.max_batch_size):
+            chunk = ordered[start : start + self.max_batch_size]
+            prompts = [
+                tokenizer.encode_labels(labels, max_length=self.settings.max_prompt_tokens)
+                for labels in chunk
+            ]
+            seeds = [[row_seed(labels, candidate, seed) for candidate in range(count)] for labels in chunk]
+            decoded = decode_candidates(
+                model,
+                prompts,
+                seeds,
+                self.settings,
+                pad_id=tokenizer.pad_id,
+                eos_id=tokenizer.eos_id,
+                banned_ids=[tokenizer.pad_id, tokenizer.sep_id, tokenizer.unk_id],
+            )
+            results.extend([tokenizer.decode(ids) for ids in group] for group in decoded)
+        return results

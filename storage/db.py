@@ -1,0 +1,165 @@
+"""The async database handle: one engine per process, short sessions per unit of work.
+
+SQLite (the default, a file under the data directory) and PostgreSQL are supported, both through async
+drivers (`sqlite+aiosqlite://`, `postgresql+asyncpg://`). The schema comes from Alembic (`upgrade()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage import migrate
+
+Backend = Literal["sqlite", "postgresql"]
+
+# How long a SQLite writer waits for another connection's write lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or opened; the message says where and what to check."""
+
+
+def default_sqlite_url(data_dir: Path) -> str:
+    """`sqlite+aiosqlite:///<absolute data_dir>/lumi.db`, creating `data_dir` if needed."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{(data_dir.resolve() / 'lumi.db').as_posix()}"
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL lets readers continue while one connection writes; NORMAL sync is safe under WAL.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        # SQLite ignores declared foreign keys (ON DELETE SET NULL included) unless asked, per connection.
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+class Database:
+    """An async SQLAlchemy engine plus a session factory.
+
+    ```python
+    db = Database(url)
+    await db.upgrade()
+    async with db.session() as session:
+        case = await repo.create_case(session=session, ...)
+        await session.commit()
+    await db.close()
+    ```
+    """
+
+    def __init__(self, url: str, *, echo: bool = False, connect_timeout_s: float = 10.0) -> None:
+        self._url: URL = make_url(url)
+        backend = self._url.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"unsupported database {backend!r}: use sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        self._backend: Backend = "sqlite" if backend == "sqlite" else "postgresql"
+        if self._backend == "sqlite":
+            self._engine = create_async_engine(
+                self._url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}
+            )
+            event.listen(self._engine.sync_engine, "connect", _sqlite_on_connect)
+        else:
+            self._engine = create_async_engine(
+                self._url,
+                echo=echo,
+                # A server restart leaves dead connections in the pool; test each one before use.
+                pool_pre_ping=True,
+                connect_args={"timeout": connect_timeout_s},
+            )
+        self._sessions = async_sessionmaker(self._engine, class_=AsyncSession, expire_on_commit=False)
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @property
+    def url(self) -> str:
+        """The URL with any password masked, for logs and status pages."""
+        return self._url.render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"Database({self.url!r})"
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session for one unit of work; anything not committed is rolled back when the block exits."""
+        async with self._sessions() as session:
+            yield session
+
+    async def ping(self) -> None:
+        """Run `SELECT 1`; raises `DatabaseUnavailable` when the database cannot be reached."""
+        sqlite_path = self._sqlite_file()
+        if sqlite_path is not None and not await asyncio.to_thread(sqlite_path.parent.is_dir):
+            raise DatabaseUnavailable(self._unavailable_message(FileNotFoundError("no such directory")))
+        try:
+            async with self._engine.connect() as connection:
+                await connection.execute(sa.text("SELECT 1"))
+        except (OSError, sa.exc.DBAPIError) as exc:
+            raise DatabaseUnavailable(self._unavailable_message(exc)) from exc
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Apply Alembic migrations up to `revision`."""
+        # Connectivity first, so an unreachable server is reported as such and not as a migration failure.
+        await self.ping()
+        if self._is_in_memory_sqlite():
+            # A second engine would open a different, empty in-memory database.
+            await migrate.upgrade(self._engine, revision)
+        else:
+            # A separate connection without this engine's per-connection pragmas: SQLite table rebuilds in
+            # future migrations must be able to switch foreign keys off.
+            await migrate.upgrade(self._url.render_as_string(hide_password=False), revision)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    def _is_in_memory_sqlite(self) -> bool:
+        return self._backend == "sqlite" and self._url.database in (None, "", ":memory:")
+
+    def _sqlite_file(self) -> Path | None:
+        if self._backend != "sqlite" or self._is_in_memory_sqlite() or self._url.database is None:
+            return None
+        if self._url.database.startswith("file:"):  # URI filenames are left to SQLite
+            return None
+        return Path(self._url.database)
+
+    def _unavailable_message(self, exc: BaseException) -> str:
+        reason = str(exc.orig) if isinstance(exc, sa.exc.DBAPIError) else (str(exc) or type(exc).__name__)
+        if self._backend == "sqlite":
+            return (
+                f"cannot open the SQLite database at {self._url.database or ':memory:'} ({reason}); "
+                "check that its directory exists and is writable by this user"
+            )
+        host = self._url.host or "localhost"
+        port = self._url.port or 5432
+        return (
+            f"cannot reach PostgreSQL at {host}:{port} (database {self._url.database!r}, "
+            f"user {self._url.username!r}): {reason}. Check that the server is running and accepts TCP "
+            "connections on that host and port, that the database and role exist, and that DATABASE_URL is "
+            "right"
+        )

@@ -1,0 +1,254 @@
+"""Image moderation end to end: real discord.py client, real models, real SQLite, the local Discord server.
+
+A harmless package photo is flagged the way a moderator could do it: `/moderation setup` with a review
+threshold of 0 makes every image reach the review band.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any, get_args
+
+import pytest
+from PIL import Image
+
+from bot.services.moderation_policy import CATEGORIES
+from cogs.moderation.cog import Category
+from storage import repo
+from storage.models import CaseAction, CaseStatus, ModerationCase
+from tests.e2e.conftest import LumiHarness
+from tests.fakes import images as corpus
+from tests.fakes.discord_payloads import JsonDict
+from tests.fakes.discord_server import message_text
+
+pytestmark = pytest.mark.e2e
+
+WAIT_S = 30.0  # first image loads the models; generous for a busy 2-core machine
+
+
+def photo(name: str) -> bytes:
+    data = corpus.photo_bytes(name)
+    if data is None:
+        pytest.skip(f"the package that ships the {name} photo is not installed")
+    return data
+
+
+async def setup_moderation(lumi: LumiHarness, **options: Any) -> str:
+    interaction = await lumi.server.slash_command(
+        "moderation", subcommand="setup", user="owner", channel="general", options=options
+    )
+    return message_text(await lumi.server.wait_for_reply(interaction, timeout=WAIT_S))
+
+
+async def wait_for_alert(lumi: LumiHarness, since: int, title: str) -> JsonDict:
+    return await lumi.server.wait_for_message(
+        "mod-log",
+        since=since,
+        predicate=lambda m: bool(m["embeds"]) and m["embeds"][0].get("title", "").startswith(title),
+        timeout=WAIT_S,
+    )
+
+
+async def case_number(lumi: LumiHarness, number: int) -> ModerationCase:
+    async with lumi.bot.runtime.database.session() as session:
+        case = await repo.get_case(session=session, guild_id=lumi.guild_id, case_number=number)
+    assert case is not None
+    return case
+
+
+def buttons(message: JsonDict) -> dict[str, JsonDict]:
+    return {
+        component["custom_id"].split(":")[2]: component
+        for row in message["components"]
+        for component in row["components"]
+    }
+
+
+async def click(lumi: LumiHarness, alert: JsonDict, action: str, user: str = "mod") -> str:
+    """Click a case button; returns the text of Lumi's private answer to the clicker."""
+    interaction = await lumi.server.click_button(alert, buttons(alert)[action]["custom_id"], user=user)
+    reply = await lumi.server.wait_for_reply(interaction, timeout=WAIT_S)
+    assert reply["flags"] & 64
+    return message_text(reply)
+
+
+def test_slash_command_categories_match_the_policy() -> None:
+    assert set(get_args(Category)) == set(CATEGORIES)
+
+
+async def test_text_only_messages_cost_nothing(lumi: LumiHarness) -> None:
+    await lumi.server.post_message("photos", "alice", "just words, and a link https://example.org/a.png")
+    await lumi.server.post_message("nsfw", "alice", attachments=[("cat.png", photo("chelsea"))])
+    await asyncio.sleep(0.5)
+    assert len(lumi.server.rest.cdn_requests) == 0
+    assert not any(model.loaded for model in lumi.bot.runtime.registry.snapshot())
+    async with lumi.bot.runtime.database.session() as session:
+        assert await repo.list_cases(session=session, guild_id=lumi.guild_id) == []
+
+
+async def test_flagged_post_is_held_alerted_and_restored_after_a_restart(make_lumi: Any) -> None:
+    lumi: LumiHarness = await make_lumi()
+    server = lumi.server
+    reply = await setup_moderation(lumi, mod_channel="mod-log", review_threshold=0.0)
+    assert "review ≥ 0.00 (hold)" in reply
+
+    since_messages = len(server.created_messages)
+    post = await server.post_message("photos", "alice", "my cat", attachments=[("cat.png", photo("chelsea"))])
+    await server.wait_for_request(
+        "DELETE", rf"/channels/{post['channel_id']}/messages/{post['id']}", timeout=WAIT_S
+    )
+    assert any(r.path.endswith("/cat.png") for r in server.rest.cdn_requests)
+    alert = await wait_for_alert(lumi, since_messages, "Case #1")
+    text = message_text(alert)
+    alice = server.member("alice")
+    assert f"<@{alice.id}>" in text and f"<#{post['channel_id']}>" in text
+    assert "held for review" in text and "sexual_explicit" in text
+    assert [a["filename"] for a in alert["attachments"]] == ["SPOILER_cat.png"]
+    case = await case_number(lumi, 1)
+    assert (case.status, case.action) == (CaseStatus.OPEN, CaseAction.HELD)
+    assert set(buttons(alert)) == {"confirm", "restore", "timeout", "dismiss"}
+    assert buttons(alert)["restore"]["custom_id"] == f"lumi:mod:restore:{case.id}"
+
+    # The buttons survive a restart: no view is re-registered for this message.
+    await lumi.stop()
+    lumi = await make_lumi()
+
+    refused = await click(lumi, alert, "restore", user="alice")
+    assert "Manage Messages" in refused
+    assert (await case_number(lumi, 1)).status is CaseStatus.OPEN
+
+    since = len(server.requests)
+    answer = await click(lumi, alert, "restore")
+    repost = await server.wait_for_request(
+        "POST", rf"/channels/{post['channel_id']}/messages", since=since, timeout=WAIT_S
+    )
+    assert [f.filename for f in repost.files] == ["cat.png"] and repost.files[0].data == photo("chelsea")
+    assert f"<@{alice.id}>" in repost.json["content"] and "restored by" in repost.json["content"]
+    edit = await server.wait_for_request("PATCH", r"/webhooks/\d+/[^/]+/messages/@original", since=since)
+    assert "restored by" in message_text(edit.json)
+    assert all(button["disabled"] for button in buttons(alert).values())
+    assert "restored by" in answer
+    case = await case_number(lumi, 1)
+    assert (case.status, case.decided_by, case.evidence_key) == (
+        CaseStatus.RESTORED,
+        server.member("mod").id,
+        None,
+    )
+
+
+async def test_confirmed_image_is_auto_actioned_when_posted_again(lumi: LumiHarness) -> None:
+    server = lumi.server
+    await setup_moderation(lumi, mod_channel="mod-log", review_threshold=0.0)
+    since_messages = len(server.created_messages)
+    await server.post_message("photos", "alice", attachments=[("astronaut.png", photo("astronaut"))])
+    alert = await wait_for_alert(lumi, since_messages, "Case #1")
+    since = len(server.requests)
+    answer = await click(lumi, alert, "confirm")
+    assert "confirmed by" in answer
+    await server.wait_for_request("PATCH", r"/webhooks/\d+/[^/]+/messages/@original", since=since)
+    assert "confirmed by" in message_text(alert)
+    assert {name: b["disabled"] for name, b in buttons(alert).items()} == {
+        "confirm": True,
+        "restore": True,
+        "timeout": False,
+        "dismiss": True,
+    }
+    assert (await case_number(lumi, 1)).status is CaseStatus.CONFIRMED
+
+    alice = server.member("alice")
+    answer = await click(lumi, alert, "timeout")
+    timeout = await server.wait_for_request("PATCH", rf"/guilds/{lumi.guild_id}/members/{alice.id}")
+    assert timeout.json["communication_disabled_until"] and alice.communication_disabled_until
+    assert "timed out for 60 min by" in answer
+    assert (await case_number(lumi, 1)).action is CaseAction.TIMED_OUT
+
+    # Back to the default thresholds: only the stored hash can catch the re-post now.
+    await setup_moderation(lumi, reset=True)
+    with Image.open(io.BytesIO(photo("astronaut"))) as image:
+        again = corpus.encode(image.convert("RGB").resize((400, 400)), "JPEG", quality=75)
+    since_messages = len(server.created_messages)
+    repost = await server.post_message("general", "alice", attachments=[("again.jpg", again)])
+    await server.wait_for_request(
+        "DELETE", rf"/channels/{repost['channel_id']}/messages/{repost['id']}", timeout=WAIT_S
+    )
+    alert = await wait_for_alert(lumi, since_messages, "Case #2")
+    assert "re-post of an image a moderator confirmed" in message_text(alert)
+    case = await case_number(lumi, 2)
+    assert (case.status, case.action) == (CaseStatus.AUTO_ACTIONED, CaseAction.DELETED)
+
+
+async def test_missing_delete_permission_still_records_the_case(lumi: LumiHarness) -> None:
+    server = lumi.server
+    await setup_moderation(lumi, mod_channel="mod-log", review_threshold=0.0)
+    server.fail_next("DELETE", r"/channels/\d+/messages/\d+", 403)
+    since_messages = len(server.created_messages)
+    post = await server.post_message("photos", "alice", attachments=[("rocket.jpg", photo("rocket"))])
+    alert = await wait_for_alert(lumi, since_messages, "Case #1")
+    text = message_text(alert)
+    assert "cannot delete messages" in text and "alert only (post still up)" in text
+    assert post["id"] in text  # the jump link, since the post is still up
+    case = await case_number(lumi, 1)
+    assert (case.status, case.action, case.evidence_key) == (CaseStatus.OPEN, CaseAction.ALERTED, None)
+
+    status = await lumi.slash("moderation", subcommand="status", user="mod")
+    assert "cannot delete messages" in message_text(status)
+
+
+async def test_no_mod_channel_and_unreadable_files_never_crash(lumi: LumiHarness) -> None:
+    server = lumi.server
+    await setup_moderation(lumi, review_threshold=0.0)
+    await server.post_message(
+        "photos",
+        "alice",
+        attachments=[
+            ("bomb.png", corpus.png_declaring(1_000_000, 1_000_000)),
+            ("notes.jpg", corpus.PLAIN_TEXT),
+        ],
+    )
+    post = await server.post_message("photos", "alice", attachments=[("flower.jpg", photo("flower"))])
+    await server.wait_for_request(
+        "DELETE", rf"/channels/{post['channel_id']}/messages/{post['id']}", timeout=WAIT_S
+    )
+    for _ in range(100):
+        case = await case_number(lumi, 1)
+        if "no moderation channel" in case.reason:
+            break
+        await asyncio.sleep(0.05)
+    assert "no moderation channel is set" in case.reason
+    assert case.evidence_key is not None  # held: the copy stays for a moderator to restore from /moderation
+    status = message_text(await lumi.slash("moderation", subcommand="status", user="mod"))
+    assert "no moderation channel is set" in status and "Open cases\n1" in status
+
+
+async def test_scan_command_and_context_menu_answer_privately(lumi: LumiHarness) -> None:
+    server = lumi.server
+    reply = await lumi.slash("scan", user="alice", options={"image": ("cat.png", photo("chelsea"))})
+    assert reply["flags"] & 64
+    assert "cat.png" in message_text(reply) and "safe" in message_text(reply)
+
+    post = await server.post_message(
+        "nsfw", "alice", attachments=[("a.png", photo("coffee")), ("b.txt.jpg", corpus.PLAIN_TEXT)]
+    )
+    interaction = await server.message_context_command("Scan image", post, user="mod")
+    reply = await server.wait_for_reply(interaction, timeout=WAIT_S)
+    text = message_text(reply)
+    assert reply["flags"] & 64
+    assert "**a.png**: ✅ safe" in text and "This file is text, not an image." in text
+    async with lumi.bot.runtime.database.session() as session:
+        assert await repo.list_cases(session=session, guild_id=lumi.guild_id) == []
+
+
+async def test_forget_scrubs_the_users_alerts(lumi: LumiHarness) -> None:
+    server = lumi.server
+    await setup_moderation(lumi, mod_channel="mod-log", review_threshold=0.0)
+    since_messages = len(server.created_messages)
+    await server.post_message("photos", "alice", attachments=[("c.jpg", photo("china"))])
+    alert = await wait_for_alert(lumi, since_messages, "Case #1")
+    assert alert["attachments"]
+    reply = await lumi.slash("moderation", subcommand="forget", user="owner", options={"user": "alice"})
+    assert "1 case(s) anonymised" in message_text(reply) and "1 alert(s) scrubbed" in message_text(reply)
+    assert alert["attachments"] == []
+    assert "data deleted on request" in message_text(alert)
+    case = await case_number(lumi, 1)
+    assert (case.author_id, case.evidence_key) == (0, None)

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from inference.images import decode_image
+from inference.runners.base import ModelUnavailable
+from inference.runners.nudenet import NudeNetRunner
+from inference.runners.open_nsfw import OpenNsfwRunner
+from tests.fakes.images import PHOTO_NAMES, photo_bytes
+
+
+@pytest.fixture(scope="session")
+def nudenet_runner() -> Iterator[NudeNetRunner]:
+    runner = NudeNetRunner("cpu")
+    try:
+        runner.load()
+    except ModelUnavailable as exc:
+        pytest.skip(str(exc))
+    yield runner
+    runner.close()
+
+
+@pytest.fixture(scope="session")
+def open_nsfw_runner() -> Iterator[OpenNsfwRunner]:
+    runner = OpenNsfwRunner("cpu")
+    try:
+        runner.load()
+    except ModelUnavailable as exc:
+        pytest.skip(str(exc))
+    yield runner
+    runner.close()
+
+
+@pytest.fixture(scope="session")
+def package_photos() -> dict[str, Image.Image]:
+    """First decoded frame of every package photo that is installed here."""
+    photos: dict[str, Image.Image] = {}
+    for name in PHOTO_NAMES:
+        data = photo_bytes(name)
+        if data is not None:
+            photos[name] = decode_image(data).frames[0]
+    if len(photos) < 3:
+        pytest.skip("fewer than 3 package photos are installed (skimage, sklearn, matplotlib, ultralytics)")
+    return photos

@@ -1,0 +1,63 @@
+"""The README's first command ends in `lumi run`: without a token it must serve the playground."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_run_without_token_serves_playground_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_URL"))},
+        "DATA_DIR": str(tmp_path / "data"),
+        "WEB_PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if "Press Ctrl+C" in line:
+                break
+        text = "".join(output)
+        match = re.search(r"playground mode: (http://\S+)/", text)
+        assert match, text
+        assert "DISCORD_TOKEN" in text
+        with urllib.request.urlopen(f"{match.group(1)}/healthz", timeout=10) as response:
+            body = json.load(response)
+        assert body["status"] == "ok"
+        assert (tmp_path / "data" / "lumi.db").exists()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

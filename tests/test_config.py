@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import SettingsError, load_settings
+
+
+def test_defaults_are_embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    settings = load_settings()
+    assert settings.discord_token is None
+    assert settings.resolved_database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.resolved_database_url.endswith("/data/lumi.db")
+    assert settings.web_host == "127.0.0.1"
+
+
+def test_env_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("DISCORD_DEV_GUILD_ID=123456789012345678\nWEB_PORT=9999\n")
+    settings = load_settings()
+    assert settings.discord_dev_guild_id == 123456789012345678
+    assert settings.web_port == 9999
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("WEB_PORT", "http", "WEB_PORT"),
+        ("WEB_PORT", "70000", "WEB_PORT"),
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL"),
+        ("DISCORD_DEV_GUILD_ID", "my-guild", "DISCORD_DEV_GUILD_ID"),
+    ],
+)
+def test_invalid_values_give_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert expected in message
+
+
+def test_cli_reports_bad_config_without_traceback(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "WEB_PORT": "not-a-port", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "db", "current"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "WEB_PORT" in lines[0]
+
+
+def test_link_secret_is_generated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = load_settings().link_secret_value()
+    second = load_settings().link_secret_value()
+    assert first == second
+    assert len(first) >= 32
