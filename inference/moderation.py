@@ -48,7 +48,7 @@ def register_moderation_models(
     cores for its intra-op pool: more threads than cores makes onnxruntime's workers fight each other.
     """
     if intra_op_threads is None:
-        intra_op_threads = max(1, (os.cpu_count() or 2) // 2)
+        intra_op_threads = max(1, _usable_cores() // 2)
 
     def nudenet(device: Device) -> NudeNetRunner:
         return NudeNetRunner(device, intra_op_threads=intra_op_threads)
@@ -58,6 +58,13 @@ def register_moderation_models(
 
     registry.register(NUDENET, nudenet, batch=batch)
     registry.register(OPEN_NSFW, open_nsfw, batch=batch)
+
+
+def _usable_cores() -> int:
+    # A container may see more cores than its CPU affinity lets it use.
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 2
 
 
 @dataclass(frozen=True)

@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.errors import UserFacingError
 from bot.services.image_fetch import FetchedImage, ImageFetcher
+from bot.services.moderation_cases import (
+    CaseChoice,
+    EvidenceFile,
+    PendingDecision,
+    allowed_choices,
+    case_category,
+    refusal,
+)
 from bot.services.moderation_checker import CheckStatus, ImageChecker, KnownHash, Verdict
+from bot.services.moderation_config import GuildModeration, config_from_row, edit_ids, merge_policy
+from bot.services.moderation_evidence import EvidenceStore, case_assets
 from bot.services.moderation_policy import (
     DEFAULT_POLICY,
     Action,
@@ -37,16 +44,9 @@ from bot.services.moderation_policy import (
 from storage import repo
 from storage.blobs import BlobStore
 from storage.db import Database
-from storage.models import (
-    AssetOwner,
-    CaseAction,
-    CaseStatus,
-    GuildSettings,
-    ModerationCase,
-    StoredAsset,
-    utcnow,
-)
+from storage.models import AssetOwner, CaseAction, CaseStatus, ModerationCase, utcnow
 
+# Re-exported: the Discord layer imports the moderation API from this one module.
 __all__ = [
     "CaseChoice",
     "EvidenceFile",
@@ -58,53 +58,18 @@ __all__ = [
     "PostOutcome",
     "PurgedEvidence",
     "allowed_choices",
+    "case_category",
 ]
 
 log = logging.getLogger(__name__)
 
 _MAX_PROBLEMS = 20
-_FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _ACTION_TO_CASE: dict[Action, CaseAction] = {
     Action.DELETE: CaseAction.DELETED,
     Action.HOLD: CaseAction.HELD,
     Action.ALERT: CaseAction.ALERTED,
     Action.NONE: CaseAction.NONE,
 }
-
-
-class CaseChoice(StrEnum):
-    """The moderator buttons under an alert."""
-
-    CONFIRM = "confirm"
-    RESTORE = "restore"
-    TIMEOUT = "timeout"
-    DISMISS = "dismiss"
-
-
-@dataclass(frozen=True)
-class GuildModeration:
-    guild_id: int
-    enabled: bool
-    policy: Policy
-    mod_channel_id: int | None
-    exempt_channel_ids: frozenset[int]
-    exempt_role_ids: frozenset[int]
-    # Set when the stored policy no longer validates; the defaults apply meanwhile.
-    policy_problem: str | None = None
-
-    def exemption(
-        self, *, channel_ids: Iterable[int], channel_nsfw: bool, role_ids: Iterable[int]
-    ) -> str | None:
-        """Why a post is not checked, or None. ``channel_ids``: the channel and, for threads, its parent."""
-        if not self.enabled:
-            return "moderation is turned off in this server"
-        if channel_nsfw and self.policy.exempt_nsfw_channels:
-            return "age-restricted channel"
-        if self.exempt_channel_ids.intersection(channel_ids):
-            return "exempt channel"
-        if self.exempt_role_ids.intersection(role_ids):
-            return "exempt role"
-        return None
 
 
 @dataclass(frozen=True)
@@ -129,34 +94,6 @@ class PostOutcome:
 
 
 @dataclass(frozen=True)
-class EvidenceFile:
-    filename: str
-    data: bytes
-    content_type: str
-
-
-@dataclass
-class PendingDecision:
-    """A moderator's choice being carried out; the case changes when the ``decide`` block exits."""
-
-    case: ModerationCase
-    choice: CaseChoice
-    moderator_id: int
-    timeout_minutes: int
-    evidence: list[EvidenceFile] = field(default_factory=list)
-    problem: str | None = None
-    post_removed: bool = False
-
-    @property
-    def post_still_up(self) -> bool:
-        """The flagged post was only alerted on, so confirming it should remove it now."""
-        return self.case.action is CaseAction.ALERTED and self.case.message_id is not None
-
-    def fail(self, problem: str) -> None:
-        self.problem = problem
-
-
-@dataclass(frozen=True)
 class ForgetReport:
     counts: dict[str, int]
     # (channel id, message id, case number) of alerts that showed the user; the caller scrubs them.
@@ -170,24 +107,6 @@ class PurgedEvidence:
     case_number: int
     alert_channel_id: int | None
     alert_message_id: int | None
-
-
-def allowed_choices(case: ModerationCase) -> frozenset[CaseChoice]:
-    """Which buttons still make sense for a case in its current state."""
-    if case.status in (CaseStatus.RESTORED, CaseStatus.DISMISSED):
-        return frozenset()
-    if case.status is CaseStatus.CONFIRMED:
-        return frozenset() if case.action is CaseAction.TIMED_OUT else frozenset({CaseChoice.TIMEOUT})
-    choices = {CaseChoice.CONFIRM, CaseChoice.TIMEOUT, CaseChoice.DISMISS}
-    if case.action in (CaseAction.DELETED, CaseAction.HELD) and case.evidence_key is not None:
-        choices.add(CaseChoice.RESTORE)
-    return frozenset(choices)
-
-
-def case_category(case: ModerationCase) -> str | None:
-    if not case.scores:
-        return None
-    return max(case.scores.items(), key=lambda item: item[1])[0]
 
 
 class ModerationService:
@@ -204,7 +123,7 @@ class ModerationService:
         self.blobs = blobs
         self.checker = checker
         self.fetcher = fetcher or ImageFetcher()
-        self.evidence_retention = evidence_retention
+        self.evidence = EvidenceStore(database, blobs, retention=evidence_retention)
         self._problems: dict[int, deque[tuple[datetime, str]]] = defaultdict(
             lambda: deque(maxlen=_MAX_PROBLEMS)
         )
@@ -249,7 +168,7 @@ class ModerationService:
         async with self.database.session() as session:
             row = await repo.get_guild_settings(session=session, guild_id=guild_id)
             await session.commit()
-        return _config_from_row(row)
+        return config_from_row(row)
 
     async def configure(
         self,
@@ -276,23 +195,23 @@ class ModerationService:
             elif mod_channel_id is not None:
                 changes["mod_channel_id"] = mod_channel_id
             if reset_policy or policy_changes:
-                base = {} if reset_policy else _stored_policy(row)
-                merged = _merge_policy(base, policy_changes or {})
+                base = {} if reset_policy else dict(row.moderation_policy or {})
+                merged = merge_policy(base, policy_changes or {})
                 try:
                     policy = parse_policy(merged)
                 except PolicyError as error:
                     raise UserFacingError(str(error)) from None
                 changes["moderation_policy"] = policy_to_json(policy)
-            channels = _edit_ids(row.exempt_channel_ids, exempt_channels_add, exempt_channels_remove)
+            channels = edit_ids(row.exempt_channel_ids, exempt_channels_add, exempt_channels_remove)
             if channels != list(row.exempt_channel_ids):
                 changes["exempt_channel_ids"] = channels
-            roles = _edit_ids(row.exempt_role_ids, exempt_roles_add, exempt_roles_remove)
+            roles = edit_ids(row.exempt_role_ids, exempt_roles_add, exempt_roles_remove)
             if roles != list(row.exempt_role_ids):
                 changes["exempt_role_ids"] = roles
             if changes:
                 row = await repo.update_guild_settings(session=session, guild_id=guild_id, **changes)
             await session.commit()
-        return _config_from_row(row)
+        return config_from_row(row)
 
     # -- posts ----------------------------------------------------------------------------------------
 
@@ -365,12 +284,14 @@ class ModerationService:
             if remove:
                 assert case.id is not None
                 try:
-                    written = await self._store_evidence(session, case.id, post.guild_id, images)
+                    written = await self.evidence.store(
+                        session, case_id=case.id, guild_id=post.guild_id, images=images
+                    )
                     stored = True
                 except Exception:
                     # Never remove what could not be kept: the post stays up and the moderators decide.
                     log.exception("evidence for case %s could not be stored", case.case_number)
-                    await self._delete_blobs(written)
+                    await self.evidence.delete_blobs(written)
                     written = []
                     problem = "the image could not be stored as evidence, so the post was left up"
                     self.report_problem(post.guild_id, f"case #{case.case_number}: {problem}")
@@ -386,12 +307,12 @@ class ModerationService:
                         session=session,
                         case=case,
                         evidence_key=written[flagged_index],
-                        evidence_expires_at=utcnow() + self.evidence_retention,
+                        evidence_expires_at=utcnow() + self.evidence.retention,
                     )
             try:
                 await session.commit()
             except BaseException:
-                await self._delete_blobs(written)
+                await self.evidence.delete_blobs(written)
                 raise
         log.info(
             "case #%s in guild %s: %s (%s)",
@@ -401,34 +322,6 @@ class ModerationService:
             decision.reason,
         )
         return case, stored
-
-    async def _store_evidence(
-        self, session: AsyncSession, case_id: int, guild_id: int, images: Sequence[FetchedImage]
-    ) -> list[str]:
-        keys: list[str] = []
-        expires = utcnow() + self.evidence_retention
-        infos = []
-        try:
-            for index, image in enumerate(images):
-                key = f"moderation/{guild_id}/{case_id}/{index}-{_safe_filename(image.filename)}"
-                infos.append((image, await self.blobs.put(key, image.data, image.content_type)))
-                keys.append(key)
-        except BaseException:
-            await self._delete_blobs(keys)
-            raise
-        for image, info in infos:
-            await repo.add_asset(
-                session=session,
-                key=info.key,
-                content_type=info.content_type,
-                size=info.size,
-                sha256=info.sha256,
-                filename=image.filename[:255] or "image",
-                owner_kind=AssetOwner.CASE.value,
-                owner_id=str(case_id),
-                expires_at=expires,
-            )
-        return keys
 
     async def record_enforcement(
         self,
@@ -448,7 +341,7 @@ class ModerationService:
             if post_removed is False and case.action in (CaseAction.DELETED, CaseAction.HELD):
                 # The post is still up: a moderator has to act, and the private copy is not needed.
                 changes.update(status=CaseStatus.OPEN, action=CaseAction.ALERTED)
-                orphaned = await self._detach_evidence(session, case)
+                orphaned = await self.evidence.detach(session, case)
                 changes.update(evidence_key=None, evidence_expires_at=None)
             if timed_out:
                 lines.append("author timed out automatically")
@@ -460,7 +353,7 @@ class ModerationService:
             if changes:
                 case = await repo.update_case(session=session, case=case, **changes)
             await session.commit()
-        await self._delete_blobs(orphaned)
+        await self.evidence.delete_blobs(orphaned)
         for problem in problems:
             self.report_problem(case.guild_id, f"case #{case.case_number}: {problem}")
         return case
@@ -482,7 +375,7 @@ class ModerationService:
             if case is None or case.guild_id != guild_id:
                 raise UserFacingError("That case does not exist in this server (any more).")
             if choice not in allowed_choices(case):
-                raise UserFacingError(_refusal(case, choice))
+                raise UserFacingError(refusal(case, choice))
             config = await self.guild_config(guild_id)
             pending = PendingDecision(
                 case=case,
@@ -491,9 +384,9 @@ class ModerationService:
                 timeout_minutes=config.policy.timeout_minutes,
             )
             if choice is CaseChoice.RESTORE:
-                pending.evidence = await self._load_evidence(case)
+                pending.evidence = await self.evidence.load(case)
                 if not pending.evidence:
-                    raise UserFacingError(_refusal(case, choice, evidence_missing=True))
+                    raise UserFacingError(refusal(case, choice, evidence_missing=True))
             yield pending
             await self._apply_decision(pending)
 
@@ -533,43 +426,19 @@ class ModerationService:
                 line = f"dismissed by {mention}"
             if choice in (CaseChoice.RESTORE, CaseChoice.DISMISS):
                 # The image is public again, or judged harmless: keeping a private copy serves nobody.
-                orphaned = await self._detach_evidence(session, case)
+                orphaned = await self.evidence.detach(session, case)
                 changes.update(evidence_key=None, evidence_expires_at=None)
             changes["reason"] = f"{case.reason}\n{line}"
             pending.case = await repo.update_case(session=session, case=case, **changes)
             await session.commit()
-        await self._delete_blobs(orphaned)
+        await self.evidence.delete_blobs(orphaned)
         if confirmed_hash is not None:
             known = await self._known_hashes(case.guild_id)
             known.append(KnownHash(confirmed_hash, case.id, case_category(case)))
         log.info("case #%s in guild %s: %s", case.case_number, case.guild_id, line)
 
-    async def _load_evidence(self, case: ModerationCase) -> list[EvidenceFile]:
-        async with self.database.session() as session:
-            assets = await _case_assets(session, _id(case))
-        files = []
-        for asset in assets:
-            try:
-                data = await self.blobs.read(asset.key)
-            except Exception:
-                log.warning("evidence %s of case %s is missing", asset.key, case.case_number)
-                continue
-            files.append(EvidenceFile(asset.filename, data, asset.content_type))
-        return files
-
     async def evidence_preview(self, case: ModerationCase) -> EvidenceFile | None:
-        """The flagged image of a case, while its evidence is kept."""
-        if case.evidence_key is None:
-            return None
-        async with self.database.session() as session:
-            asset = await repo.get_asset(session=session, key=case.evidence_key)
-        try:
-            data = await self.blobs.read(case.evidence_key)
-        except Exception:
-            return None
-        if asset is None:
-            return EvidenceFile("image", data, "application/octet-stream")
-        return EvidenceFile(asset.filename, data, asset.content_type)
+        return await self.evidence.preview(case)
 
     # -- queries --------------------------------------------------------------------------------------
 
@@ -613,13 +482,13 @@ class ModerationService:
             ]
             keys: set[str] = set()
             for case in authored:
-                for asset in await _case_assets(session, _id(case)):
+                for asset in await case_assets(session, _id(case)):
                     keys.add(asset.key)
                     await repo.delete_asset(session=session, key=asset.key)
             deleted = await repo.delete_user_data(session=session, guild_id=guild_id, user_id=user_id)
             keys.update(deleted.blob_keys)
             await session.commit()
-        await self._delete_blobs(sorted(keys))
+        await self.evidence.delete_blobs(sorted(keys))
         counts = deleted.counts()
         counts["blobs"] = len(keys)
         log.info("forgot user %s in guild %s: %s", user_id, guild_id, counts)
@@ -632,7 +501,7 @@ class ModerationService:
         keys: list[str] = []
         async with self.database.session() as session:
             for case in await repo.expired_evidence(session=session, now=now):
-                keys.extend(await self._detach_evidence(session, case))
+                keys.extend(await self.evidence.detach(session, case))
                 await repo.update_case(
                     session=session, case=case, evidence_key=None, evidence_expires_at=None
                 )
@@ -651,26 +520,10 @@ class ModerationService:
                     keys.append(asset.key)
                     await repo.delete_asset(session=session, key=asset.key)
             await session.commit()
-        await self._delete_blobs(keys)
+        await self.evidence.delete_blobs(keys)
         if purged:
             log.info("deleted expired evidence of %d case(s)", len(purged))
         return purged
-
-    async def _detach_evidence(self, session: AsyncSession, case: ModerationCase) -> list[str]:
-        """Forget the case's evidence rows; returns the blob keys to delete once the transaction commits."""
-        keys = {asset.key for asset in await _case_assets(session, _id(case))}
-        if case.evidence_key is not None:
-            keys.add(case.evidence_key)
-        for key in keys:
-            await repo.delete_asset(session=session, key=key)
-        return sorted(keys)
-
-    async def _delete_blobs(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            try:
-                await self.blobs.delete(key)
-            except Exception:
-                log.exception("could not delete blob %s", key)
 
     async def close(self) -> None:
         try:
@@ -695,16 +548,6 @@ async def _case_or_error(session: AsyncSession, case_id: int) -> ModerationCase:
     return case
 
 
-async def _case_assets(session: AsyncSession, case_id: int) -> list[StoredAsset]:
-    # storage.repo lists assets of jobs only; cases own theirs the same way (owner kind "case").
-    statement = (
-        select(StoredAsset)
-        .where(StoredAsset.owner_kind == AssetOwner.CASE.value, StoredAsset.owner_id == str(case_id))
-        .order_by(col(StoredAsset.id))
-    )
-    return list((await session.exec(statement)).all())
-
-
 def _worst(pairs: list[tuple[FetchedImage, Verdict]]) -> tuple[FetchedImage, Verdict] | None:
     flagged = [pair for pair in pairs if pair[1].flagged]
     if not flagged:
@@ -716,69 +559,3 @@ def _worst(pairs: list[tuple[FetchedImage, Verdict]]) -> tuple[FetchedImage, Ver
         return (decision.level.rank, removes, decision.score)
 
     return max(flagged, key=severity)
-
-
-def _refusal(case: ModerationCase, choice: CaseChoice, *, evidence_missing: bool = False) -> str:
-    number = f"Case #{case.case_number}"
-    if evidence_missing:
-        return f"{number}: the evidence is gone (expired or deleted), nothing to restore."
-    if case.status in (CaseStatus.RESTORED, CaseStatus.DISMISSED, CaseStatus.CONFIRMED):
-        who = f" by <@{case.decided_by}>" if case.decided_by else ""
-        if choice is CaseChoice.TIMEOUT and case.action is CaseAction.TIMED_OUT:
-            return f"{number}: the author was already timed out{who}."
-        return f"{number} was already {case.status.value}{who}."
-    if choice is CaseChoice.RESTORE:
-        if case.action is CaseAction.ALERTED:
-            return f"{number}: the post was never removed, so there is nothing to restore."
-        return f"{number}: the evidence is gone (expired or deleted), nothing to restore."
-    return f"{number} cannot be {choice.value}ed now."
-
-
-def _safe_filename(name: str) -> str:
-    cleaned = _FILENAME_UNSAFE.sub("_", name).lstrip("._")[:80]
-    return cleaned or "image"
-
-
-def _stored_policy(row: GuildSettings) -> dict[str, Any]:
-    return dict(row.moderation_policy or {})
-
-
-def _merge_policy(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in changes.items():
-        if key == "categories" and isinstance(value, dict):
-            categories = {name: dict(rule) for name, rule in dict(merged.get("categories", {})).items()}
-            for name, rule in value.items():
-                categories[name] = {**categories.get(name, {}), **rule} if isinstance(rule, dict) else rule
-            merged["categories"] = categories
-        else:
-            merged[key] = value
-    return merged
-
-
-def _edit_ids(current: Iterable[int], add: Iterable[int], remove: Iterable[int]) -> list[int]:
-    removed = set(remove)
-    result = [value for value in current if value not in removed]
-    for value in add:
-        if value not in result and value not in removed:
-            result.append(value)
-    return result
-
-
-def _config_from_row(row: GuildSettings) -> GuildModeration:
-    problem = None
-    try:
-        policy = parse_policy(row.moderation_policy)
-    except PolicyError as error:
-        # A policy written by an older or newer Lumi must not stop moderation: defaults apply meanwhile.
-        log.warning("guild %s: stored moderation policy ignored: %s", row.guild_id, error)
-        policy, problem = DEFAULT_POLICY, str(error)
-    return GuildModeration(
-        guild_id=row.guild_id,
-        enabled=row.moderation_enabled,
-        policy=policy,
-        mod_channel_id=row.mod_channel_id,
-        exempt_channel_ids=frozenset(row.exempt_channel_ids or ()),
-        exempt_role_ids=frozenset(row.exempt_role_ids or ()),
-        policy_problem=problem,
-    )

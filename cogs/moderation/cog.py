@@ -14,11 +14,17 @@ from discord.ext import commands
 
 from bot.client import LumiBot
 from bot.errors import UserFacingError
-from bot.services.moderation import CaseChoice, ModerationService, PendingDecision, PurgedEvidence
+from bot.services.moderation import (
+    CaseChoice,
+    GuildModeration,
+    ModerationService,
+    PendingDecision,
+    PurgedEvidence,
+)
 from bot.services.moderation_checker import Verdict
 from bot.services.retention import EvidenceRetentionJob
 from cogs.moderation import render
-from cogs.moderation.enforcement import Enforcer, fetch_images, image_sources, spoiler_file
+from cogs.moderation.enforcement import Enforcer, fetch_images, image_file, image_sources
 from cogs.moderation.views import CaseButton, case_view
 from storage.models import CaseStatus
 
@@ -142,9 +148,7 @@ class Moderation(commands.Cog):
             if not isinstance(channel, discord.abc.Messageable):
                 pending.fail("the post's channel no longer exists")
                 return
-            files = [spoiler_file(f.filename, f.data) for f in pending.evidence]
-            for file in files:
-                file.spoiler = False
+            files = [image_file(f.filename, f.data, spoiler=False) for f in pending.evidence]
             text = (
                 f"Restored post by <@{case.author_id}> (moderation case #{case.case_number}, "
                 f"restored by <@{pending.moderator_id}>)."
@@ -270,7 +274,7 @@ class Moderation(commands.Cog):
             embed=await self._status(interaction.guild, config), ephemeral=True
         )
 
-    async def _status(self, guild: discord.Guild, config: Any) -> discord.Embed:
+    async def _status(self, guild: discord.Guild, config: GuildModeration) -> discord.Embed:
         me = guild.me
         missing = [
             name

@@ -130,6 +130,11 @@ class Enforcer:
         images, failures = await fetch_images(self.service.fetcher, sources)
         for filename, problem in failures:
             log.info("image %s of message %s not fetched: %s", filename, message.id, problem)
+        if failures and not images:
+            # Every download failing points at the set-up (allowed hosts, network), not at one bad file.
+            self.service.report_problem(
+                guild.id, f"no image of a post in #{channel} could be downloaded: {failures[0][1]}"
+            )
         post = PostContext(
             guild_id=guild.id, channel_id=channel.id, message_id=message.id, author_id=message.author.id
         )
@@ -212,7 +217,7 @@ class Enforcer:
         files = []
         if preview is not None and len(preview.data) <= MAX_PREVIEW_BYTES:
             if channel.permissions_for(guild.me).attach_files:
-                files.append(spoiler_file(preview.filename, preview.data))
+                files.append(image_file(preview.filename, preview.data, spoiler=True))
             else:
                 problems.append(f"Lumi cannot attach files in #{channel}, so the alert has no preview")
         try:
@@ -233,6 +238,7 @@ class Enforcer:
         return channel.id, sent.id
 
 
-def spoiler_file(filename: str, data: bytes) -> discord.File:
+def image_file(filename: str, data: bytes, *, spoiler: bool) -> discord.File:
+    # Discord shows a preview only for names with an image extension.
     name = filename if _has_image_extension(filename) else f"{filename}.png"
-    return discord.File(io.BytesIO(data), filename=name, spoiler=True)
+    return discord.File(io.BytesIO(data), filename=name, spoiler=spoiler)

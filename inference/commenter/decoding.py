@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import T5ForConditionalGeneration
+from transformers import EncoderDecoderCache, T5ForConditionalGeneration
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -81,20 +81,22 @@ def decode_candidates(
     greedy_rows = torch.tensor([index % per_prompt == 0 for index in range(rows)], device=device)
     top_k = max(1, min(settings.top_k, model.config.vocab_size))
 
+    # Rows that have ended are dropped from the batch (and from the cache) so late steps only pay
+    # for the candidates still being written.
+    active = torch.arange(rows, device=device)
+    output = torch.full((rows, settings.max_new_tokens), pad_id, dtype=torch.long, device=device)
     current = torch.full((rows, 1), model.config.decoder_start_token_id, dtype=torch.long, device=device)
-    finished = torch.zeros(rows, dtype=torch.bool, device=device)
-    steps: list[torch.Tensor] = []
-    cache = None
+    cache: EncoderDecoderCache | None = None
     for step in range(settings.max_new_tokens):
-        output = model(
+        result = model(
             encoder_outputs=(encoded,),
             attention_mask=attention_mask,
             decoder_input_ids=current,
             past_key_values=cache,
             use_cache=True,
         )
-        cache = output.past_key_values
-        logits = output.logits[:, -1, :].float()
+        cache = result.past_key_values
+        logits = result.logits[:, -1, :].float()
         logits[:, list(banned_ids)] = -torch.inf
         if step < settings.min_new_tokens:
             logits[:, eos_id] = -torch.inf
@@ -108,14 +110,20 @@ def decode_candidates(
         picked = torch.searchsorted(cumulative, draws).clamp(max=top_k - 1)
         sampled = top_ids.gather(1, picked).squeeze(1)
         chosen = torch.where(greedy_rows, greedy, sampled)
-        chosen = torch.where(finished, torch.full_like(chosen, pad_id), chosen)
-        steps.append(chosen)
-        finished |= chosen == eos_id
-        if bool(finished.all()):
+        output[active, step] = chosen
+        going = chosen != eos_id
+        if not bool(going.any()):
             break
+        if not bool(going.all()):
+            keep = going.nonzero().squeeze(1)
+            active, chosen = active[keep], chosen[keep]
+            encoded, attention_mask, greedy_rows = encoded[keep], attention_mask[keep], greedy_rows[keep]
+            row_seeds = row_seeds[keep.cpu().numpy()]
+            assert cache is not None
+            cache.batch_select_indices(keep)
         current = chosen.unsqueeze(1)
 
-    tokens = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in range(rows)]
+    tokens = output.tolist()
     candidates: list[list[list[int]]] = []
     for prompt_index in range(len(prompts)):
         group: list[list[int]] = []

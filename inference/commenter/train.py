@@ -178,6 +178,15 @@ def _write_metadata(out_dir: Path, config: TrainConfig, tokenizer: CommentTokeni
     )
 
 
+def _invocation() -> str:
+    """How this process was started, as a user would type it."""
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    arguments = " ".join(sys.argv[1:])
+    if program == "train.py":
+        return f"python -m inference.commenter.train {arguments}"
+    return f"{program} {arguments}".strip() or "train_commenter(config)"
+
+
 def _write_card(out_dir: Path, config: TrainConfig, report: TrainReport, data_sha: str) -> None:
     def scores(label: str, value: CommentScores | None) -> str:
         if value is None:
@@ -196,7 +205,7 @@ def _write_card(out_dir: Path, config: TrainConfig, report: TrainReport, data_sh
         "A T5-architecture encoder-decoder trained from scratch (no pretrained weights) to turn a list of "
         "Korean labels (emotions and object names) into a short SNS-style comment with emojis.\n\n"
         "## How it was produced\n"
-        f"- Command: `{' '.join(sys.argv) or 'train_commenter(config)'}`\n"
+        f"- Command: `{_invocation()}`\n"
         f"- Data: `{config.data_path.name}` (sha256 `{data_sha[:16]}…`), {report.train_pairs} train pairs, "
         f"{report.dev_pairs} dev pairs; the dev split is by a hash of each pair's content "
         f"(fraction {config.dev_fraction}); the dev pair ids are in `{SPLIT_FILE}`.\n"

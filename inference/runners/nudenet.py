@@ -116,7 +116,8 @@ class NudeNetRunner:
             path, model=self.name, device=self._requested_device, intra_op_threads=self._intra_op_threads
         )
         inputs, outputs = session.get_inputs(), session.get_outputs()
-        if len(inputs) != 1 or len(outputs) < 1:
+        rows = outputs[0].shape[1] if outputs and len(outputs[0].shape) == 3 else None
+        if len(inputs) != 1 or rows != 4 + len(NUDENET_LABELS):
             raise ModelUnavailable(
                 self.name, f"{str(path)!r} is not a NudeNet detector (unexpected inputs/outputs)"
             )

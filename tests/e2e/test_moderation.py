@@ -67,9 +67,11 @@ def buttons(message: JsonDict) -> dict[str, JsonDict]:
 
 async def click(lumi: LumiHarness, alert: JsonDict, action: str, user: str = "mod") -> str:
     """Click a case button; returns the text of Lumi's private answer to the clicker."""
-    interaction = await lumi.server.click_button(alert, buttons(alert)[action]["custom_id"], user=user)
-    reply = await lumi.server.wait_for_reply(interaction, timeout=WAIT_S)
-    assert reply["flags"] & 64
+    since = len(lumi.server.created_messages)
+    await lumi.server.click_button(alert, buttons(alert)[action]["custom_id"], user=user)
+    reply = await lumi.server.wait_for_message(
+        since=since, predicate=lambda m: bool(int(m["flags"]) & 64), timeout=WAIT_S
+    )
     return message_text(reply)
 
 

@@ -14,7 +14,7 @@ from tests.fakes.images import PHOTO_NAMES, photo_bytes
 
 @pytest.fixture(scope="session")
 def nudenet_runner() -> Iterator[NudeNetRunner]:
-    runner = NudeNetRunner("cpu")
+    runner = NudeNetRunner("cpu", intra_op_threads=1)
     try:
         runner.load()
     except ModelUnavailable as exc:
@@ -25,7 +25,7 @@ def nudenet_runner() -> Iterator[NudeNetRunner]:
 
 @pytest.fixture(scope="session")
 def open_nsfw_runner() -> Iterator[OpenNsfwRunner]:
-    runner = OpenNsfwRunner("cpu")
+    runner = OpenNsfwRunner("cpu", intra_op_threads=1)
     try:
         runner.load()
     except ModelUnavailable as exc:

@@ -33,9 +33,6 @@ from storage.blobs import LocalBlobStore
 from storage.db import Database
 from storage.models import ANONYMOUS_USER_ID, CaseAction, CaseStatus, utcnow
 from tests.fakes import images as corpus
-from tests.fakes.databases import database, sqlite_database
-
-__all__ = ["database", "sqlite_database"]
 
 GUILD = 111_111_111_111_111_111
 CHANNEL = 222_222_222_222_222_222
