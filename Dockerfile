@@ -1,5 +1,5 @@
 # Lumi on a CUDA runtime base: models use the GPU when the container is given one (--gpus all),
-# and the CPU otherwise.
+# and the CPU otherwise. onnxruntime-gpu replaces the CPU build (it falls back to the CPU by itself).
 FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -25,7 +25,9 @@ COPY inference ./inference
 COPY storage ./storage
 RUN /opt/lumi/bin/pip install --upgrade pip \
  && /opt/lumi/bin/pip install ".[ml]" \
- && /opt/lumi/bin/pip install --no-deps "ultralytics>=8.3,<9"
+ && /opt/lumi/bin/pip install --no-deps "ultralytics>=8.3,<9" \
+ && /opt/lumi/bin/pip uninstall -y onnxruntime \
+ && /opt/lumi/bin/pip install "onnxruntime-gpu>=1.18"
 
 RUN useradd --create-home --uid 10001 lumi && mkdir -p /data && chown lumi:lumi /data
 USER lumi

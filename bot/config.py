@@ -52,6 +52,32 @@ class Settings(BaseSettings):
     moderation_max_images_per_message: int = Field(default=10, ge=1, le=50)
     moderation_evidence_retention_days: float = Field(default=7.0, gt=0)
     moderation_cleanup_interval_s: float = Field(default=3600.0, ge=10)
+    # A second opinion from OpenAI's moderation endpoint (any OpenAI-compatible URL); off without a key.
+    moderation_openai_api_key: SecretStr | None = None
+    moderation_openai_base_url: str = ""
+
+    # 3D generation
+    meshy_api_key: SecretStr | None = None
+    meshy_base_url: str = "https://api.meshy.ai"
+    meshy_ai_model: Literal["latest", "meshy-4", "meshy-5", "meshy-6"] = "latest"
+    generation_daily_user_limit: int = Field(default=10, ge=0)
+    generation_daily_guild_limit: int = Field(default=100, ge=0)
+    generation_user_concurrent_limit: int = Field(default=2, ge=1)
+    generation_max_concurrent_jobs: int = Field(default=8, ge=1, le=1000)
+    generation_queue_retry_s: float = Field(default=15.0, gt=0)
+    generation_task_timeout_s: float = Field(default=3600.0, ge=10)
+    generation_max_asset_mb: float = Field(default=200.0, gt=0)
+    generation_progress_interval_s: float = Field(default=2.0, ge=0.05)
+    generation_interaction_ttl_s: float = Field(default=14 * 60.0, ge=1, le=15 * 60.0)
+    prompt_blocked_words: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    prompt_profanity_threshold: float = Field(default=0.97, gt=0, le=1)
+    enhancer_backend: Literal["auto", "openai", "local", "keywords"] = "auto"
+    enhancer_base_url: str = ""
+    enhancer_api_key: SecretStr | None = None
+    enhancer_model: str = ""
+    enhancer_local_model: Path | None = None
+    enhancer_language: Literal["auto", "en"] = "auto"
+    enhancer_timeout_s: float = Field(default=20.0, gt=0)
 
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -71,6 +97,23 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_guild_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("moderation_openai_api_key", mode="before")
+    @classmethod
+    def _blank_key_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("meshy_api_key", "enhancer_api_key", "enhancer_local_model", mode="before")
+    @classmethod
+    def _blank_generation_value_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("prompt_blocked_words", mode="before")
+    @classmethod
+    def _split_words(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [word.strip() for word in value.split(",") if word.strip()]
+        return value
 
     @field_validator("moderation_fetch_hosts", mode="before")
     @classmethod

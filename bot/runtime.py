@@ -8,12 +8,16 @@ from datetime import timedelta
 
 from bot import __version__
 from bot.config import Settings
+from bot.services.generation import GenerationService
+from bot.services.generation_setup import build_generation_service
 from bot.services.image_fetch import ImageFetcher
 from bot.services.moderation import ModerationService
-from bot.services.moderation_checker import ImageChecker
+from bot.services.moderation_checker import ExtraDetector, ImageChecker
+from bot.services.moderation_extra import OpenAIImageDetector
 from bot.services.status import StatusService
 from inference.images import ImageLimits
 from inference.registry import ModelRegistry
+from inference.remote.moderation_api import OpenAIModerationClient
 from storage.blobs import LocalBlobStore
 from storage.db import Database
 from storage.links import LinkSigner
@@ -30,6 +34,7 @@ class Runtime:
     registry: ModelRegistry
     status: StatusService
     moderation: ModerationService
+    generation: GenerationService
     public_base_url: str = ""
 
     @classmethod
@@ -50,6 +55,7 @@ class Runtime:
         registry = ModelRegistry(device=settings.inference_device)
         status = StatusService(version=__version__, database=database, registry=registry)
         moderation = _moderation_service(settings, database, blobs, registry)
+        generation = build_generation_service(settings, database, blobs)
         return cls(
             settings=settings,
             database=database,
@@ -58,6 +64,7 @@ class Runtime:
             registry=registry,
             status=status,
             moderation=moderation,
+            generation=generation,
             public_base_url=settings.resolved_public_base_url,
         )
 
@@ -68,6 +75,8 @@ class Runtime:
     async def close(self) -> None:
         """Release models first (they may still be finishing work), then the database."""
         try:
+            # Generation first: stopping its jobs leaves their rows as they are, to resume at next start.
+            await self.generation.close()
             await self.moderation.close()
             await self.registry.close()
         finally:
@@ -78,10 +87,17 @@ def _moderation_service(
     settings: Settings, database: Database, blobs: LocalBlobStore, registry: ModelRegistry
 ) -> ModerationService:
     max_bytes = int(settings.moderation_max_image_mb * 1024 * 1024)
+    extra: list[ExtraDetector] = []
+    if settings.moderation_openai_api_key is not None:
+        client = OpenAIModerationClient(
+            settings.moderation_openai_api_key.get_secret_value(),
+            base_url=settings.moderation_openai_base_url or None,
+        )
+        extra.append(OpenAIImageDetector(client))
     return ModerationService(
         database=database,
         blobs=blobs,
-        checker=ImageChecker(registry, limits=ImageLimits(max_bytes=max_bytes)),
+        checker=ImageChecker(registry, limits=ImageLimits(max_bytes=max_bytes), extra_detectors=extra),
         fetcher=ImageFetcher(
             allowed_hosts=settings.moderation_fetch_hosts,
             max_bytes=max_bytes,

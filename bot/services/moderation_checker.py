@@ -64,6 +64,8 @@ class ExtraDetector(Protocol):
 
     async def scores(self, data: bytes, decoded: DecodedImage) -> Mapping[str, float]: ...
 
+    async def close(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class KnownHash:
@@ -194,9 +196,12 @@ class ImageChecker:
                 return Verdict(
                     status=CheckStatus.REPEAT, decision=decision, elapsed_ms=_ms_since(started), **facts
                 )
+        extra_task = asyncio.ensure_future(self._extra_scores(data, image)) if self.extra_detectors else None
         try:
             analysis = await self._moderator.analyse(image)
         except (ModelUnavailable, QueueFull, BatcherClosed) as error:
+            if extra_task is not None:
+                extra_task.cancel()
             if isinstance(error, ModelUnavailable):
                 reason = f"the {error.name} model is unavailable: {error.reason}"
             else:
@@ -210,7 +215,11 @@ class ImageChecker:
                 elapsed_ms=_ms_since(started),
                 **facts,
             )
-        extra = await self._extra_scores(data, image)
+        except BaseException:
+            if extra_task is not None:
+                extra_task.cancel()
+            raise
+        extra = await extra_task if extra_task is not None else {}
         scores = category_scores(analysis.label_scores.items(), analysis.nsfw_score, extra)
         labels = [
             {"label": label, "score": round(score, 3)}
@@ -243,8 +252,13 @@ class ImageChecker:
         return combined
 
     async def close(self) -> None:
-        """Stop the decoding threads; the models belong to the registry and are closed with it."""
+        """Stop the decoding threads and extra detectors; the models are the registry's to close."""
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        for detector in self.extra_detectors:
+            try:
+                await detector.close()
+            except Exception:
+                log.warning("closing extra detector %s failed", detector.name, exc_info=True)
 
 
 def _closest(value: str, known: Sequence[KnownHash], max_distance: int) -> tuple[KnownHash, int] | None:

@@ -41,10 +41,6 @@ class GuildModeration:
         return None
 
 
-def stored_policy(row: GuildSettings) -> dict[str, Any]:
-    return dict(row.moderation_policy or {})
-
-
 def merge_policy(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in changes.items():

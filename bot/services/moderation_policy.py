@@ -99,7 +99,10 @@ _EXTRA_NAMES: Final = {
     "violence": "violence",
     "violence/graphic": "violence_graphic",
     "violence_graphic": "violence_graphic",
+    "sexual/minors": "sexual_explicit",
     "self-harm": "self_harm",
+    "self-harm/intent": "self_harm",
+    "self-harm/instructions": "self_harm",
     "self_harm": "self_harm",
 }
 

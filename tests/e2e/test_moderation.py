@@ -254,3 +254,23 @@ async def test_forget_scrubs_the_users_alerts(lumi: LumiHarness) -> None:
     assert "data deleted on request" in message_text(alert)
     case = await case_number(lumi, 1)
     assert (case.author_id, case.evidence_key) == (0, None)
+
+
+async def test_cdn_links_and_image_embeds_are_checked_other_hosts_are_not(lumi: LumiHarness) -> None:
+    server = lumi.server
+    await setup_moderation(lumi, mod_channel="mod-log", review_threshold=0.0)
+    photos = server.channel("photos")
+    linked = server.host_file(photos.id, "linked.png", photo("rocket"))
+    embedded = server.host_file(photos.id, "embedded.jpg", photo("bus"))
+    since_messages = len(server.created_messages)
+    post = await server.post_message(
+        "photos",
+        "alice",
+        f"look {linked['url']} and https://example.org/elsewhere.png",
+        embeds=[{"type": "image", "url": embedded["url"], "thumbnail": {"url": embedded["url"]}}],
+    )
+    alert = await wait_for_alert(lumi, since_messages, "Case #1")
+    fetched = sorted(r.path.rsplit("/", 1)[-1] for r in server.rest.cdn_requests)
+    assert fetched == ["embedded.jpg", "linked.png"]
+    assert len(alert["attachments"]) == 1
+    await server.wait_for_request("DELETE", rf"/channels/{photos.id}/messages/{post['id']}", timeout=WAIT_S)

@@ -21,11 +21,13 @@ from bot.errors import UserFacingError
 from bot.services.image_fetch import FetchedImage
 from bot.services.moderation import CaseChoice, ModerationService, PostContext, allowed_choices
 from bot.services.moderation_checker import CheckStatus, ImageChecker
+from bot.services.moderation_extra import OpenAIImageDetector
 from bot.services.moderation_policy import DEFAULT_POLICY, Level
 from bot.services.retention import EvidenceRetentionJob
 from inference.images import decode_image, phash
 from inference.moderation import NUDENET, OPEN_NSFW
 from inference.registry import ModelRegistry
+from inference.remote.moderation_api import OpenAIModerationClient
 from inference.runners.nudenet import NudeNetRunner
 from inference.runners.open_nsfw import OpenNsfwRunner
 from storage import repo
@@ -33,6 +35,7 @@ from storage.blobs import LocalBlobStore
 from storage.db import Database
 from storage.models import ANONYMOUS_USER_ID, CaseAction, CaseStatus, utcnow
 from tests.fakes import images as corpus
+from tests.fakes.openai_server import FakeOpenAI
 
 GUILD = 111_111_111_111_111_111
 CHANNEL = 222_222_222_222_222_222
@@ -406,3 +409,26 @@ def _id(case: object) -> int:
     value = getattr(case, "id", None)
     assert isinstance(value, int)
     return value
+
+
+async def test_openai_second_opinion_adds_scores_and_never_blocks() -> None:
+    photo_data = photo("grace_hopper")
+    async with FakeOpenAI(moderation_scores={"sexual": 0.01, "violence/graphic": 0.93}) as fake:
+        registry = ModelRegistry(device="cpu")
+        client = OpenAIModerationClient(fake.api_key, base_url=fake.base_url, max_retries=0)
+        checker = ImageChecker(registry, extra_detectors=[OpenAIImageDetector(client)])
+        try:
+            verdict = await checker.check_image(photo_data)
+            assert verdict.scores["violence_graphic"] == 0.93
+            assert (verdict.decision.level, verdict.decision.category) == (Level.ACT, "violence_graphic")
+            (request,) = fake.moderation_requests
+            url = request.json["input"][0]["image_url"]["url"]
+            assert url.startswith("data:image/jpeg;base64,")  # the downscaled frame, not the original
+
+            fake.fail_next(500, count=5)
+            verdict = await checker.check_image(photo_data)
+            assert verdict.status is CheckStatus.CHECKED and not verdict.flagged
+            assert "violence_graphic" not in verdict.scores
+        finally:
+            await checker.close()
+            await registry.close()

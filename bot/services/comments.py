@@ -1,0 +1,388 @@
+"""SNS-style photo comments: per-guild settings, the moderation gate, perception, writing, records.
+
+No Discord here. The comments cog asks ``admit`` whether a photo post in a channel should get a
+comment now (enabled channel, cooldown over), fetches the images, and hands them to ``comment_post``,
+which first asks the moderation service for a verdict on every image and comments only when none is
+flagged. After the reply is posted the cog calls ``record``.
+
+The moderation gate asks ``ModerationService.check_image`` itself rather than waiting for the
+moderation cog's result for the same message: that result is not published anywhere. It costs a
+second pass of the two small moderation models per commented photo (tens of milliseconds; both
+passes share the models' batchers) and gives the same verdict, since it uses the guild's policy and
+confirmed-image hashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from bot.errors import UserFacingError
+from bot.services.comment_backends import (
+    BACKEND_NAMES,
+    BackendName,
+    CommentBackend,
+    CommentWriter,
+    LlmBackend,
+    LocalModelBackend,
+    WrittenComment,
+)
+from bot.services.moderation import ModerationService
+from inference.images import ImageLimits, ImageRejected, decode_image_async
+from inference.labels import LANGUAGES, Label, Language, label_from_text
+from inference.perception import (
+    Perceiver,
+    Perception,
+    PerceptionConfig,
+    merge_labels,
+    register_perception_models,
+)
+from inference.registry import ModelRegistry
+from inference.remote.chat import ChatClient
+from inference.runners.commenter import register_commenter
+from inference.runners.faces import FaceDetector
+from storage import repo
+from storage.db import Database
+from storage.models import GuildSettings
+
+__all__ = [
+    "CommentOptions",
+    "CommentService",
+    "GuildComments",
+    "PhotoComment",
+    "PostRef",
+    "ScreenContext",
+    "build_perceiver",
+    "build_writer",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_COOLDOWN_S: Final = 24 * 3600
+
+
+@dataclass(frozen=True)
+class CommentOptions:
+    """Everything about comments that is configured per process (see the Comments block in Settings)."""
+
+    model_dir: Path | None = None
+    face_detector: FaceDetector = "auto"
+    objects_weights: str = "yolov8m-oiv7.pt"
+    objects_weights_dir: Path | None = None
+    objects_download: bool = True
+    perception: PerceptionConfig = field(default_factory=PerceptionConfig)
+    llm_base_url: str = ""
+    llm_api_key: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = 15.0
+    llm_max_retries: int = 2
+    max_images: int = 4
+    image_limits: ImageLimits = field(default_factory=ImageLimits)
+
+
+def build_perceiver(registry: ModelRegistry, options: CommentOptions) -> Perceiver:
+    register_perception_models(
+        registry,
+        face_detector=options.face_detector,
+        objects_weights=options.objects_weights,
+        objects_weights_dir=options.objects_weights_dir,
+        objects_download=options.objects_download,
+    )
+    return Perceiver(registry, options.perception)
+
+
+def build_writer(registry: ModelRegistry, options: CommentOptions) -> CommentWriter:
+    register_commenter(registry, model_dir=options.model_dir)
+    backends: dict[BackendName, CommentBackend] = {"local": LocalModelBackend(registry)}
+    if options.llm_base_url:
+        client = ChatClient(
+            options.llm_base_url,
+            options.llm_api_key,
+            options.llm_model,
+            timeout=options.llm_timeout_s,
+            max_retries=options.llm_max_retries,
+        )
+        # The SDK retries each failed attempt with backoff; the deadline caps all of them together.
+        deadline = options.llm_timeout_s * (options.llm_max_retries + 1) + 2.0
+        backends["llm"] = LlmBackend(client, deadline_s=deadline)
+    return CommentWriter(backends)
+
+
+@dataclass(frozen=True)
+class GuildComments:
+    guild_id: int
+    channel_ids: frozenset[int]
+    language: Language
+    backend: BackendName
+    cooldown_s: int
+
+    def enabled_in(self, channel_ids: Iterable[int]) -> bool:
+        """``channel_ids``: the channel and, for a thread, its parent (a thread follows its channel)."""
+        return not self.channel_ids.isdisjoint(channel_ids)
+
+
+@dataclass(frozen=True)
+class PostRef:
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+
+
+@dataclass(frozen=True)
+class ScreenContext:
+    """Where a post is, for the moderation gate's exemptions (the same ones moderation applies)."""
+
+    channel_ids: tuple[int, ...]
+    channel_nsfw: bool = False
+    role_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PhotoComment:
+    labels: list[Label]
+    comment: str
+    backend: BackendName
+    language: Language
+    latency_ms: float
+    perceptions: list[Perception] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def label_names(self) -> list[str]:
+        return [label.name(self.language) for label in self.labels]
+
+
+class CommentService:
+    def __init__(
+        self,
+        *,
+        database: Database | None,
+        perceiver: Perceiver,
+        writer: CommentWriter,
+        moderation: ModerationService | None = None,
+        max_images: int = 4,
+        image_limits: ImageLimits | None = None,
+        decode_threads: int = 2,
+    ) -> None:
+        self.database = database
+        self.perceiver = perceiver
+        self.writer = writer
+        self.moderation = moderation
+        self.max_images = max_images
+        self.image_limits = image_limits or ImageLimits()
+        self._decode_pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="lumi-comment")
+        # Settings change only through `configure` in this process, so reading them once per guild is safe.
+        self._configs: dict[int, GuildComments] = {}
+        self._last_comment: dict[int, float] = {}
+
+    # -- guild settings ---------------------------------------------------------------------------------
+
+    def _db(self) -> Database:
+        if self.database is None:
+            raise RuntimeError("this CommentService has no database (command-line use)")
+        return self.database
+
+    async def guild_config(self, guild_id: int) -> GuildComments:
+        cached = self._configs.get(guild_id)
+        if cached is not None:
+            return cached
+        async with self._db().session() as session:
+            row = await repo.get_guild_settings(session=session, guild_id=guild_id)
+            await session.commit()
+        config = _config_from_row(row)
+        self._configs[guild_id] = config
+        return config
+
+    async def configure(
+        self,
+        guild_id: int,
+        *,
+        enable_channels: Iterable[int] = (),
+        disable_channels: Iterable[int] = (),
+        language: str | None = None,
+        backend: str | None = None,
+        cooldown_s: int | None = None,
+    ) -> GuildComments:
+        """Apply a moderator's changes; raises ``UserFacingError`` naming an invalid value."""
+        changes: dict[str, object] = {}
+        if language is not None:
+            if language not in LANGUAGES:
+                raise UserFacingError(f"Comment language must be one of {', '.join(LANGUAGES)}.")
+            changes["comment_language"] = language
+        if backend is not None:
+            if backend not in BACKEND_NAMES:
+                raise UserFacingError(f"Comment backend must be one of {', '.join(BACKEND_NAMES)}.")
+            changes["comment_backend"] = backend
+        if cooldown_s is not None:
+            if not 0 <= cooldown_s <= MAX_COOLDOWN_S:
+                raise UserFacingError(f"The cooldown must be between 0 and {MAX_COOLDOWN_S} seconds.")
+            changes["comment_cooldown_s"] = cooldown_s
+        async with self._db().session() as session:
+            row = await repo.get_guild_settings(session=session, guild_id=guild_id)
+            removed = set(disable_channels)
+            channels = [channel for channel in row.comment_channel_ids if channel not in removed]
+            for channel in enable_channels:
+                if channel not in channels and channel not in removed:
+                    channels.append(channel)
+            if channels != list(row.comment_channel_ids):
+                changes["comment_channel_ids"] = channels
+            if changes:
+                row = await repo.update_guild_settings(session=session, guild_id=guild_id, **changes)
+            await session.commit()
+        config = _config_from_row(row)
+        self._configs[guild_id] = config
+        return config
+
+    # -- automatic comments -----------------------------------------------------------------------------
+
+    async def admit(self, guild_id: int, channel_ids: Sequence[int]) -> GuildComments | None:
+        """The guild's settings when a photo post in this channel should get a comment now, else None.
+
+        Admitting claims the channel's cooldown at once, so a burst of posts gets one comment rather
+        than one per post that arrived before the first comment was written.
+        """
+        config = await self.guild_config(guild_id)
+        if not config.enabled_in(channel_ids):
+            return None
+        channel_id = channel_ids[0]
+        now = time.monotonic()
+        last = self._last_comment.get(channel_id)
+        if last is not None and now - last < config.cooldown_s:
+            return None
+        self._last_comment[channel_id] = now
+        return config
+
+    def release(self, channel_id: int) -> None:
+        """Give back a cooldown claimed by ``admit`` when no comment was posted after all."""
+        self._last_comment.pop(channel_id, None)
+
+    async def comment_post(
+        self, images: Sequence[bytes], *, config: GuildComments, guild_id: int, screen: ScreenContext
+    ) -> PhotoComment | None:
+        """One comment for a post's images, or None (flagged, unreadable, or nothing recognisable)."""
+        images = list(images)[: self.max_images]
+        if not images or not await self.passes_moderation(guild_id, images, screen):
+            return None
+        return await self.comment_on_images(images, language=config.language, backend=config.backend)
+
+    async def passes_moderation(self, guild_id: int, images: Sequence[bytes], screen: ScreenContext) -> bool:
+        """Whether moderation would let every image through. Fails closed: an image moderation could
+        not check (models missing, unreadable) gets no comment."""
+        if self.moderation is None:
+            return True
+        config = await self.moderation.guild_config(guild_id)
+        exemption = config.exemption(
+            channel_ids=screen.channel_ids, channel_nsfw=screen.channel_nsfw, role_ids=screen.role_ids
+        )
+        if exemption is not None:
+            # Moderation does not look at this post, so nothing can flag it.
+            return True
+        verdicts = await asyncio.gather(
+            *(
+                self.moderation.check_image(data, guild_policy=config.policy, guild_id=guild_id)
+                for data in images
+            )
+        )
+        for verdict in verdicts:
+            if verdict.flagged or not verdict.checked:
+                log.info("no comment in guild %s: moderation says %s", guild_id, verdict.summary)
+                return False
+        return True
+
+    async def record(self, post: PostRef, result: PhotoComment) -> None:
+        async with self._db().session() as session:
+            await repo.add_comment_record(
+                session=session,
+                guild_id=post.guild_id,
+                channel_id=post.channel_id,
+                message_id=post.message_id,
+                author_id=post.author_id,
+                labels=[label.ko for label in result.labels],
+                backend=result.backend,
+                language=result.language,
+                comment=result.comment,
+                latency_ms=result.latency_ms,
+            )
+            await session.commit()
+
+    # -- comments on request (also used by the command line) --------------------------------------------
+
+    async def perceive(self, data: bytes) -> Perception:
+        """Labels of one image; raises ``ImageRejected`` (a safe message) for files that are not images."""
+        decoded = await decode_image_async(data, limits=self.image_limits, executor=self._decode_pool)
+        return await self.perceiver.perceive(decoded.frames[0])
+
+    async def comment_on_images(
+        self, images: Sequence[bytes], *, language: Language, backend: BackendName
+    ) -> PhotoComment | None:
+        """One comment for all the images together (their labels merged), or None without any label."""
+        started = time.perf_counter()
+        results = await asyncio.gather(*(self.perceive(data) for data in images), return_exceptions=True)
+        perceptions: list[Perception] = []
+        for result in results:
+            if isinstance(result, Perception):
+                perceptions.append(result)
+            elif isinstance(result, ImageRejected):
+                log.info("image not commented: %s", result.message)
+            elif isinstance(result, BaseException):
+                raise result
+        labels = merge_labels(perceptions, self.perceiver.config.max_labels)
+        if not labels:
+            return None
+        written = await self.writer.write(labels, language, backend=backend)
+        return _photo_comment(labels, written, language, started, perceptions)
+
+    async def comment_on_labels(
+        self, labels: Sequence[Label | str], *, language: Language, backend: BackendName
+    ) -> PhotoComment:
+        started = time.perf_counter()
+        parsed = [label if isinstance(label, Label) else label_from_text(label) for label in labels]
+        if not parsed:
+            raise UserFacingError("Give at least one label, e.g. 기쁨, 재킷.")
+        written = await self.writer.write(parsed, language, backend=backend)
+        return _photo_comment(parsed, written, language, started, [])
+
+    async def close(self) -> None:
+        try:
+            await self.writer.close()
+        finally:
+            self._decode_pool.shutdown(wait=False)
+
+
+def _photo_comment(
+    labels: list[Label],
+    written: WrittenComment,
+    language: Language,
+    started: float,
+    perceptions: list[Perception],
+) -> PhotoComment:
+    return PhotoComment(
+        labels=labels,
+        comment=written.text,
+        backend=written.backend,
+        language=language,
+        latency_ms=(time.perf_counter() - started) * 1000.0,
+        perceptions=perceptions,
+        skipped=written.skipped,
+    )
+
+
+def _config_from_row(row: GuildSettings) -> GuildComments:
+    language: Language = "en" if row.comment_language == "en" else "ko"
+    backend: BackendName = "local"
+    for name in BACKEND_NAMES:
+        if row.comment_backend == name:
+            backend = name
+    return GuildComments(
+        guild_id=row.guild_id,
+        channel_ids=frozenset(row.comment_channel_ids or ()),
+        language=language,
+        backend=backend,
+        cooldown_s=max(0, row.comment_cooldown_s),
+    )

@@ -1,0 +1,122 @@
+"""Embeds of the 3D feature, built from the service's snapshots and results only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import discord
+
+from bot.services.generation import JobResult, ModeratorAlert
+from bot.services.generation_progress import STAGE_LABELS, JobSnapshot, format_elapsed, progress_text
+from storage.models import GenerationJob, JobState
+
+THUMBNAIL_NAME = "preview.png"
+_STATE_MARKS = {
+    JobState.DONE: "✅",
+    JobState.FAILED: "❌",
+    JobState.CANCELED: "⏹️",
+}
+_COLOURS = {
+    JobState.DONE: discord.Colour.green(),
+    JobState.FAILED: discord.Colour.red(),
+    JobState.CANCELED: discord.Colour.light_grey(),
+}
+_FORMAT_ORDER = ("glb", "fbx", "obj", "mtl", "usdz", "stl", "3mf")
+
+Signer = Callable[[str], str]
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _prompt_lines(snapshot: JobSnapshot) -> str:
+    lines = [f"**Prompt:** {_clip(snapshot.prompt, 600)}"]
+    if snapshot.enhanced_prompt and snapshot.enhanced_prompt != snapshot.prompt:
+        source = f" ({snapshot.enhancer})" if snapshot.enhancer and snapshot.enhancer != "none" else ""
+        lines.append(f"**Enhanced prompt{source}:** {_clip(snapshot.enhanced_prompt, 1200)}")
+    return "\n".join(lines)
+
+
+def progress_embed(snapshot: JobSnapshot, *, viewer_url: str) -> discord.Embed:
+    embed = discord.Embed(
+        title=f"Generating a 3D model · {STAGE_LABELS[snapshot.state]}",
+        description=f"{_prompt_lines(snapshot)}\n\n{progress_text(snapshot)}",
+        colour=discord.Colour.blurple(),
+    )
+    embed.add_field(name="Live progress", value=f"[Open the viewer]({viewer_url})", inline=False)
+    embed.set_footer(text=f"Job {snapshot.job_id}")
+    return embed
+
+
+def _format_label(name: str) -> str:
+    return name.upper()
+
+
+def result_embed(
+    snapshot: JobSnapshot, result: JobResult, *, sign: Signer, viewer_url: str, has_thumbnail: bool
+) -> discord.Embed:
+    models = sorted(
+        result.models,
+        key=lambda a: _FORMAT_ORDER.index(a.name) if a.name in _FORMAT_ORDER else len(_FORMAT_ORDER),
+    )
+    downloads = " · ".join(f"[{_format_label(asset.name)}]({sign(asset.key)})" for asset in models)
+    textures = " · ".join(
+        f"[{asset.name.replace('_', ' ')}]({sign(asset.key)})" for asset in result.textures
+    )
+    parts = [_prompt_lines(snapshot), "", f"**Downloads:** {downloads or 'none'}"]
+    if textures:
+        parts.append(f"**Textures:** {textures}")
+    parts.append(f"**Viewer:** [rotate and zoom in your browser]({viewer_url})")
+    embed = discord.Embed(
+        title="Your 3D model is ready",
+        description=_clip("\n".join(parts), 4096),
+        colour=_COLOURS[JobState.DONE],
+    )
+    if has_thumbnail:
+        embed.set_image(url=f"attachment://{THUMBNAIL_NAME}")
+    kind = "textured" if snapshot.textured else "untextured shape"
+    embed.set_footer(
+        text=f"Job {snapshot.job_id} · {kind} · took {format_elapsed(snapshot.elapsed_s())} · "
+        "links expire; ask for new ones with /3d history"
+    )
+    return embed
+
+
+def ended_embed(snapshot: JobSnapshot) -> discord.Embed:
+    """A failed or canceled job: what was asked and why it ended."""
+    title = "3D generation failed" if snapshot.state is JobState.FAILED else "3D generation canceled"
+    reason = snapshot.error or ("Stopped on request." if snapshot.state is JobState.CANCELED else "")
+    embed = discord.Embed(
+        title=title,
+        description=f"{_prompt_lines(snapshot)}\n\n{reason}".strip(),
+        colour=_COLOURS.get(snapshot.state, discord.Colour.red()),
+    )
+    embed.set_footer(text=f"Job {snapshot.job_id}")
+    return embed
+
+
+def history_embed(jobs: Sequence[GenerationJob], *, viewer_url: Callable[[str], str]) -> discord.Embed:
+    embed = discord.Embed(title="Your recent 3D models", colour=discord.Colour.blurple())
+    if not jobs:
+        embed.description = "Nothing yet: try `/3d create prompt:a small wooden treasure chest`."
+        return embed
+    lines = []
+    for job in jobs:
+        mark = _STATE_MARKS.get(job.state, "⏳")
+        when = f"<t:{int(job.created_at.timestamp())}:R>"
+        state = job.state.value if job.state is not JobState.DONE else f"[view and download]({viewer_url(job.id)})"
+        lines.append(f"{mark} {when} · {_clip(job.prompt, 60)} · {state} · `{job.id}`")
+    embed.description = _clip("\n".join(lines), 4096)
+    return embed
+
+
+def alert_embed(alert: ModeratorAlert) -> discord.Embed:
+    embed = discord.Embed(title="Blocked 3D prompt", colour=discord.Colour.orange())
+    embed.add_field(name="User", value=f"<@{alert.user_id}> (`{alert.user_id}`)")
+    if alert.channel_id is not None:
+        embed.add_field(name="Channel", value=f"<#{alert.channel_id}>")
+    embed.add_field(name="Reason", value=_clip(alert.reason, 1024), inline=False)
+    # Spoilered: the prompt is what was found offensive.
+    embed.add_field(name="Prompt", value=f"||{_clip(alert.prompt, 1000)}||", inline=False)
+    return embed

@@ -1,0 +1,1 @@
+"""Data files shipped with the inference package (the object label table)."""
