@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 EXTRAS_RUN := ml
 EXTRAS_TEST := ml,dev
 
-.PHONY: run test lint typecheck imports pytest install install-dev clean
+.PHONY: run test lint typecheck imports pytest install install-dev clean viewer-assets browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,20 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps $(ULTRALYTICS)
 	touch $@ $(VENV)/.installed-run
 
-install: $(VENV)/.installed-run
-install-dev: $(VENV)/.installed-test
+# The 3D viewer's browser library (three.js) from the npm registry, served by Lumi itself (no CDN).
+WEB_STATIC := bot/web/static
+$(WEB_STATIC)/node_modules/.package-lock.json: $(WEB_STATIC)/package.json $(WEB_STATIC)/package-lock.json
+	cd $(WEB_STATIC) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+viewer-assets: $(WEB_STATIC)/node_modules/.package-lock.json
+
+# Chromium for the viewer's browser test: installed with apt-get when missing and run as root.
+browser:
+	sh scripts/ensure-chromium.sh
+
+install: $(VENV)/.installed-run viewer-assets
+install-dev: $(VENV)/.installed-test viewer-assets
 
 run: install
 	$(BIN)/lumi run
@@ -40,7 +52,7 @@ typecheck: install-dev
 imports: install-dev
 	$(BIN)/lint-imports
 
-pytest: install-dev
+pytest: install-dev browser
 	$(BIN)/pytest -q
 
 test: lint typecheck imports pytest

@@ -18,7 +18,7 @@ from bot.web.app import WebServer
 log = logging.getLogger(__name__)
 
 # Loaded by dotted name so that nothing in `bot` imports `cogs`.
-EXTENSIONS: tuple[str, ...] = ("cogs.admin", "cogs.moderation")
+EXTENSIONS: tuple[str, ...] = ("cogs.admin", "cogs.moderation", "cogs.generate3d", "cogs.comments")
 
 
 def lumi_intents() -> discord.Intents:

@@ -79,6 +79,24 @@ class Settings(BaseSettings):
     enhancer_language: Literal["auto", "en"] = "auto"
     enhancer_timeout_s: float = Field(default=20.0, gt=0)
 
+    # Comments
+    # Empty: the comment model committed with Lumi (inference/weights/commenter).
+    comment_model_dir: Path | None = None
+    comment_face_detector: Literal["auto", "mtcnn", "haar"] = "auto"
+    # A bare file name is kept under DATA_DIR/models (downloaded there on first use when allowed).
+    comment_objects_weights: str = "yolov8m-oiv7.pt"
+    comment_objects_download: bool = True
+    comment_object_min_score: float = Field(default=0.35, ge=0, le=1)
+    comment_emotion_min_score: float = Field(default=0.4, ge=0, le=1)
+    comment_max_labels: int = Field(default=5, ge=1, le=8)
+    comment_max_images_per_message: int = Field(default=4, ge=1, le=10)
+    # Empty: the "llm" backend is off and guilds that chose it get Lumi's own model.
+    comment_llm_base_url: str = ""
+    comment_llm_api_key: SecretStr | None = None
+    comment_llm_model: str = "gpt-4o-mini"
+    comment_llm_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    comment_llm_max_retries: int = Field(default=2, ge=0, le=10)
+
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -88,12 +106,12 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("discord_token", "link_secret", mode="before")
+    @field_validator("discord_token", "link_secret", "comment_llm_api_key", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("discord_dev_guild_id", mode="before")
+    @field_validator("discord_dev_guild_id", "comment_model_dir", mode="before")
     @classmethod
     def _blank_guild_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -8,6 +8,8 @@ from datetime import timedelta
 
 from bot import __version__
 from bot.config import Settings
+from bot.services.comment_setup import build_comment_service
+from bot.services.comments import CommentService
 from bot.services.generation import GenerationService
 from bot.services.generation_setup import build_generation_service
 from bot.services.image_fetch import ImageFetcher
@@ -35,6 +37,7 @@ class Runtime:
     status: StatusService
     moderation: ModerationService
     generation: GenerationService
+    comments: CommentService
     public_base_url: str = ""
 
     @classmethod
@@ -56,6 +59,7 @@ class Runtime:
         status = StatusService(version=__version__, database=database, registry=registry)
         moderation = _moderation_service(settings, database, blobs, registry)
         generation = build_generation_service(settings, database, blobs)
+        comments = build_comment_service(settings, registry, database=database, moderation=moderation)
         return cls(
             settings=settings,
             database=database,
@@ -65,6 +69,7 @@ class Runtime:
             status=status,
             moderation=moderation,
             generation=generation,
+            comments=comments,
             public_base_url=settings.resolved_public_base_url,
         )
 
@@ -77,6 +82,7 @@ class Runtime:
         try:
             # Generation first: stopping its jobs leaves their rows as they are, to resume at next start.
             await self.generation.close()
+            await self.comments.close()
             await self.moderation.close()
             await self.registry.close()
         finally:

@@ -8,18 +8,34 @@ import sys
 from collections.abc import Sequence
 
 from bot import __version__
+from bot.cli import comment as comment_command
+from bot.cli import data as data_command
 from bot.cli import db as db_command
+from bot.cli import enhance as enhance_command
+from bot.cli import gen3d as gen3d_command
 from bot.cli import models as models_command
 from bot.cli import run as run_command
 from bot.cli import scan as scan_command
 from bot.cli import sync as sync_command
+from bot.cli import train as train_command
 from bot.config import SettingsError
 from bot.errors import UserFacingError
 from storage.db import DatabaseUnavailable
 
 log = logging.getLogger("lumi")
 
-COMMANDS = (run_command, sync_command, db_command, models_command, scan_command)
+COMMANDS = (
+    run_command,
+    sync_command,
+    db_command,
+    models_command,
+    scan_command,
+    comment_command,
+    data_command,
+    train_command,
+    enhance_command,
+    gen3d_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

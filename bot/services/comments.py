@@ -33,6 +33,7 @@ from bot.services.comment_backends import (
     LocalModelBackend,
     WrittenComment,
 )
+from bot.services.image_fetch import ImageFetcher
 from bot.services.moderation import ModerationService
 from inference.images import ImageLimits, ImageRejected, decode_image_async
 from inference.labels import LANGUAGES, Label, Language, label_from_text
@@ -166,6 +167,7 @@ class CommentService:
         perceiver: Perceiver,
         writer: CommentWriter,
         moderation: ModerationService | None = None,
+        fetcher: ImageFetcher | None = None,
         max_images: int = 4,
         image_limits: ImageLimits | None = None,
         decode_threads: int = 2,
@@ -174,6 +176,9 @@ class CommentService:
         self.perceiver = perceiver
         self.writer = writer
         self.moderation = moderation
+        # Downloads posted images (Discord's CDN only); the bot shares moderation's, the CLI needs none.
+        self.fetcher = fetcher or ImageFetcher()
+        self._owns_fetcher = fetcher is None
         self.max_images = max_images
         self.image_limits = image_limits or ImageLimits()
         self._decode_pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="lumi-comment")
@@ -296,6 +301,8 @@ class CommentService:
         return True
 
     async def record(self, post: PostRef, result: PhotoComment) -> None:
+        """Store a posted comment; the channel's cooldown runs from now (writing it may have taken a while)."""
+        self._last_comment[post.channel_id] = time.monotonic()
         async with self._db().session() as session:
             await repo.add_comment_record(
                 session=session,
@@ -351,6 +358,8 @@ class CommentService:
     async def close(self) -> None:
         try:
             await self.writer.close()
+            if self._owns_fetcher:
+                await self.fetcher.close()
         finally:
             self._decode_pool.shutdown(wait=False)
 

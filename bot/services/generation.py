@@ -26,15 +26,34 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
 from bot.errors import UserFacingError
+from bot.services.generation_models import (
+    DEFAULT_FORMATS,
+    GENERIC_FAILURE,
+    GenerationConfig,
+    GenerationDisabled,
+    GenerationOptions,
+    GenerationRequest,
+    JobAsset,
+    JobGone,
+    JobNotFound,
+    JobResult,
+    ModeratorAlert,
+    PromptRejected,
+    QuotaExceeded,
+    asset_from_row,
+    day_start,
+    download_plan,
+    failure_message,
+    fresh_url,
+    snapshot_from_row,
+)
 from bot.services.generation_progress import JobSnapshot, overall_percent
 from bot.services.generation_queue import AccountQueue, LocalSlots
 from bot.services.prompt_check import PromptChecker, PromptVerdict
@@ -42,234 +61,47 @@ from bot.services.prompt_enhancer import STYLES, PromptEnhancer
 from inference.remote.meshy import (
     MeshyAssetUnavailable,
     MeshyAuthError,
-    MeshyBadRequest,
     MeshyClient,
     MeshyConnectionError,
-    MeshyDeadlineExceeded,
     MeshyError,
     MeshyForbidden,
     MeshyNoCredits,
     MeshyProtocolError,
     MeshyQueueFull,
-    MeshyRateLimited,
     MeshyServerError,
     MeshyStatus,
     MeshyTask,
-    MeshyTaskFailed,
-    MeshyTaskNotFound,
     MeshyTimeout,
 )
 from storage import repo
-from storage.blobs import BlobStore
+from storage.blobs import BlobInfo, BlobStore
 from storage.db import Database
-from storage.models import TERMINAL_JOB_STATES, AssetOwner, GenerationJob, JobState, StoredAsset, utcnow
+from storage.models import TERMINAL_JOB_STATES, AssetOwner, GenerationJob, JobState
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FORMATS: tuple[str, ...] = ("glb", "fbx", "obj", "usdz")
 # Meshy's clock and ours differ; a task created "before" our request time by up to this much still counts.
 _CLOCK_SKEW_MS = 120_000
 _STAGE_ORDER = {state: rank for rank, state in enumerate(JobState)}
-_GENERIC_FAILURE = "Something went wrong on Lumi's side while generating. The operators have the details."
+
+__all__ = [
+    "DEFAULT_FORMATS",
+    "GENERIC_FAILURE",
+    "GenerationConfig",
+    "GenerationDisabled",
+    "GenerationOptions",
+    "GenerationRequest",
+    "GenerationService",
+    "JobAsset",
+    "JobNotFound",
+    "JobResult",
+    "ModeratorAlert",
+    "PromptRejected",
+    "QuotaExceeded",
+    "failure_message",
+]
 
 Listener = Callable[[JobSnapshot], Awaitable[None] | None]
-
-
-# ----------------------------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    texture: bool = True
-    enhance: bool = True
-    style: str | None = None
-    polycount: int | None = None
-    formats: tuple[str, ...] = DEFAULT_FORMATS
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "texture": self.texture,
-            "enhance": self.enhance,
-            "style": self.style,
-            "polycount": self.polycount,
-            "formats": list(self.formats),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> GenerationOptions:
-        formats = data.get("formats")
-        return cls(
-            texture=bool(data.get("texture", True)),
-            enhance=bool(data.get("enhance", True)),
-            style=data.get("style") if isinstance(data.get("style"), str) else None,
-            polycount=data.get("polycount") if isinstance(data.get("polycount"), int) else None,
-            formats=tuple(formats) if isinstance(formats, list) and formats else DEFAULT_FORMATS,
-        )
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    user_id: int
-    prompt: str
-    options: GenerationOptions = field(default_factory=GenerationOptions)
-    guild_id: int | None = None
-    channel_id: int | None = None
-    interaction_token: str | None = None
-    application_id: int | None = None
-    # The Discord message showing the job, known before the job starts so its first update can edit it.
-    message_id: int | None = None
-    # Jobs from the command line or a benchmark skip quotas.
-    enforce_quotas: bool = True
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    daily_user_limit: int = 10
-    daily_guild_limit: int = 100
-    user_concurrent_limit: int = 2
-    max_concurrent_jobs: int = 8
-    queue_retry_s: float = 15.0
-    poll_initial_s: float = 2.0
-    poll_max_s: float = 30.0
-    task_deadline_s: float = 3600.0
-    max_asset_bytes: int = 200 * 1024 * 1024
-    ai_model: str = "latest"
-    enable_pbr: bool = True
-    create_attempts: int = 3
-    create_backoff_s: float = 2.0
-    progress_save_interval_s: float = 2.0
-    download_concurrency: int = 4
-    use_stream: bool = True
-
-
-# ---------------------------------------------------------------------------------------------- errors
-
-
-@dataclass(frozen=True)
-class ModeratorAlert:
-    """A blocked prompt, for the guild's moderators (``mod_channel_id`` None: no channel configured)."""
-
-    guild_id: int
-    channel_id: int | None
-    user_id: int
-    prompt: str
-    reason: str
-    mod_channel_id: int | None
-
-
-class PromptRejected(UserFacingError):
-    def __init__(self, verdict: PromptVerdict, alert: ModeratorAlert | None) -> None:
-        super().__init__(verdict.user_message)
-        self.verdict = verdict
-        self.alert = alert
-
-
-class QuotaExceeded(UserFacingError):
-    pass
-
-
-class GenerationDisabled(UserFacingError):
-    pass
-
-
-class JobNotFound(UserFacingError):
-    pass
-
-
-class _JobGone(Exception):
-    """The row was canceled or deleted by someone else: the runner stops quietly."""
-
-
-def failure_message(error: BaseException, *, deadline_s: float | None = None) -> str:
-    """A specific sentence for the person who asked; operators get the exception in the log."""
-    if isinstance(error, MeshyTaskFailed):
-        if error.task.status is MeshyStatus.CANCELED:
-            return "The 3D service canceled this task. Nothing was charged for it."
-        reason = error.task.error_message or "no reason given"
-        return f"The 3D service could not generate this model ({reason}). Failed tasks are not charged."
-    if isinstance(error, MeshyAuthError):
-        return "The 3D service rejected Lumi's API key (401). An operator needs to check MESHY_API_KEY."
-    if isinstance(error, MeshyNoCredits):
-        return "The 3D service account is out of credits (402). Ask an operator to top it up."
-    if isinstance(error, MeshyForbidden):
-        return "The 3D service refused this request for Lumi's account (403)."
-    if isinstance(error, MeshyTaskNotFound):
-        return "The 3D service no longer has this task (404): it was deleted or has expired. Try Regenerate."
-    if isinstance(error, MeshyRateLimited):
-        return "The 3D service is receiving too many requests (429). Please try again in a minute."
-    if isinstance(error, MeshyDeadlineExceeded):
-        minutes = f" after {deadline_s / 60:.0f} minutes" if deadline_s else ""
-        return f"The 3D model was still not finished{minutes}, so Lumi gave up on it."
-    if isinstance(error, MeshyServerError):
-        return "The 3D service had a server error (5xx). Please try again later."
-    if isinstance(error, MeshyTimeout):
-        return "The 3D service did not answer in time. Please try again later."
-    if isinstance(error, MeshyConnectionError):
-        return "Lumi could not reach the 3D service. Please try again later."
-    if isinstance(error, MeshyError):
-        return error.user_message
-    return _GENERIC_FAILURE
-
-
-# --------------------------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class JobAsset:
-    key: str
-    filename: str
-    content_type: str
-    size: int
-    kind: str  # "model", "texture" or "thumbnail"
-    name: str  # the format for models ("glb"), the map for textures ("base_color")
-
-
-@dataclass(frozen=True)
-class JobResult:
-    job: GenerationJob
-    assets: list[JobAsset]
-
-    @property
-    def models(self) -> list[JobAsset]:
-        return [asset for asset in self.assets if asset.kind == "model"]
-
-    @property
-    def textures(self) -> list[JobAsset]:
-        return [asset for asset in self.assets if asset.kind == "texture"]
-
-    @property
-    def thumbnail(self) -> JobAsset | None:
-        return next((asset for asset in self.assets if asset.kind == "thumbnail"), None)
-
-    def model(self, fmt: str) -> JobAsset | None:
-        return next((asset for asset in self.models if asset.name == fmt), None)
-
-
-def _asset_from_row(row: StoredAsset) -> JobAsset:
-    base = row.key.rsplit("/", 1)[-1].rsplit(".", 1)
-    stem, ext = base[0], base[-1] if len(base) > 1 else ""
-    if stem == "model":
-        return JobAsset(row.key, row.filename, row.content_type, row.size, "model", ext)
-    if stem.startswith("texture_"):
-        return JobAsset(row.key, row.filename, row.content_type, row.size, "texture", stem[len("texture_") :])
-    return JobAsset(row.key, row.filename, row.content_type, row.size, "thumbnail", ext)
-
-
-def _slug(text: str, limit: int = 40) -> str:
-    words = re.findall(r"[A-Za-z0-9]+", text.lower())
-    slug = "-".join(words)[:limit].strip("-")
-    return slug or "model"
-
-
-def _extension(url: str, default: str) -> str:
-    path = urlsplit(url).path
-    suffix = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
-    return suffix if re.fullmatch(r"[a-z0-9]{2,5}", suffix) else default
-
-
-def day_start(now: datetime | None = None) -> datetime:
-    now = now or utcnow()
-    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 # --------------------------------------------------------------------------------------------- service
@@ -361,7 +193,7 @@ class GenerationService:
                 task.add_done_callback(self._listener_done)
 
     def _listener_done(self, task: asyncio.Future[Any]) -> None:
-        self._listener_tasks.discard(task)  # type: ignore[arg-type]
+        self._listener_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("a job listener failed", exc_info=task.exception())
 
@@ -397,7 +229,7 @@ class GenerationService:
         if live is not None:
             return live
         job = await self.get_job(job_id)
-        return None if job is None else _snapshot_from_row(job)
+        return None if job is None else snapshot_from_row(job)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -413,12 +245,14 @@ class GenerationService:
             if job is None:
                 raise JobNotFound("That 3D job does not exist (it may have been deleted).")
             rows = await repo.list_job_assets(session=session, job_id=job_id)
-        return JobResult(job, [_asset_from_row(row) for row in rows])
+        return JobResult(job, [asset_from_row(row) for row in rows])
 
     async def read_asset(self, key: str) -> bytes:
         return await self.blobs.read(key)
 
-    async def history(self, *, user_id: int, guild_id: int | None = None, limit: int = 10) -> list[GenerationJob]:
+    async def history(
+        self, *, user_id: int, guild_id: int | None = None, limit: int = 10
+    ) -> list[GenerationJob]:
         async with self.database.session() as session:
             return await repo.list_user_jobs(session=session, user_id=user_id, guild_id=guild_id, limit=limit)
 
@@ -472,7 +306,8 @@ class GenerationService:
             )
             if used >= user_limit:
                 raise QuotaExceeded(
-                    f"You have used your {user_limit} 3D generations for today. The count resets <t:{reset}:R>."
+                    f"You have used your {user_limit} 3D generations for today. "
+                    f"The count resets <t:{reset}:R>."
                 )
             if request.guild_id is not None:
                 used = await repo.count_jobs_since(
@@ -494,7 +329,10 @@ class GenerationService:
             raise UserFacingError(f"Unknown style {options.style!r}; choose one of {', '.join(STYLES)}.")
         if not checked:
             await self.check_prompt(
-                request.prompt, user_id=request.user_id, guild_id=request.guild_id, channel_id=request.channel_id
+                request.prompt,
+                user_id=request.user_id,
+                guild_id=request.guild_id,
+                channel_id=request.channel_id,
             )
         await self.check_quotas(request)
         async with self.database.session() as session:
@@ -536,7 +374,10 @@ class GenerationService:
             user_id=user_id,
             prompt=parent.prompt,
             options=GenerationOptions(
-                texture=True, enhance=False, style=options.style, polycount=options.polycount,
+                texture=True,
+                enhance=False,
+                style=options.style,
+                polycount=options.polycount,
                 formats=options.formats,
             ),
             guild_id=guild_id,
@@ -653,7 +494,7 @@ class GenerationService:
         return started
 
     def _start(self, job: GenerationJob) -> None:
-        snapshot = _snapshot_from_row(job)
+        snapshot = snapshot_from_row(job)
         self._publish(snapshot)
         task = asyncio.create_task(self._run(job.id), name=f"gen3d-{job.id}")
         self._tasks[job.id] = task
@@ -687,10 +528,12 @@ class GenerationService:
             if row is None:
                 raise JobNotFound("That 3D job does not exist any more.")
             if not row.state.is_terminal:
-                await repo.update_job(session=session, job=row, state=JobState.CANCELED, stage_detail="canceled")
+                await repo.update_job(
+                    session=session, job=row, state=JobState.CANCELED, stage_detail="canceled"
+                )
             await session.commit()
         await self._delete_meshy_tasks(row, only_running=True)
-        self._publish(_snapshot_from_row(row).evolve(detail="canceled by request"))
+        self._publish(snapshot_from_row(row).evolve(detail="canceled by request"))
         log.info("3D job %s canceled by user %s", job_id, user_id)
         return row
 
@@ -757,7 +600,7 @@ class GenerationService:
             # Shutdown (the row stays as it is and resumes at the next start) or a cancel/delete, whose
             # caller updates the row after this task has stopped.
             raise
-        except _JobGone:
+        except JobGone:
             log.info("3D job %s stopped: it was canceled or deleted elsewhere", job_id)
         except Exception as error:
             await self._fail(job_id, error)
@@ -777,30 +620,31 @@ class GenerationService:
             log.error("3D job %s failed", job_id, exc_info=error)
         try:
             job = await self._save(job_id, state=JobState.FAILED, error=message, stage_detail="failed")
-        except _JobGone:
+        except JobGone:
             return
         except Exception:
             log.exception("could not record the failure of 3D job %s", job_id)
             return
-        self._publish(_snapshot_from_row(job))
+        self._publish(snapshot_from_row(job))
 
     async def _save(self, job_id: str, **changes: Any) -> GenerationJob:
         """Write changes to the row, refusing to touch a row that was canceled or deleted meanwhile."""
         async with self.database.session() as session:
             job = await repo.get_job(session=session, job_id=job_id)
             if job is None or job.state is JobState.CANCELED:
-                raise _JobGone(job_id)
+                raise JobGone(job_id)
             await repo.update_job(session=session, job=job, **changes)
             await session.commit()
         self._saved_at[job_id] = time.monotonic()
         return job
 
-    async def _enter(self, job_id: str, state: JobState, *, textured: bool, detail: str = "") -> None:
+    async def _enter(self, job_id: str, state: JobState, *, textured: bool) -> GenerationJob:
         progress = overall_percent(state, 0, textured=textured)
-        await self._save(job_id, state=state, progress=progress, stage_detail=detail)
+        job = await self._save(job_id, state=state, progress=progress, stage_detail="")
         self._update_live(
-            job_id, state=state, progress=progress, stage_progress=0, detail=detail, queue_position=None
+            job_id, state=state, progress=progress, stage_progress=0, detail="", queue_position=None
         )
+        return job
 
     async def _pipeline(self, job_id: str) -> None:
         job = await self._job_or_error(job_id)
@@ -810,50 +654,48 @@ class GenerationService:
         textured = options.texture
 
         if job.enhanced_prompt is None:
-            await self._enter(job_id, JobState.ENHANCING, textured=textured)
+            job = await self._enter(job_id, JobState.ENHANCING, textured=textured)
             if options.enhance:
                 enhancement = await self.enhancer.enhance(job.prompt, style=options.style)
                 text, backend = enhancement.text, enhancement.backend
             else:
                 text, backend = job.prompt, "none"
-            job = await self._save(
-                job_id, enhanced_prompt=text, options={**job.options, "enhancer": backend}
-            )
+            job = await self._save(job_id, enhanced_prompt=text, options={**job.options, "enhancer": backend})
             self._update_live(job_id, enhanced_prompt=text, enhancer=backend)
 
         final: MeshyTask | None = None
         if job.refine_task_id is None and not job.options.get("preview_from_parent"):
             if _STAGE_ORDER[job.state] < _STAGE_ORDER[JobState.PREVIEW]:
-                await self._enter(job_id, JobState.PREVIEW, textured=textured)
+                job = await self._enter(job_id, JobState.PREVIEW, textured=textured)
             if job.preview_task_id is None:
-                job = await self._create_task(job_id, "preview")
+                job = await self._create_task(job, "preview")
             assert job.preview_task_id is not None
             final = await self._follow(job_id, job.preview_task_id, JobState.PREVIEW, textured=textured)
 
         if textured:
             if _STAGE_ORDER[job.state] < _STAGE_ORDER[JobState.REFINING]:
-                await self._enter(job_id, JobState.REFINING, textured=textured)
+                job = await self._enter(job_id, JobState.REFINING, textured=textured)
             if job.refine_task_id is None:
-                job = await self._create_task(job_id, "refine")
+                job = await self._create_task(job, "refine")
             assert job.refine_task_id is not None
             final = await self._follow(job_id, job.refine_task_id, JobState.REFINING, textured=textured)
 
         assert final is not None
         if _STAGE_ORDER[job.state] < _STAGE_ORDER[JobState.DOWNLOADING]:
-            await self._enter(job_id, JobState.DOWNLOADING, textured=textured)
-        await self._download(job_id, final, textured=textured)
+            job = await self._enter(job_id, JobState.DOWNLOADING, textured=textured)
+        await self._download(job, final, textured=textured)
         job = await self._save(job_id, state=JobState.DONE, progress=100, stage_detail="")
-        self._publish(_snapshot_from_row(job))
+        self._publish(snapshot_from_row(job))
         log.info("3D job %s done", job_id)
 
     # -- Meshy tasks -----------------------------------------------------------------------------------
 
-    async def _create_task(self, job_id: str, kind: str) -> GenerationJob:
+    async def _create_task(self, job: GenerationJob, kind: str) -> GenerationJob:
         """Create the preview or refine task exactly once and record its id before anything else."""
         meshy = self._client()
         field_name = f"{kind}_task_id"
         stamp_name = f"{kind}_requested_at"
-        job = await self._job_or_error(job_id)
+        job_id = job.id
         stamp = job.options.get(stamp_name)
         if isinstance(stamp, int):
             # A request was sent before and its answer never recorded: adopt that task if it exists.
@@ -888,8 +730,13 @@ class GenerationService:
                     if attempt >= self.config.create_attempts:
                         raise
                     delay = self.config.create_backoff_s * (2 ** (attempt - 1)) * random.uniform(0.75, 1.0)
-                    log.warning("creating the %s task of job %s failed (%s); retry in %.1f s", kind,
-                                job_id, error.detail, delay)
+                    log.warning(
+                        "creating the %s task of job %s failed (%s); retry in %.1f s",
+                        kind,
+                        job_id,
+                        error.detail,
+                        delay,
+                    )
                     await asyncio.sleep(delay)
                     continue
             job = await self._save(job_id, **{field_name: task_id})
@@ -929,8 +776,9 @@ class GenerationService:
         try:
             tasks = await meshy.list_tasks(page_size=50, sort_by="-created_at")
         except MeshyError as error:
-            log.warning("could not list Meshy tasks to look for job %s's %s task: %s", job.id, kind,
-                        error.detail)
+            log.warning(
+                "could not list Meshy tasks to look for job %s's %s task: %s", job.id, kind, error.detail
+            )
             return None
         candidates = sorted(
             (
@@ -984,37 +832,54 @@ class GenerationService:
 
     # -- downloads -------------------------------------------------------------------------------------
 
-    async def _download(self, job_id: str, task: MeshyTask, *, textured: bool) -> None:
-        """Copy the task's files into the blob store (Meshy's URLs expire), skipping ones already saved."""
-        job = await self._job_or_error(job_id)
+    async def _download(self, job: GenerationJob, task: MeshyTask, *, textured: bool) -> None:
+        """Copy the task's files into the blob store (Meshy's URLs expire), skipping ones already saved.
+
+        The files download concurrently; their rows are written in one transaction at the end, so a
+        crash in between leaves blobs without rows, which the resumed job simply downloads again.
+        """
         async with self.database.session() as session:
-            existing = {row.key for row in await repo.list_job_assets(session=session, job_id=job_id)}
-        plan = _download_plan(job, task)
-        missing = [item for item in plan if item[0] not in existing]
+            existing = {row.key for row in await repo.list_job_assets(session=session, job_id=job.id)}
+        plan = download_plan(job, task)
         if not plan:
             raise MeshyProtocolError(f"Meshy task {task.id} succeeded without any file", status=None)
+        missing = [item for item in plan if item[0] not in existing]
         done = len(plan) - len(missing)
         gate = asyncio.Semaphore(self.config.download_concurrency)
-        lock = asyncio.Lock()
 
-        async def fetch(item: tuple[str, str, str]) -> None:
+        async def fetch(item: tuple[str, str, str]) -> tuple[str, BlobInfo]:
             nonlocal done
             key, url, filename = item
             async with gate:
-                await self._store_asset(job_id, task, key, url, filename)
-            async with lock:
-                done += 1
-                percent = int(100 * done / len(plan))
-                self._update_live(
-                    job_id,
-                    progress=overall_percent(JobState.DOWNLOADING, percent, textured=textured),
-                    stage_progress=percent,
-                    detail=f"{done}/{len(plan)} files",
+                info = await self._store_blob(task, key, url)
+            done += 1
+            percent = int(100 * done / len(plan))
+            self._update_live(
+                job.id,
+                progress=overall_percent(JobState.DOWNLOADING, percent, textured=textured),
+                stage_progress=percent,
+                detail=f"{done}/{len(plan)} files",
+            )
+            return filename, info
+
+        stored = await asyncio.gather(*(fetch(item) for item in missing))
+        if not stored:
+            return
+        async with self.database.session() as session:
+            for filename, info in stored:
+                await repo.add_asset(
+                    session=session,
+                    key=info.key,
+                    content_type=info.content_type,
+                    size=info.size,
+                    sha256=info.sha256,
+                    filename=filename,
+                    owner_kind=AssetOwner.JOB.value,
+                    owner_id=job.id,
                 )
+            await session.commit()
 
-        await asyncio.gather(*(fetch(item) for item in missing))
-
-    async def _store_asset(self, job_id: str, task: MeshyTask, key: str, url: str, filename: str) -> None:
+    async def _store_blob(self, task: MeshyTask, key: str, url: str) -> BlobInfo:
         meshy = self._client()
         attempts = 0
         while True:
@@ -1022,33 +887,19 @@ class GenerationService:
                 async with contextlib.aclosing(
                     meshy.iter_download(url, max_bytes=self.config.max_asset_bytes)
                 ) as chunks:
-                    info = await self.blobs.put_stream(key, chunks, max_bytes=self.config.max_asset_bytes)
-                break
+                    return await self.blobs.put_stream(key, chunks, max_bytes=self.config.max_asset_bytes)
             except MeshyAssetUnavailable:
                 # Signed URLs expire; the task's current answer carries fresh ones.
                 attempts += 1
                 if attempts > 1:
                     raise
                 fresh = await meshy.get_task(task.id)
-                url = _fresh_url(fresh, key) or url
+                url = fresh_url(fresh, key) or url
             except MeshyError as error:
                 attempts += 1
                 if not error.retryable or attempts > 3:
                     raise
                 await asyncio.sleep(0.5 * attempts)
-        async with self.database.session() as session:
-            if await repo.get_asset(session=session, key=key) is None:
-                await repo.add_asset(
-                    session=session,
-                    key=key,
-                    content_type=info.content_type,
-                    size=info.size,
-                    sha256=info.sha256,
-                    filename=filename,
-                    owner_kind=AssetOwner.JOB.value,
-                    owner_id=job_id,
-                )
-                await session.commit()
 
     # -- shutdown --------------------------------------------------------------------------------------
 
@@ -1070,61 +921,6 @@ class GenerationService:
                 await self.meshy.close()
 
 
-# ------------------------------------------------------------------------------------------------ helpers
-
-
-def _snapshot_from_row(job: GenerationJob) -> JobSnapshot:
-    options = GenerationOptions.from_json(job.options)
-    enhancer = job.options.get("enhancer")
-    return JobSnapshot(
-        job_id=job.id,
-        state=job.state,
-        progress=job.progress,
-        detail="" if job.state.is_terminal else job.stage_detail,
-        prompt=job.prompt,
-        enhanced_prompt=job.enhanced_prompt,
-        enhancer=enhancer if isinstance(enhancer, str) else None,
-        error=job.error,
-        textured=options.texture,
-        user_id=job.user_id,
-        guild_id=job.guild_id,
-        channel_id=job.channel_id,
-        parent_job_id=job.parent_job_id,
-        created_at=job.created_at,
-        finished_at=job.finished_at,
-    )
-
-
-def _download_plan(job: GenerationJob, task: MeshyTask) -> list[tuple[str, str, str]]:
-    """(blob key, URL, download file name) for every file of the finished task."""
-    slug = f"{_slug(job.prompt)}-{job.id[:8]}"
-    plan: list[tuple[str, str, str]] = []
-    for fmt, url in sorted(task.model_urls.items()):
-        if re.fullmatch(r"[a-z0-9]{2,5}", fmt):
-            plan.append((f"jobs/{job.id}/model.{fmt}", url, f"{slug}.{fmt}"))
-    if task.thumbnail_url:
-        ext = _extension(task.thumbnail_url, "png")
-        plan.append((f"jobs/{job.id}/preview.{ext}", task.thumbnail_url, f"{slug}-preview.{ext}"))
-    for maps in task.texture_urls[:1]:
-        for name, url in sorted(maps.items()):
-            if re.fullmatch(r"[a-z_]{2,32}", name):
-                ext = _extension(url, "png")
-                plan.append((f"jobs/{job.id}/texture_{name}.{ext}", url, f"{slug}-{name}.{ext}"))
-    return plan
-
-
-def _fresh_url(task: MeshyTask, key: str) -> str | None:
-    name = key.rsplit("/", 1)[-1]
-    stem, _, ext = name.rpartition(".")
-    if stem == "model":
-        return task.model_urls.get(ext)
-    if stem == "preview":
-        return task.thumbnail_url
-    if stem.startswith("texture_") and task.texture_urls:
-        return task.texture_urls[0].get(stem[len("texture_") :])
-    return None
-
-
 async def _count_active(session: Any, *, user_id: int) -> int:
     statement = (
         select(sa.func.count())
@@ -1137,7 +933,9 @@ async def _count_active(session: Any, *, user_id: int) -> int:
 async def _task_claimed(database: Database, task_id: str) -> bool:
     async with database.session() as session:
         statement = select(GenerationJob.id).where(
-            sa.or_(col(GenerationJob.preview_task_id) == task_id, col(GenerationJob.refine_task_id) == task_id)
+            sa.or_(
+                col(GenerationJob.preview_task_id) == task_id, col(GenerationJob.refine_task_id) == task_id
+            )
         )
         return (await session.exec(statement)).first() is not None
 
@@ -1146,8 +944,9 @@ async def _task_shared(database: Database, task_id: str, job_id: str) -> bool:
     """Whether another job still uses the task (a refine job reuses its parent's preview)."""
     async with database.session() as session:
         statement = select(GenerationJob.id).where(
-            sa.or_(col(GenerationJob.preview_task_id) == task_id, col(GenerationJob.refine_task_id) == task_id),
+            sa.or_(
+                col(GenerationJob.preview_task_id) == task_id, col(GenerationJob.refine_task_id) == task_id
+            ),
             GenerationJob.id != job_id,
         )
         return (await session.exec(statement)).first() is not None
-

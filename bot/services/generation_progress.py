@@ -128,7 +128,7 @@ def format_elapsed(seconds: float) -> str:
 
 
 def stage_line(snapshot: JobSnapshot) -> str:
-    """"Generating the shape · 40%" or "Queued · position 3"; the detail wins when there is one."""
+    """ "Generating the shape · 40%" or "Queued · position 3"; the detail wins when there is one."""
     label = STAGE_LABELS[snapshot.state]
     if snapshot.detail:
         return f"{label} · {snapshot.detail}"

@@ -1,4 +1,4 @@
-"""Is a text-to-3D prompt acceptable? Length, blocked words (English and Korean) and an English profanity model.
+"""Is a text-to-3D prompt acceptable? Length, blocked words (English, Korean) and an English profanity model.
 
 Three layers, cheapest first:
 1. length: Meshy refuses prompts over ``MAX_PROMPT_CHARS``;

@@ -12,12 +12,14 @@ Meshy's limit, and still containing the user's own words (a model that drifted g
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -56,7 +58,7 @@ _PREAMBLE = re.compile(
 _BULLET = re.compile(r"(?:^|\s)(?:[-*•]|\d+[.)])\s+")
 _QUOTES = "\"'`“”‘’「」『』"
 _STOP_WORDS = frozenset(
-    "the and with for from into onto that this its his her their some very of in on at to by a an".split()
+    "the and with for from into onto that this its his her their some very of in on at to by a an".split()  # noqa: SIM905
 )
 
 
@@ -225,7 +227,7 @@ class LocalModelEnhancer:
         model_class = AutoModelForSeq2SeqLM if self._encoder_decoder else AutoModelForCausalLM
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
         model = model_class.from_pretrained(self.model_path, local_files_only=True)
-        self._model = model.to(self.device).eval()
+        self._model = model.to(self.device).eval()  # type: ignore[arg-type]
         log.info("local prompt enhancer loaded from %s on %s", self.model_path, self.device)
 
     def _generate(self, request: str) -> str:
@@ -265,124 +267,43 @@ class LocalModelEnhancer:
         self._model = None
 
 
-# Keyword expansion: (English keywords, Korean keywords, English hint, Korean hint). The first subject
-# group that matches adds its hint; a request that matches none gets the generic object hint.
-_SUBJECTS: tuple[tuple[tuple[str, ...], tuple[str, ...], str, str], ...] = (
-    (
-        ("robot", "mech", "android", "cyborg", "droid"),
-        ("로봇", "메카", "안드로이드", "사이보그"),
-        "hard-surface mechanical design with visible joints, panel lines and bolts",
-        "관절과 패널 라인이 보이는 하드서피스 기계 디자인",
-    ),
-    (
-        ("man", "woman", "girl", "boy", "person", "knight", "warrior", "wizard", "witch", "soldier", "king",
-         "queen", "princess", "prince", "character", "hero", "ninja", "samurai", "pirate", "astronaut",
-         "elf", "dwarf", "zombie", "skeleton"),
-        ("사람", "남자", "여자", "소녀", "소년", "기사", "전사", "마법사", "마녀", "병사", "왕", "여왕",
-         "공주", "왕자", "캐릭터", "영웅", "닌자", "사무라이", "해적", "우주비행사", "엘프", "좀비", "해골"),
-        "full-body character standing in a neutral A-pose, balanced proportions, clear readable silhouette",
-        "중립적인 A자 자세로 선 전신 캐릭터, 균형 잡힌 비율, 또렷한 실루엣",
-    ),
-    (
-        ("dog", "cat", "fox", "wolf", "bear", "rabbit", "bunny", "horse", "bird", "owl", "dragon", "dinosaur",
-         "monster", "creature", "fish", "shark", "frog", "turtle", "lion", "tiger", "unicorn", "puppy",
-         "kitten", "animal", "beast"),
-        ("강아지", "고양이", "여우", "늑대", "곰", "토끼", "말", "새", "부엉이", "용", "드래곤",
-         "공룡", "괴물", "몬스터", "물고기", "상어", "개구리", "거북", "사자", "호랑이", "유니콘", "동물"),
-        "full-body creature with believable anatomy, expressive head and a natural standing pose",
-        "자연스럽게 선 자세의 전신 생물, 설득력 있는 해부 구조와 표정이 살아 있는 머리",
-    ),
-    (
-        ("car", "truck", "bus", "ship", "boat", "spaceship", "spacecraft", "plane", "airplane", "jet",
-         "helicopter", "tank", "bike", "bicycle", "motorcycle", "train", "submarine", "rocket", "vehicle"),
-        ("자동차", "차", "트럭", "버스", "배", "보트", "우주선", "비행기", "전투기", "헬리콥터", "탱크",
-         "자전거", "오토바이", "기차", "잠수함", "로켓"),
-        "vehicle with accurate proportions, separate wheels or engines, clean panel seams",
-        "정확한 비율의 탈것, 분리된 바퀴나 엔진, 깔끔한 패널 이음새",
-    ),
-    (
-        ("house", "castle", "tower", "temple", "building", "hut", "cabin", "shrine", "lighthouse", "church",
-         "windmill", "bridge", "gate"),
-        ("집", "성", "탑", "사원", "건물", "오두막", "신사", "등대", "교회", "풍차", "다리", "문"),
-        "architectural model with readable walls, roof and doorways, sitting on a small base",
-        "벽과 지붕, 출입구가 잘 보이는 건축 모형, 작은 받침 위에 놓임",
-    ),
-    (
-        ("sword", "axe", "shield", "gun", "rifle", "pistol", "bow", "staff", "wand", "hammer", "spear",
-         "dagger", "blade", "weapon", "helmet", "armor", "armour"),
-        ("검", "칼", "도끼", "방패", "총", "소총", "권총", "활", "지팡이", "망치", "창", "단검", "무기",
-         "투구", "갑옷"),
-        "game-ready prop with a distinct silhouette, crisp bevelled edges and a sturdy grip",
-        "뚜렷한 실루엣과 또렷한 모서리, 튼튼한 손잡이를 가진 게임용 소품",
-    ),
-    (
-        ("chair", "table", "desk", "lamp", "sofa", "couch", "bed", "shelf", "chest", "barrel", "crate",
-         "vase", "cup", "mug", "teapot", "bottle", "clock", "book", "box", "bench", "stool"),
-        ("의자", "탁자", "책상", "램프", "소파", "침대", "선반", "상자", "궤짝", "나무통", "꽃병", "컵",
-         "머그", "찻주전자", "병", "시계", "책", "벤치"),
-        "everyday prop at real-world scale with clean proportions and subtle wear",
-        "실제 크기의 생활 소품, 깔끔한 비율과 은은한 사용감",
-    ),
-    (
-        ("cake", "pizza", "burger", "hamburger", "fruit", "apple", "banana", "bread", "sushi", "donut",
-         "icecream", "cookie", "food"),
-        ("케이크", "피자", "햄버거", "과일", "사과", "바나나", "빵", "초밥", "도넛", "아이스크림", "쿠키",
-         "음식"),
-        "appetising food item with soft shapes and rich, saturated colours",
-        "부드러운 형태와 진하고 선명한 색의 먹음직스러운 음식",
-    ),
-    (
-        ("tree", "flower", "plant", "cactus", "mushroom", "bush", "rock", "crystal", "bonsai"),
-        ("나무", "꽃", "식물", "선인장", "버섯", "덤불", "바위", "수정", "분재"),
-        "natural organic forms with layered detail and a flat base so it stands on its own",
-        "겹겹의 디테일을 가진 자연스러운 유기적 형태, 혼자 설 수 있는 평평한 바닥",
-    ),
-)
-_GENERIC_SUBJECT = (
-    "single standalone object with clear proportions and well-defined parts",
-    "비율이 분명하고 부분이 잘 구분된 하나의 독립된 오브젝트",
-)
+@dataclass(frozen=True)
+class _KeywordGroup:
+    english: tuple[str, ...]
+    korean: tuple[str, ...]
+    hint_en: str
+    hint_ko: str
 
-_MATERIALS: tuple[tuple[tuple[str, ...], tuple[str, ...], str, str], ...] = (
-    (("wood", "wooden", "oak"), ("나무로", "목재", "원목"), "carved wood with visible grain",
-     "결이 보이는 조각된 나무"),
-    (("metal", "steel", "iron", "bronze", "copper", "chrome", "metallic"),
-     ("금속", "강철", "철", "청동", "구리", "크롬"), "brushed metal with slightly worn edges",
-     "모서리가 살짝 닳은 브러시드 메탈"),
-    (("stone", "marble", "granite", "rock"), ("돌", "대리석", "화강암"), "chiselled stone surface",
-     "정으로 다듬은 돌 표면"),
-    (("glass", "crystal", "transparent"), ("유리", "크리스털", "투명"), "clear glass with soft reflections",
-     "부드러운 반사가 있는 투명한 유리"),
-    (("gold", "golden", "silver"), ("금", "황금", "은"), "polished precious metal with ornate trim",
-     "화려한 장식이 있는 광택 나는 귀금속"),
-    (("leather",), ("가죽",), "stitched leather", "바느질된 가죽"),
-    (("plastic", "toy", "vinyl"), ("플라스틱", "장난감"), "smooth glossy plastic", "매끈하고 광택 있는 플라스틱"),
-    (("fabric", "cloth", "knitted", "plush", "wool"), ("천", "니트", "봉제", "털실"),
-     "soft fabric with fine weave", "결이 고운 부드러운 천"),
-    (("ceramic", "porcelain", "clay"), ("도자기", "자기", "점토", "찰흙"), "glazed ceramic",
-     "유약을 바른 도자기"),
-    (("fur", "furry", "fluffy"), ("털", "복슬복슬"), "soft layered fur", "부드럽게 겹친 털"),
-)
 
-_STYLE_HINTS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "realistic": (("realistic", "photorealistic", "사실적"), "realistic style with true-to-life detail",
-                  "실물 같은 디테일의 사실적인 스타일"),
-    "cartoon": (("cartoon", "cute", "chibi", "stylized", "stylised", "만화", "귀여운"),
-                "stylised cartoon look with chunky shapes and bold colours",
-                "두툼한 형태와 선명한 색의 만화풍 스타일"),
-    "low-poly": (("low poly", "low-poly", "lowpoly", "로우폴리"),
-                 "low-poly style with flat-shaded facets", "면이 드러나는 로우폴리 스타일"),
-    "sculpture": (("sculpture", "statue", "figurine", "조각", "동상", "피규어"),
-                  "sculpted figurine look with fine surface detail", "섬세한 표면의 조각상 스타일"),
-}
-_MESH_HINTS = (
-    "centred single mesh, clean quad-friendly topology, game-ready with PBR materials",
-    "가운데 놓인 단일 메시, 깔끔한 토폴로지, PBR 재질의 게임용 모델",
-)
+def _load_keywords() -> tuple[
+    list[_KeywordGroup], list[_KeywordGroup], dict[str, _KeywordGroup], tuple[str, str], tuple[str, str]
+]:
+    """The expansion tables (``prompt_keywords.json`` beside this file): data, not code, so that people who
+    write prompts, not only programmers, can extend them."""
+    raw = json.loads(resources.files("bot.services").joinpath("prompt_keywords.json").read_text("utf-8"))
 
+    def group(item: dict[str, Any]) -> _KeywordGroup:
+        return _KeywordGroup(tuple(item["en"]), tuple(item["ko"]), item["hint_en"], item["hint_ko"])
+
+    styles = {
+        name: _KeywordGroup(
+            tuple(item["keywords"]), tuple(item["keywords"]), item["hint_en"], item["hint_ko"]
+        )
+        for name, item in raw["styles"].items()
+    }
+    return (
+        [group(item) for item in raw["subjects"]],
+        [group(item) for item in raw["materials"]],
+        styles,
+        (raw["generic"]["hint_en"], raw["generic"]["hint_ko"]),
+        (raw["mesh"]["hint_en"], raw["mesh"]["hint_ko"]),
+    )
+
+
+_SUBJECTS, _MATERIALS, _STYLE_HINTS, _GENERIC_SUBJECT, _MESH_HINTS = _load_keywords()
 
 _KOREAN_PARTICLES = frozenset(
-    "은 는 이 가 을 를 의 와 과 로 으로 도 에 에서 만 처럼 같은 모양 인형 피규어".split()
+    "은 는 이 가 을 를 의 와 과 로 으로 도 에 에서 만 처럼 같은 모양 인형 피규어".split()  # noqa: SIM905
 )
 
 
@@ -419,7 +340,6 @@ class KeywordEnhancer:
         lowered = request.lower()
         korean_request = bool(_HANGUL.search(request))
         korean_out = korean_request and self.language == "auto"
-        pick = 3 if korean_out else 2
 
         def matches(english: Sequence[str], korean: Sequence[str]) -> bool:
             return _has_any(lowered, english, korean=False) or (
@@ -427,21 +347,23 @@ class KeywordEnhancer:
             )
 
         hints: list[str] = []
-        subject = next(
-            (group for group in _SUBJECTS if matches(group[0], group[1])),
-            ((), (), *_GENERIC_SUBJECT),
-        )
-        hints.append(subject[pick])
-        for english, korean, hint_en, hint_ko in _MATERIALS:
-            if matches(english, korean):
-                hints.append(hint_ko if korean_out else hint_en)
-                break
+        subject = next((group for group in _SUBJECTS if matches(group.english, group.korean)), None)
+        generic_en, generic_ko = _GENERIC_SUBJECT
+        if subject is None:
+            hints.append(generic_ko if korean_out else generic_en)
+        else:
+            hints.append(subject.hint_ko if korean_out else subject.hint_en)
+        material = next((group for group in _MATERIALS if matches(group.english, group.korean)), None)
+        if material is not None:
+            hints.append(material.hint_ko if korean_out else material.hint_en)
         chosen = style if style in _STYLE_HINTS else None
         if chosen is None:
-            chosen = next((name for name, spec in _STYLE_HINTS.items() if matches(spec[0], spec[0])), None)
+            chosen = next(
+                (name for name, spec in _STYLE_HINTS.items() if matches(spec.english, spec.korean)), None
+            )
         if chosen is not None:
-            _words, hint_en, hint_ko = _STYLE_HINTS[chosen]
-            hints.append(hint_ko if korean_out else hint_en)
+            spec = _STYLE_HINTS[chosen]
+            hints.append(spec.hint_ko if korean_out else spec.hint_en)
         hints.append(_MESH_HINTS[1] if korean_out else _MESH_HINTS[0])
         text = request
         for hint in hints:

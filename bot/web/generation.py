@@ -76,8 +76,13 @@ async def job_payload(request: web.Request, snapshot: JobSnapshot) -> dict[str, 
         for asset in result.assets:
             url = runtime.download_url(asset.key)
             body["assets"].append(
-                {"kind": asset.kind, "name": asset.name, "filename": asset.filename, "size": asset.size,
-                 "url": url}
+                {
+                    "kind": asset.kind,
+                    "name": asset.name,
+                    "filename": asset.filename,
+                    "size": asset.size,
+                    "url": url,
+                }
             )
             if asset.kind == "model" and asset.name == "glb":
                 body["glb_url"] = url
@@ -132,8 +137,13 @@ async def job_events(request: web.Request) -> web.StreamResponse:
                     async with asyncio.timeout(KEEPALIVE_S):
                         current = await queue.get()
                 except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
-                    continue
+                    # A job run by another process (the command line) publishes nothing here; its row
+                    # still moves, so look at it now and then.
+                    fresh = await service.snapshot(snapshot.job_id)
+                    if fresh is None or (fresh.state, fresh.progress) == (current.state, current.progress):
+                        await response.write(b": keep-alive\n\n")
+                        continue
+                    current = fresh
                 await response.write(_event("progress", await job_payload(request, current)))
             await response.write(_event("done", {"state": current.state.value}))
         except ConnectionResetError:

@@ -56,7 +56,9 @@ class ProgressTarget:
     started: float  # time.time() when the interaction token was issued
 
     def token_alive(self, ttl_s: float) -> bool:
-        return self.token is not None and self.application_id is not None and time.time() - self.started < ttl_s
+        return (
+            self.token is not None and self.application_id is not None and time.time() - self.started < ttl_s
+        )
 
 
 def parse_formats(raw: str | None) -> tuple[str, ...]:
@@ -216,15 +218,20 @@ class Generate3D(commands.Cog):
         if alert.mod_channel_id is None:
             report = getattr(self.bot.runtime.moderation, "report_problem", None)
             if report is not None:
-                report(alert.guild_id, f"a 3D prompt by user {alert.user_id} was blocked, but no moderation "
-                       "channel is set for alerts")
+                report(
+                    alert.guild_id,
+                    f"a 3D prompt by user {alert.user_id} was blocked, but no moderation "
+                    "channel is set for alerts",
+                )
             return
         channel = self.bot.get_channel(alert.mod_channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             log.warning("moderation channel %s of guild %s is gone", alert.mod_channel_id, alert.guild_id)
             return
         try:
-            await channel.send(embed=render.alert_embed(alert), allowed_mentions=discord.AllowedMentions.none())
+            await channel.send(
+                embed=render.alert_embed(alert), allowed_mentions=discord.AllowedMentions.none()
+            )
         except discord.HTTPException as error:
             log.warning("could not post a blocked-prompt alert in %s: %s", alert.mod_channel_id, error)
 
@@ -360,7 +367,12 @@ class Generate3D(commands.Cog):
             self.throttle.forget(job_id)
 
     async def _edit(
-        self, target: ProgressTarget, *, embed: discord.Embed, view: discord.ui.View, files: list[discord.File]
+        self,
+        target: ProgressTarget,
+        *,
+        embed: discord.Embed,
+        view: discord.ui.View,
+        files: list[discord.File],
     ) -> None:
         if target.channel_message_id is None and target.token_alive(self.token_ttl_s) and target.message_id:
             assert target.application_id is not None and target.token is not None
@@ -395,7 +407,12 @@ class Generate3D(commands.Cog):
         target.token = None
 
     async def _edit_channel_message(
-        self, target: ProgressTarget, *, embed: discord.Embed, view: discord.ui.View, files: list[discord.File]
+        self,
+        target: ProgressTarget,
+        *,
+        embed: discord.Embed,
+        view: discord.ui.View,
+        files: list[discord.File],
     ) -> None:
         if target.channel_id is None:
             return

@@ -61,9 +61,7 @@ def result_embed(
         key=lambda a: _FORMAT_ORDER.index(a.name) if a.name in _FORMAT_ORDER else len(_FORMAT_ORDER),
     )
     downloads = " · ".join(f"[{_format_label(asset.name)}]({sign(asset.key)})" for asset in models)
-    textures = " · ".join(
-        f"[{asset.name.replace('_', ' ')}]({sign(asset.key)})" for asset in result.textures
-    )
+    textures = " · ".join(f"[{asset.name.replace('_', ' ')}]({sign(asset.key)})" for asset in result.textures)
     parts = [_prompt_lines(snapshot), "", f"**Downloads:** {downloads or 'none'}"]
     if textures:
         parts.append(f"**Textures:** {textures}")
@@ -105,7 +103,11 @@ def history_embed(jobs: Sequence[GenerationJob], *, viewer_url: Callable[[str], 
     for job in jobs:
         mark = _STATE_MARKS.get(job.state, "⏳")
         when = f"<t:{int(job.created_at.timestamp())}:R>"
-        state = job.state.value if job.state is not JobState.DONE else f"[view and download]({viewer_url(job.id)})"
+        state = (
+            job.state.value
+            if job.state is not JobState.DONE
+            else f"[view and download]({viewer_url(job.id)})"
+        )
         lines.append(f"{mark} {when} · {_clip(job.prompt, 60)} · {state} · `{job.id}`")
     embed.description = _clip("\n".join(lines), 4096)
     return embed

@@ -69,11 +69,13 @@ def save_model(model: T5ForConditionalGeneration, model_dir: str | Path) -> None
 def load_model(model_dir: str | Path, device: torch.device) -> T5ForConditionalGeneration:
     directory = Path(model_dir)
     config = T5Config.from_json_file(str(directory / CONFIG_FILE))
-    model = T5ForConditionalGeneration(config)
+    # Built without storage and filled from the file: random initialisation would only be thrown away.
+    with torch.device("meta"):
+        model = T5ForConditionalGeneration(config)
     state = {
         name: tensor.to(torch.float32) for name, tensor in load_file(str(directory / WEIGHTS_FILE)).items()
     }
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     really_missing = sorted(set(missing) - set(_TIED_ALIASES))
     if really_missing or unexpected:
         raise ValueError(

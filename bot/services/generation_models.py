@@ -1,0 +1,284 @@
+"""The shapes of 3D generation: options, requests, settings, errors, results, and pure helpers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from bot.errors import UserFacingError
+from bot.services.generation_progress import JobSnapshot
+from bot.services.prompt_check import PromptVerdict
+from inference.remote.meshy import (
+    MeshyAuthError,
+    MeshyConnectionError,
+    MeshyDeadlineExceeded,
+    MeshyError,
+    MeshyForbidden,
+    MeshyNoCredits,
+    MeshyRateLimited,
+    MeshyServerError,
+    MeshyStatus,
+    MeshyTask,
+    MeshyTaskFailed,
+    MeshyTaskNotFound,
+    MeshyTimeout,
+)
+from storage.models import GenerationJob, StoredAsset, utcnow
+
+DEFAULT_FORMATS: tuple[str, ...] = ("glb", "fbx", "obj", "usdz")
+GENERIC_FAILURE = "Something went wrong on Lumi's side while generating. The operators have the details."
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    texture: bool = True
+    enhance: bool = True
+    style: str | None = None
+    polycount: int | None = None
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "texture": self.texture,
+            "enhance": self.enhance,
+            "style": self.style,
+            "polycount": self.polycount,
+            "formats": list(self.formats),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GenerationOptions:
+        formats = data.get("formats")
+        return cls(
+            texture=bool(data.get("texture", True)),
+            enhance=bool(data.get("enhance", True)),
+            style=data.get("style") if isinstance(data.get("style"), str) else None,
+            polycount=data.get("polycount") if isinstance(data.get("polycount"), int) else None,
+            formats=tuple(formats) if isinstance(formats, list) and formats else DEFAULT_FORMATS,
+        )
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    user_id: int
+    prompt: str
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+    guild_id: int | None = None
+    channel_id: int | None = None
+    interaction_token: str | None = None
+    application_id: int | None = None
+    # The Discord message showing the job, known before the job starts so its first update can edit it.
+    message_id: int | None = None
+    # Jobs from the command line or a benchmark skip quotas.
+    enforce_quotas: bool = True
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    daily_user_limit: int = 10
+    daily_guild_limit: int = 100
+    user_concurrent_limit: int = 2
+    max_concurrent_jobs: int = 8
+    queue_retry_s: float = 15.0
+    poll_initial_s: float = 2.0
+    poll_max_s: float = 30.0
+    task_deadline_s: float = 3600.0
+    max_asset_bytes: int = 200 * 1024 * 1024
+    ai_model: str = "latest"
+    enable_pbr: bool = True
+    create_attempts: int = 3
+    create_backoff_s: float = 2.0
+    progress_save_interval_s: float = 2.0
+    download_concurrency: int = 4
+    use_stream: bool = True
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True)
+class ModeratorAlert:
+    """A blocked prompt, for the guild's moderators (``mod_channel_id`` None: no channel configured)."""
+
+    guild_id: int
+    channel_id: int | None
+    user_id: int
+    prompt: str
+    reason: str
+    mod_channel_id: int | None
+
+
+class PromptRejected(UserFacingError):
+    def __init__(self, verdict: PromptVerdict, alert: ModeratorAlert | None) -> None:
+        super().__init__(verdict.user_message)
+        self.verdict = verdict
+        self.alert = alert
+
+
+class QuotaExceeded(UserFacingError):
+    pass
+
+
+class GenerationDisabled(UserFacingError):
+    pass
+
+
+class JobNotFound(UserFacingError):
+    pass
+
+
+class JobGone(Exception):
+    """The row was canceled or deleted by someone else: the runner stops quietly."""
+
+
+def failure_message(error: BaseException, *, deadline_s: float | None = None) -> str:
+    """A specific sentence for the person who asked; operators get the exception in the log."""
+    if isinstance(error, MeshyTaskFailed):
+        if error.task.status is MeshyStatus.CANCELED:
+            return "The 3D service canceled this task. Nothing was charged for it."
+        reason = error.task.error_message or "no reason given"
+        return f"The 3D service could not generate this model ({reason}). Failed tasks are not charged."
+    if isinstance(error, MeshyAuthError):
+        return "The 3D service rejected Lumi's API key (401). An operator needs to check MESHY_API_KEY."
+    if isinstance(error, MeshyNoCredits):
+        return "The 3D service account is out of credits (402). Ask an operator to top it up."
+    if isinstance(error, MeshyForbidden):
+        return "The 3D service refused this request for Lumi's account (403)."
+    if isinstance(error, MeshyTaskNotFound):
+        return "The 3D service no longer has this task (404): it was deleted or has expired. Try Regenerate."
+    if isinstance(error, MeshyRateLimited):
+        return "The 3D service is receiving too many requests (429). Please try again in a minute."
+    if isinstance(error, MeshyDeadlineExceeded):
+        minutes = f" after {deadline_s / 60:.0f} minutes" if deadline_s else ""
+        return f"The 3D model was still not finished{minutes}, so Lumi gave up on it."
+    if isinstance(error, MeshyServerError):
+        return "The 3D service had a server error (5xx). Please try again later."
+    if isinstance(error, MeshyTimeout):
+        return "The 3D service did not answer in time. Please try again later."
+    if isinstance(error, MeshyConnectionError):
+        return "Lumi could not reach the 3D service. Please try again later."
+    if isinstance(error, MeshyError):
+        return error.user_message
+    return GENERIC_FAILURE
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class JobAsset:
+    key: str
+    filename: str
+    content_type: str
+    size: int
+    kind: str  # "model", "texture" or "thumbnail"
+    name: str  # the format for models ("glb"), the map for textures ("base_color")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job: GenerationJob
+    assets: list[JobAsset]
+
+    @property
+    def models(self) -> list[JobAsset]:
+        return [asset for asset in self.assets if asset.kind == "model"]
+
+    @property
+    def textures(self) -> list[JobAsset]:
+        return [asset for asset in self.assets if asset.kind == "texture"]
+
+    @property
+    def thumbnail(self) -> JobAsset | None:
+        return next((asset for asset in self.assets if asset.kind == "thumbnail"), None)
+
+    def model(self, fmt: str) -> JobAsset | None:
+        return next((asset for asset in self.models if asset.name == fmt), None)
+
+
+def asset_from_row(row: StoredAsset) -> JobAsset:
+    base = row.key.rsplit("/", 1)[-1].rsplit(".", 1)
+    stem, ext = base[0], base[-1] if len(base) > 1 else ""
+    if stem == "model":
+        return JobAsset(row.key, row.filename, row.content_type, row.size, "model", ext)
+    if stem.startswith("texture_"):
+        return JobAsset(row.key, row.filename, row.content_type, row.size, "texture", stem[len("texture_") :])
+    return JobAsset(row.key, row.filename, row.content_type, row.size, "thumbnail", ext)
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    words = re.findall(r"[A-Za-z0-9]+", text.lower())
+    slug = "-".join(words)[:limit].strip("-")
+    return slug or "model"
+
+
+def _extension(url: str, default: str) -> str:
+    path = urlsplit(url).path
+    suffix = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    return suffix if re.fullmatch(r"[a-z0-9]{2,5}", suffix) else default
+
+
+def day_start(now: datetime | None = None) -> datetime:
+    now = now or utcnow()
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def snapshot_from_row(job: GenerationJob) -> JobSnapshot:
+    options = GenerationOptions.from_json(job.options)
+    enhancer = job.options.get("enhancer")
+    return JobSnapshot(
+        job_id=job.id,
+        state=job.state,
+        progress=job.progress,
+        detail="" if job.state.is_terminal else job.stage_detail,
+        prompt=job.prompt,
+        enhanced_prompt=job.enhanced_prompt,
+        enhancer=enhancer if isinstance(enhancer, str) else None,
+        error=job.error,
+        textured=options.texture,
+        user_id=job.user_id,
+        guild_id=job.guild_id,
+        channel_id=job.channel_id,
+        parent_job_id=job.parent_job_id,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+    )
+
+
+def download_plan(job: GenerationJob, task: MeshyTask) -> list[tuple[str, str, str]]:
+    """(blob key, URL, download file name) for every file of the finished task."""
+    slug = f"{_slug(job.prompt)}-{job.id[:8]}"
+    plan: list[tuple[str, str, str]] = []
+    for fmt, url in sorted(task.model_urls.items()):
+        if re.fullmatch(r"[a-z0-9]{2,5}", fmt):
+            plan.append((f"jobs/{job.id}/model.{fmt}", url, f"{slug}.{fmt}"))
+    if task.thumbnail_url:
+        ext = _extension(task.thumbnail_url, "png")
+        plan.append((f"jobs/{job.id}/preview.{ext}", task.thumbnail_url, f"{slug}-preview.{ext}"))
+    for maps in task.texture_urls[:1]:
+        for name, url in sorted(maps.items()):
+            if re.fullmatch(r"[a-z_]{2,32}", name):
+                ext = _extension(url, "png")
+                plan.append((f"jobs/{job.id}/texture_{name}.{ext}", url, f"{slug}-{name}.{ext}"))
+    return plan
+
+
+def fresh_url(task: MeshyTask, key: str) -> str | None:
+    name = key.rsplit("/", 1)[-1]
+    stem, _, ext = name.rpartition(".")
+    if stem == "model":
+        return task.model_urls.get(ext)
+    if stem == "preview":
+        return task.thumbnail_url
+    if stem.startswith("texture_") and task.texture_urls:
+        return task.texture_urls[0].get(stem[len("texture_") :])
+    return None

@@ -1,0 +1,172 @@
+"""The 3D job's web side: JSON, Server-Sent Events, and the viewer page rendered by headless Chromium.
+
+The browser test needs Debian's `chromium` (`make test` installs it when run as root); without it the
+test is skipped, unless LUMI_REQUIRE_BROWSER=1 makes that a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from bot.runtime import Runtime
+from bot.services.generation import GenerationOptions, GenerationRequest
+from bot.web.app import WebServer
+from bot.web.generation import viewer_assets_installed
+from tests.conftest import make_settings
+from tests.fakes.meshy_server import FakeMeshy, FakeMeshyConfig
+
+BROWSER_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # WebGL without a GPU: ANGLE's software renderer.
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--window-size=900,700",
+    "--virtual-time-budget=15000",
+)
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path is not None:
+            return path
+    reason = "no chromium binary on PATH (apt-get install chromium; `make test` does it as root)"
+    if os.environ.get("LUMI_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"LUMI_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+class Site:
+    def __init__(self, runtime: Runtime, server: WebServer, meshy: FakeMeshy) -> None:
+        self.runtime = runtime
+        self.server = server
+        self.meshy = meshy
+
+    async def finished_job(self, prompt: str = "a wooden chair", **options: object) -> str:
+        job = await self.runtime.generation.submit(
+            GenerationRequest(user_id=1, prompt=prompt, options=GenerationOptions(**options)),  # type: ignore[arg-type]
+            checked=True,
+        )
+        await self.runtime.generation.wait(job.id)
+        return job.id
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    async with FakeMeshy(config=FakeMeshyConfig(preview_s=0.3, refine_s=0.3)) as meshy:
+        settings = make_settings(tmp_path, meshy_api_key=meshy.api_key, meshy_base_url=meshy.base_url)
+        runtime = await Runtime.open(settings)
+        server = WebServer(runtime)
+        await server.start()
+        try:
+            yield Site(runtime, server, meshy)
+        finally:
+            await server.stop()
+            await runtime.close()
+
+
+async def test_job_json_lists_signed_downloads(site: Site) -> None:
+    job_id = await site.finished_job()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{site.server.url}/jobs/{job_id}") as response:
+            assert response.status == 200
+            body = await response.json()
+        assert body["job"]["state"] == "done" and body["job"]["progress"] == 100
+        assert body["glb_url"] and body["thumbnail_url"]
+        job = await site.runtime.generation.get_job(job_id)
+        assert job is not None and job.refine_task_id
+        async with http.get(body["glb_url"]) as response:
+            assert await response.read() == site.meshy.asset_bytes(job.refine_task_id, "model.glb")
+        async with http.get(f"{site.server.url}/jobs/{'0' * 32}") as response:
+            assert response.status == 404
+        async with http.get(f"{site.server.url}/view/not-a-job") as response:
+            assert response.status == 404
+
+
+async def test_events_stream_progress_until_done(site: Site) -> None:
+    site.meshy.config.preview_s = 1.0
+    job = await site.runtime.generation.submit(
+        GenerationRequest(user_id=1, prompt="a stone tower", options=GenerationOptions(texture=False)),
+        checked=True,
+    )
+    events: list[str] = []
+    progress: list[int] = []
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{site.server.url}/jobs/{job.id}/events") as response,
+    ):
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        async with asyncio.timeout(20):
+            async for raw in response.content:
+                line = raw.decode().strip()
+                if line.startswith("event: "):
+                    events.append(line[7:])
+                elif line.startswith("data: ") and events[-1] == "progress":
+                    progress.append(json.loads(line[6:])["job"]["progress"])
+    assert events[-1] == "done"
+    assert events.count("progress") >= 3
+    assert progress == sorted(progress) and progress[-1] == 100
+
+
+async def _run_browser(*args: str, profile: Path) -> bytes:
+    process = await asyncio.create_subprocess_exec(
+        chromium(),
+        *BROWSER_FLAGS,
+        f"--user-data-dir={profile}",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(90):
+            stdout, stderr = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode == 0, stderr.decode(errors="replace")[-2000:]
+    return stdout
+
+
+async def test_viewer_renders_the_model_in_headless_chromium(site: Site, tmp_path: Path) -> None:
+    chromium()
+    assert viewer_assets_installed(), "three.js is missing: run `make install` (npm ci in bot/web/static)"
+    job_id = await site.finished_job()
+    url = f"{site.server.url}/view/{job_id}"
+
+    dom = (await _run_browser("--dump-dom", url, profile=tmp_path / "profile-dom")).decode()
+    assert 'data-viewer-state="loaded"' in dom, dom[:2000]
+
+    shot = tmp_path / "viewer.png"
+    await _run_browser(f"--screenshot={shot}", url, profile=tmp_path / "profile-shot")
+    with Image.open(io.BytesIO(shot.read_bytes())) as image:
+        pixels = image.convert("RGB")
+    # The canvas sits left of the downloads panel; sample its middle, where the framed model is.
+    width, height = pixels.size
+    region = pixels.crop((width // 4, height // 4, width * 3 // 5, height * 3 // 5))
+    colours = region.getcolors(maxcolors=1_000_000) or []
+    background = (0x1F, 0x22, 0x29)
+    off_background = sum(
+        count
+        for count, colour in colours
+        if max(abs(a - b) for a, b in zip(colour, background, strict=True)) > 24
+    )
+    assert len(colours) > 20, "the canvas is blank"
+    assert off_background > region.width * region.height * 0.05, "no model visible in the canvas"
