@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from bot import __version__
 from bot.config import Settings
+from bot.services.classifiers import ClassifierDetector, classifier_catalog
 from bot.services.comment_setup import build_comment_service
 from bot.services.comments import CommentService
 from bot.services.generation import GenerationService
@@ -100,6 +101,8 @@ def _moderation_service(
             base_url=settings.moderation_openai_base_url or None,
         )
         extra.append(OpenAIImageDetector(client))
+    classifiers = classifier_catalog(settings.data_dir)
+    extra.append(ClassifierDetector(classifiers, registry))
     return ModerationService(
         database=database,
         blobs=blobs,
@@ -110,4 +113,5 @@ def _moderation_service(
             timeout_s=settings.moderation_fetch_timeout_s,
         ),
         evidence_retention=timedelta(days=settings.moderation_evidence_retention_days),
+        classifiers=classifiers,
     )

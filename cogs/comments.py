@@ -14,13 +14,13 @@ from discord.ext import commands
 from bot.client import LumiBot
 from bot.services.comments import CommentService, GuildComments, PhotoComment, PostRef, ScreenContext
 from bot.services.image_fetch import FetchedImage, FetchError
+from inference.images import ImageRejected
 
 log = logging.getLogger(__name__)
 
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".heic", ".heif", ".avif"})
 _SHUTDOWN_GRACE_S = 10.0
 _NOTHING_SEEN = "Lumi found no face or object it knows in this photo, so it has nothing to say about it."
-_NOT_COMMENTED = "Lumi does not comment on this image: it did not pass this server's image moderation."
 
 
 def photo_attachments(message: discord.Message) -> list[discord.Attachment]:
@@ -268,11 +268,15 @@ class Comments(commands.Cog):
         roles = tuple(role.id for role in getattr(interaction.user, "roles", []))
         nsfw = bool(getattr(interaction.channel, "is_nsfw", lambda: False)())
         screen = ScreenContext(channel_ids(interaction.channel), nsfw, roles)
-        if not await self.service.passes_moderation(guild.id, images, screen):
-            return _NOT_COMMENTED
-        result = await self.service.comment_on_images(
-            images, language=config.language, backend=config.backend
-        )
+        problem = await self.service.moderation_problem(guild.id, images, screen)
+        if problem is not None:
+            return f"Lumi does not comment on this image: {problem}"
+        try:
+            result = await self.service.comment_on_images(
+                images, language=config.language, backend=config.backend
+            )
+        except ImageRejected as rejected:
+            return rejected.message
         return _NOTHING_SEEN if result is None else render_request(result)
 
 

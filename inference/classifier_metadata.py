@@ -1,4 +1,4 @@
-"""The files a trained image classifier consists of, and the one preprocessing step training and serving share.
+"""What a trained image classifier consists of, and the one preprocessing step training and serving share.
 
 A classifier is a folder: ``model.keras`` (Keras 3 format) and ``metadata.json``. The metadata says which
 classes the outputs stand for, which one is "positive" for moderation, the input size and how pixels are
@@ -104,7 +104,9 @@ def parse_metadata(raw: object, *, source: str = "metadata") -> ClassifierMetada
         raise MetadataError(f"{source} is not a Lumi classifier (format {raw.get('format')!r})")
     version = raw.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise MetadataError(f"{source} has format version {version!r}; this Lumi reads up to {FORMAT_VERSION}")
+        raise MetadataError(
+            f"{source} has format version {version!r}; this Lumi reads up to {FORMAT_VERSION}"
+        )
     classes = raw.get("classes")
     if (
         not isinstance(classes, list)
@@ -132,7 +134,12 @@ def parse_metadata(raw: object, *, source: str = "metadata") -> ClassifierMetada
     ):
         raise MetadataError(f"{source}: recommended_threshold must be a number between 0 and 1")
     model_file = raw.get("model_file", MODEL_FILE)
-    if not isinstance(model_file, str) or "/" in model_file or "\\" in model_file or model_file.startswith("."):
+    if (
+        not isinstance(model_file, str)
+        or "/" in model_file
+        or "\\" in model_file
+        or model_file.startswith(".")
+    ):
         raise MetadataError(f"{source}: model_file must be a file name inside the classifier folder")
     metrics = raw.get("metrics", {})
     return ClassifierMetadata(

@@ -14,7 +14,7 @@ emotion, and the training data almost never uses them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -30,7 +30,6 @@ __all__ = [
     "ObjectVocabulary",
     "emotion_label",
     "label_from_text",
-    "label_names",
     "labels_from_text",
     "oiv7_vocabulary",
     "select_labels",
@@ -169,7 +168,3 @@ def select_labels(candidates: Iterable[Label], max_labels: int) -> list[Label]:
             best[label.ko] = label
     ranked = sorted(best.values(), key=lambda label: label.score, reverse=True)
     return ranked[: max(0, max_labels)]
-
-
-def label_names(labels: Sequence[Label], language: Language) -> list[str]:
-    return [label.name(language) for label in labels]

@@ -143,6 +143,26 @@ class ModelRegistry:
     def registered(self) -> list[str]:
         return list(self._entries)
 
+    async def unregister(self, name: str | ModelKey[Any, Any]) -> bool:
+        """Forget a model, unloading it after its queued work; False when it was not registered.
+
+        For models that come and go while Lumi runs (custom classifiers a moderator removes).
+        """
+        key = name.name if isinstance(name, ModelKey) else name
+        entry = self._entries.get(key)
+        if entry is None:
+            return False
+        async with entry.lock:
+            self._entries.pop(key, None)
+            handle, executor = entry.handle, entry.executor
+            entry.handle, entry.executor = None, None
+            if handle is not None and executor is not None:
+                await handle.batcher.close()
+                await _close_quietly(asyncio.get_running_loop(), executor, handle.runner)
+                executor.shutdown(wait=False)
+                metrics.MODEL_LOADED.labels(model=entry.name, device=entry.device).set(0)
+        return True
+
     def is_registered(self, name: str | ModelKey[Any, Any]) -> bool:
         return (name.name if isinstance(name, ModelKey) else name) in self._entries
 
@@ -166,6 +186,8 @@ class ModelRegistry:
                 return entry.handle
             if self._closed:
                 raise ModelUnavailable(key, "the model registry is shut down")
+            if self._entries.get(key) is not entry:
+                raise ModelUnavailable(key, "the model was unregistered")
             if entry.error is not None and time.monotonic() - entry.failed_at < self.retry_after_s:
                 raise entry.error
             entry.handle = await self._load(entry)

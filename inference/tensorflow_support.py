@@ -23,7 +23,9 @@ def import_keras() -> tuple[Any, Any]:
         import keras
         import tensorflow as tf
     except ImportError as error:
-        raise ImportError(f"TensorFlow/Keras is not installed ({error}); install `tensorflow>=2.16`") from error
+        raise ImportError(
+            f"TensorFlow/Keras is not installed ({error}); install `tensorflow>=2.16`"
+        ) from error
     return keras, tf
 
 

@@ -40,3 +40,11 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         yield rt
     finally:
         await rt.close()
+
+
+@pytest.fixture(scope="session")
+def pattern_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small Keras classifier flagging stripes (dots are harmless), trained once per test session."""
+    from tests.fakes.patterns import train_pattern_classifier
+
+    return train_pattern_classifier(tmp_path_factory.mktemp("pattern-classifier"))

@@ -147,7 +147,20 @@ def test_data_generate_then_train_then_comment_with_the_new_model(
 
     model = tmp_path / "model"
     tiny = ["--d-model", "32", "--d-ff", "64", "--layers", "1", "--heads", "2", "--vocab-size", "150"]
-    code = main(["train", "commenter", "--data", str(pairs), "--out", str(model), "--max-steps", "4", *tiny])
+    code = main(
+        [
+            "train",
+            "commenter",
+            "--data",
+            str(pairs),
+            "--out",
+            str(model),
+            "--max-steps",
+            "4",
+            "--no-final-eval",
+            *tiny,
+        ]
+    )
     assert code == 0 and (model / "model.safetensors").is_file()
     assert f"COMMENT_MODEL_DIR={model}" in capsys.readouterr().out
 

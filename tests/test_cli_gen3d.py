@@ -40,7 +40,7 @@ async def test_gen3d_runs_a_job_and_saves_its_files(
     saved = [Path(line) for line in captured.out.splitlines()]
     glb = next(path for path in saved if path.suffix == ".glb")
     assert glb.read_bytes() == expected and glb.parent == tmp_path / "out"
-    assert {path.suffix for path in saved} == {".glb", ".obj", ".mtl", ".png"}
+    assert {path.suffix for path in saved} == {".glb", ".obj", ".mtl", ".png", ".zip"}
     assert "Saving the files" in captured.err and "100%" in captured.err
 
 

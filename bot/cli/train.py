@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from bot.cli import train_classifier
 from bot.cli.common import settings_and_logging
 from bot.errors import UserFacingError
 
@@ -43,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--no-final-eval", action="store_true", help="skip scoring the dev split at the end"
     )
     commenter.set_defaults(func=_train_commenter)
+    # `lumi train classifier` and `lumi train evaluate` (moderation image classifiers) live in their module.
+    train_classifier.register(models)
 
 
 def _train_commenter(args: argparse.Namespace) -> int:

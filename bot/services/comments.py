@@ -274,20 +274,29 @@ class CommentService:
         images = list(images)[: self.max_images]
         if not images or not await self.passes_moderation(guild_id, images, screen):
             return None
-        return await self.comment_on_images(images, language=config.language, backend=config.backend)
+        try:
+            return await self.comment_on_images(images, language=config.language, backend=config.backend)
+        except ImageRejected as rejected:
+            log.info("no comment: %s", rejected.message)
+            return None
 
     async def passes_moderation(self, guild_id: int, images: Sequence[bytes], screen: ScreenContext) -> bool:
-        """Whether moderation would let every image through. Fails closed: an image moderation could
-        not check (models missing, unreadable) gets no comment."""
+        return await self.moderation_problem(guild_id, images, screen) is None
+
+    async def moderation_problem(
+        self, guild_id: int, images: Sequence[bytes], screen: ScreenContext
+    ) -> str | None:
+        """Why moderation keeps these images from getting a comment (safe to show), or None when every
+        image passes. Fails closed: an image moderation could not check gets no comment either."""
         if self.moderation is None:
-            return True
+            return None
         config = await self.moderation.guild_config(guild_id)
         exemption = config.exemption(
             channel_ids=screen.channel_ids, channel_nsfw=screen.channel_nsfw, role_ids=screen.role_ids
         )
         if exemption is not None:
             # Moderation does not look at this post, so nothing can flag it.
-            return True
+            return None
         verdicts = await asyncio.gather(
             *(
                 self.moderation.check_image(data, guild_policy=config.policy, guild_id=guild_id)
@@ -297,11 +306,13 @@ class CommentService:
         for verdict in verdicts:
             if verdict.flagged or not verdict.checked:
                 log.info("no comment in guild %s: moderation says %s", guild_id, verdict.summary)
-                return False
-        return True
+                if verdict.flagged:
+                    return "it did not pass this server's image moderation"
+                return verdict.problem or "it could not be checked"
+        return None
 
     async def record(self, post: PostRef, result: PhotoComment) -> None:
-        """Store a posted comment; the channel's cooldown runs from now (writing it may have taken a while)."""
+        """Store a posted comment. The channel's cooldown runs from now: writing it may have taken long."""
         self._last_comment[post.channel_id] = time.monotonic()
         async with self._db().session() as session:
             await repo.add_comment_record(
@@ -328,17 +339,22 @@ class CommentService:
     async def comment_on_images(
         self, images: Sequence[bytes], *, language: Language, backend: BackendName
     ) -> PhotoComment | None:
-        """One comment for all the images together (their labels merged), or None without any label."""
+        """One comment for all the images together (their labels merged), or None without any label.
+        Raises ``ImageRejected`` when none of the files is a readable image."""
         started = time.perf_counter()
         results = await asyncio.gather(*(self.perceive(data) for data in images), return_exceptions=True)
         perceptions: list[Perception] = []
+        rejected: list[ImageRejected] = []
         for result in results:
             if isinstance(result, Perception):
                 perceptions.append(result)
             elif isinstance(result, ImageRejected):
-                log.info("image not commented: %s", result.message)
+                rejected.append(result)
             elif isinstance(result, BaseException):
                 raise result
+        if rejected and not perceptions:
+            # Nothing to look at: the caller can say why (the first file's problem stands for all).
+            raise rejected[0]
         labels = merge_labels(perceptions, self.perceiver.config.max_labels)
         if not labels:
             return None

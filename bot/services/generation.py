@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,6 +32,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from bot.errors import UserFacingError
+from bot.services.generation_assets import AssetSaver
 from bot.services.generation_models import (
     DEFAULT_FORMATS,
     GENERIC_FAILURE,
@@ -49,39 +49,31 @@ from bot.services.generation_models import (
     QuotaExceeded,
     asset_from_row,
     day_start,
-    download_plan,
     failure_message,
-    fresh_url,
     snapshot_from_row,
 )
 from bot.services.generation_progress import JobSnapshot, overall_percent
 from bot.services.generation_queue import AccountQueue, LocalSlots
+from bot.services.generation_tasks import TaskCreator
 from bot.services.prompt_check import PromptChecker, PromptVerdict
 from bot.services.prompt_enhancer import STYLES, PromptEnhancer
 from inference.remote.meshy import (
-    MeshyAssetUnavailable,
     MeshyAuthError,
     MeshyClient,
-    MeshyConnectionError,
     MeshyError,
     MeshyForbidden,
     MeshyNoCredits,
-    MeshyProtocolError,
-    MeshyQueueFull,
-    MeshyServerError,
     MeshyStatus,
     MeshyTask,
-    MeshyTimeout,
 )
 from storage import repo
-from storage.blobs import BlobInfo, BlobStore
+from storage.blobs import BlobStore
 from storage.db import Database
-from storage.models import TERMINAL_JOB_STATES, AssetOwner, GenerationJob, JobState
+from storage.models import TERMINAL_JOB_STATES, GenerationJob, JobState
 
 log = logging.getLogger(__name__)
 
 # Meshy's clock and ours differ; a task created "before" our request time by up to this much still counts.
-_CLOCK_SKEW_MS = 120_000
 _STAGE_ORDER = {state: rank for rank, state in enumerate(JobState)}
 
 __all__ = [
@@ -134,6 +126,16 @@ class GenerationService:
         self._listener_tasks: set[asyncio.Task[Any]] = set()
         self.local_slots = LocalSlots(self.config.max_concurrent_jobs, self._local_positions)
         self.account_queue = AccountQueue(self.config.queue_retry_s, self._account_positions)
+        self._tasks_creator: TaskCreator | None = None
+        if meshy is not None:
+            self._tasks_creator = TaskCreator(
+                meshy=meshy,
+                database=database,
+                queue=self.account_queue,
+                config=self.config,
+                save=self._save,
+                on_waiting=self._waiting_for_meshy,
+            )
         self._closing = False
 
     @property
@@ -205,6 +207,21 @@ class GenerationService:
         self._publish(snapshot)
         return snapshot
 
+    def _creator(self) -> TaskCreator:
+        self._client()
+        assert self._tasks_creator is not None
+        return self._tasks_creator
+
+    def _waiting_for_meshy(self, job_id: str, position: int | None) -> None:
+        if position is None:
+            self._update_live(job_id, queue_position=None, detail="")
+        else:
+            self._update_live(
+                job_id,
+                queue_position=position,
+                detail=f"waiting for a free slot at the 3D service (position {position})",
+            )
+
     def _local_positions(self, positions: dict[str, int]) -> None:
         for job_id, position in positions.items():
             live = self._live.get(job_id)
@@ -217,11 +234,7 @@ class GenerationService:
         for job_id, position in positions.items():
             live = self._live.get(job_id)
             if live is not None and live.queue_position != position:
-                self._update_live(
-                    job_id,
-                    queue_position=position,
-                    detail=f"waiting for a free slot at the 3D service (position {position})",
-                )
+                self._waiting_for_meshy(job_id, position)
 
     async def snapshot(self, job_id: str) -> JobSnapshot | None:
         """The live snapshot, or one built from the row for jobs not running in this process."""
@@ -668,7 +681,7 @@ class GenerationService:
             if _STAGE_ORDER[job.state] < _STAGE_ORDER[JobState.PREVIEW]:
                 job = await self._enter(job_id, JobState.PREVIEW, textured=textured)
             if job.preview_task_id is None:
-                job = await self._create_task(job, "preview")
+                job = await self._creator().create(job, "preview")
             assert job.preview_task_id is not None
             final = await self._follow(job_id, job.preview_task_id, JobState.PREVIEW, textured=textured)
 
@@ -676,7 +689,7 @@ class GenerationService:
             if _STAGE_ORDER[job.state] < _STAGE_ORDER[JobState.REFINING]:
                 job = await self._enter(job_id, JobState.REFINING, textured=textured)
             if job.refine_task_id is None:
-                job = await self._create_task(job, "refine")
+                job = await self._creator().create(job, "refine")
             assert job.refine_task_id is not None
             final = await self._follow(job_id, job.refine_task_id, JobState.REFINING, textured=textured)
 
@@ -689,111 +702,6 @@ class GenerationService:
         log.info("3D job %s done", job_id)
 
     # -- Meshy tasks -----------------------------------------------------------------------------------
-
-    async def _create_task(self, job: GenerationJob, kind: str) -> GenerationJob:
-        """Create the preview or refine task exactly once and record its id before anything else."""
-        meshy = self._client()
-        field_name = f"{kind}_task_id"
-        stamp_name = f"{kind}_requested_at"
-        job_id = job.id
-        stamp = job.options.get(stamp_name)
-        if isinstance(stamp, int):
-            # A request was sent before and its answer never recorded: adopt that task if it exists.
-            found = await self._find_orphan(job, kind, stamp)
-            if found is not None:
-                log.info("3D job %s adopts Meshy %s task %s created before a restart", job_id, kind, found)
-                return await self._save(job_id, **{field_name: found})
-        attempt = 0
-        while True:
-            await self.account_queue.turn(job_id)
-            stamp = int(time.time() * 1000)
-            job = await self._save(job_id, options={**job.options, stamp_name: stamp})
-            try:
-                task_id = await self._send_create(meshy, job, kind)
-            except MeshyQueueFull as error:
-                position = await self.account_queue.full(job_id)
-                log.info("3D job %s waits for a Meshy slot (%s), position %d", job_id, error.reason, position)
-                self._update_live(
-                    job_id,
-                    queue_position=position,
-                    detail=f"waiting for a free slot at the 3D service (position {position})",
-                )
-                continue
-            except (MeshyTimeout, MeshyConnectionError, MeshyServerError, MeshyProtocolError) as error:
-                # The request may have created a task whose id never reached us.
-                await self.account_queue.discard(job_id)
-                found = await self._find_orphan(job, kind, stamp)
-                if found is not None:
-                    task_id = found
-                else:
-                    attempt += 1
-                    if attempt >= self.config.create_attempts:
-                        raise
-                    delay = self.config.create_backoff_s * (2 ** (attempt - 1)) * random.uniform(0.75, 1.0)
-                    log.warning(
-                        "creating the %s task of job %s failed (%s); retry in %.1f s",
-                        kind,
-                        job_id,
-                        error.detail,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-                    continue
-            job = await self._save(job_id, **{field_name: task_id})
-            await self.account_queue.created(job_id)
-            self._update_live(job_id, queue_position=None, detail="")
-            log.info("3D job %s: Meshy %s task %s", job_id, kind, task_id)
-            return job
-
-    async def _send_create(self, meshy: MeshyClient, job: GenerationJob, kind: str) -> str:
-        options = GenerationOptions.from_json(job.options)
-        config = self.config
-        if kind == "preview":
-            assert job.enhanced_prompt is not None
-            return await meshy.create_preview(
-                job.enhanced_prompt,
-                ai_model=config.ai_model,
-                model_type="lowpoly" if options.style == "low-poly" else None,
-                should_remesh=True if options.polycount else None,
-                topology="triangle" if options.polycount else None,
-                target_polycount=options.polycount,
-                target_formats=list(options.formats),
-            )
-        assert job.preview_task_id is not None
-        return await meshy.create_refine(
-            job.preview_task_id,
-            enable_pbr=config.enable_pbr,
-            ai_model=config.ai_model,
-            target_formats=list(options.formats),
-        )
-
-    async def _find_orphan(self, job: GenerationJob, kind: str, requested_at_ms: int) -> str | None:
-        """A task this job asked for whose id was never recorded, from Meshy's newest tasks."""
-        meshy = self._client()
-        if meshy.is_test_mode:
-            return None
-        task_type = f"text-to-3d-{kind}"
-        try:
-            tasks = await meshy.list_tasks(page_size=50, sort_by="-created_at")
-        except MeshyError as error:
-            log.warning(
-                "could not list Meshy tasks to look for job %s's %s task: %s", job.id, kind, error.detail
-            )
-            return None
-        candidates = sorted(
-            (
-                task
-                for task in tasks
-                if task.type == task_type
-                and task.prompt == (job.enhanced_prompt or "")
-                and task.created_at >= requested_at_ms - _CLOCK_SKEW_MS
-            ),
-            key=lambda task: task.created_at,
-        )
-        for task in candidates:
-            if not await _task_claimed(self.database, task.id):
-                return task.id
-        return None
 
     async def _follow(self, job_id: str, task_id: str, stage: JobState, *, textured: bool) -> MeshyTask:
         meshy = self._client()
@@ -833,73 +741,23 @@ class GenerationService:
     # -- downloads -------------------------------------------------------------------------------------
 
     async def _download(self, job: GenerationJob, task: MeshyTask, *, textured: bool) -> None:
-        """Copy the task's files into the blob store (Meshy's URLs expire), skipping ones already saved.
-
-        The files download concurrently; their rows are written in one transaction at the end, so a
-        crash in between leaves blobs without rows, which the resumed job simply downloads again.
-        """
-        async with self.database.session() as session:
-            existing = {row.key for row in await repo.list_job_assets(session=session, job_id=job.id)}
-        plan = download_plan(job, task)
-        if not plan:
-            raise MeshyProtocolError(f"Meshy task {task.id} succeeded without any file", status=None)
-        missing = [item for item in plan if item[0] not in existing]
-        done = len(plan) - len(missing)
-        gate = asyncio.Semaphore(self.config.download_concurrency)
-
-        async def fetch(item: tuple[str, str, str]) -> tuple[str, BlobInfo]:
-            nonlocal done
-            key, url, filename = item
-            async with gate:
-                info = await self._store_blob(task, key, url)
-            done += 1
-            percent = int(100 * done / len(plan))
+        def progress(done: int, total: int) -> None:
+            percent = int(100 * done / total)
             self._update_live(
                 job.id,
                 progress=overall_percent(JobState.DOWNLOADING, percent, textured=textured),
                 stage_progress=percent,
-                detail=f"{done}/{len(plan)} files",
+                detail=f"{done}/{total} files",
             )
-            return filename, info
 
-        stored = await asyncio.gather(*(fetch(item) for item in missing))
-        if not stored:
-            return
-        async with self.database.session() as session:
-            for filename, info in stored:
-                await repo.add_asset(
-                    session=session,
-                    key=info.key,
-                    content_type=info.content_type,
-                    size=info.size,
-                    sha256=info.sha256,
-                    filename=filename,
-                    owner_kind=AssetOwner.JOB.value,
-                    owner_id=job.id,
-                )
-            await session.commit()
-
-    async def _store_blob(self, task: MeshyTask, key: str, url: str) -> BlobInfo:
-        meshy = self._client()
-        attempts = 0
-        while True:
-            try:
-                async with contextlib.aclosing(
-                    meshy.iter_download(url, max_bytes=self.config.max_asset_bytes)
-                ) as chunks:
-                    return await self.blobs.put_stream(key, chunks, max_bytes=self.config.max_asset_bytes)
-            except MeshyAssetUnavailable:
-                # Signed URLs expire; the task's current answer carries fresh ones.
-                attempts += 1
-                if attempts > 1:
-                    raise
-                fresh = await meshy.get_task(task.id)
-                url = fresh_url(fresh, key) or url
-            except MeshyError as error:
-                attempts += 1
-                if not error.retryable or attempts > 3:
-                    raise
-                await asyncio.sleep(0.5 * attempts)
+        saver = AssetSaver(
+            meshy=self._client(),
+            blobs=self.blobs,
+            database=self.database,
+            max_bytes=self.config.max_asset_bytes,
+            concurrency=self.config.download_concurrency,
+        )
+        await saver.save(job, task, progress)
 
     # -- shutdown --------------------------------------------------------------------------------------
 
@@ -928,16 +786,6 @@ async def _count_active(session: Any, *, user_id: int) -> int:
         .where(GenerationJob.user_id == user_id, col(GenerationJob.state).not_in(sorted(TERMINAL_JOB_STATES)))
     )
     return int((await session.exec(statement)).one())
-
-
-async def _task_claimed(database: Database, task_id: str) -> bool:
-    async with database.session() as session:
-        statement = select(GenerationJob.id).where(
-            sa.or_(
-                col(GenerationJob.preview_task_id) == task_id, col(GenerationJob.refine_task_id) == task_id
-            )
-        )
-        return (await session.exec(statement)).first() is not None
 
 
 async def _task_shared(database: Database, task_id: str, job_id: str) -> bool:

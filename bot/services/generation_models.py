@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from bot.errors import UserFacingError
 from bot.services.generation_progress import JobSnapshot
@@ -21,7 +19,6 @@ from inference.remote.meshy import (
     MeshyRateLimited,
     MeshyServerError,
     MeshyStatus,
-    MeshyTask,
     MeshyTaskFailed,
     MeshyTaskNotFound,
     MeshyTimeout,
@@ -212,18 +209,6 @@ def asset_from_row(row: StoredAsset) -> JobAsset:
     return JobAsset(row.key, row.filename, row.content_type, row.size, "thumbnail", ext)
 
 
-def _slug(text: str, limit: int = 40) -> str:
-    words = re.findall(r"[A-Za-z0-9]+", text.lower())
-    slug = "-".join(words)[:limit].strip("-")
-    return slug or "model"
-
-
-def _extension(url: str, default: str) -> str:
-    path = urlsplit(url).path
-    suffix = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
-    return suffix if re.fullmatch(r"[a-z0-9]{2,5}", suffix) else default
-
-
 def day_start(now: datetime | None = None) -> datetime:
     now = now or utcnow()
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -252,33 +237,3 @@ def snapshot_from_row(job: GenerationJob) -> JobSnapshot:
         created_at=job.created_at,
         finished_at=job.finished_at,
     )
-
-
-def download_plan(job: GenerationJob, task: MeshyTask) -> list[tuple[str, str, str]]:
-    """(blob key, URL, download file name) for every file of the finished task."""
-    slug = f"{_slug(job.prompt)}-{job.id[:8]}"
-    plan: list[tuple[str, str, str]] = []
-    for fmt, url in sorted(task.model_urls.items()):
-        if re.fullmatch(r"[a-z0-9]{2,5}", fmt):
-            plan.append((f"jobs/{job.id}/model.{fmt}", url, f"{slug}.{fmt}"))
-    if task.thumbnail_url:
-        ext = _extension(task.thumbnail_url, "png")
-        plan.append((f"jobs/{job.id}/preview.{ext}", task.thumbnail_url, f"{slug}-preview.{ext}"))
-    for maps in task.texture_urls[:1]:
-        for name, url in sorted(maps.items()):
-            if re.fullmatch(r"[a-z_]{2,32}", name):
-                ext = _extension(url, "png")
-                plan.append((f"jobs/{job.id}/texture_{name}.{ext}", url, f"{slug}-{name}.{ext}"))
-    return plan
-
-
-def fresh_url(task: MeshyTask, key: str) -> str | None:
-    name = key.rsplit("/", 1)[-1]
-    stem, _, ext = name.rpartition(".")
-    if stem == "model":
-        return task.model_urls.get(ext)
-    if stem == "preview":
-        return task.thumbnail_url
-    if stem.startswith("texture_") and task.texture_urls:
-        return task.texture_urls[0].get(stem[len("texture_") :])
-    return None

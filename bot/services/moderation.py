@@ -20,6 +20,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.errors import UserFacingError
+from bot.services.classifiers import ClassifierCatalog, RegisteredClassifier
 from bot.services.image_fetch import FetchedImage, ImageFetcher
 from bot.services.moderation_cases import (
     CaseChoice,
@@ -118,10 +119,13 @@ class ModerationService:
         checker: ImageChecker,
         fetcher: ImageFetcher | None = None,
         evidence_retention: timedelta = timedelta(days=7),
+        classifiers: ClassifierCatalog | None = None,
     ) -> None:
         self.database = database
         self.blobs = blobs
         self.checker = checker
+        # Custom classifiers registered with `lumi models add-classifier`; the checker scores them.
+        self.classifiers = classifiers
         self.fetcher = fetcher or ImageFetcher()
         self.evidence = EvidenceStore(database, blobs, retention=evidence_retention)
         self._problems: dict[int, deque[tuple[datetime, str]]] = defaultdict(
@@ -140,7 +144,15 @@ class ModerationService:
         known: Sequence[KnownHash] = ()
         if guild_id is not None and guild_policy.repeat_matching:
             known = await self._known_hashes(guild_id)
-        return await self.checker.check_image(data, guild_policy=guild_policy, known_hashes=known)
+        return await self.checker.check_image(
+            data, guild_policy=guild_policy, known_hashes=known, guild_id=guild_id
+        )
+
+    async def active_classifiers(self, guild_id: int) -> list[RegisteredClassifier]:
+        """The custom classifiers that score this guild's images: global ones and its own."""
+        if self.classifiers is None:
+            return []
+        return await self.classifiers.for_guild(guild_id)
 
     async def _known_hashes(self, guild_id: int) -> list[KnownHash]:
         cached = self._hashes.get(guild_id)

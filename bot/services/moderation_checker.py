@@ -14,11 +14,12 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.services.moderation_policy import (
     DEFAULT_POLICY,
     Action,
+    CategoryRule,
     Decision,
     Level,
     Policy,
@@ -33,6 +34,7 @@ from inference.registry import ModelRegistry, ModelUnavailable
 
 __all__ = [
     "CheckStatus",
+    "DefinesCategories",
     "ExtraDetector",
     "ImageChecker",
     "KnownHash",
@@ -56,15 +58,29 @@ class ExtraDetector(Protocol):
     """An additional detector (OpenAI moderation, a trained classifier) adding category scores.
 
     Scores use the names in `moderation_policy.CATEGORIES` (or OpenAI's, which are mapped). A detector
-    that fails is logged and left out; the local models still decide.
+    that fails is logged and left out; the local models still decide. ``guild_id`` is the server the
+    image was posted in (None outside one), for detectors that differ per server.
     """
 
     @property
     def name(self) -> str: ...
 
-    async def scores(self, data: bytes, decoded: DecodedImage) -> Mapping[str, float]: ...
+    async def scores(
+        self, data: bytes, decoded: DecodedImage, *, guild_id: int | None = None
+    ) -> Mapping[str, float]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class DefinesCategories(Protocol):
+    """An extra detector that scores categories of its own, beyond `moderation_policy.CATEGORIES`.
+
+    Their rules join the guild's policy for that check; a category the policy already has keeps the
+    policy's thresholds.
+    """
+
+    def category_rules(self, guild_id: int | None) -> Mapping[str, CategoryRule]: ...
 
 
 @dataclass(frozen=True)
@@ -165,6 +181,7 @@ class ImageChecker:
         *,
         guild_policy: Policy = DEFAULT_POLICY,
         known_hashes: Sequence[KnownHash] = (),
+        guild_id: int | None = None,
     ) -> Verdict:
         """Check one image. Never raises for bad input or missing models: the verdict says what happened."""
         started = time.perf_counter()
@@ -196,7 +213,9 @@ class ImageChecker:
                 return Verdict(
                     status=CheckStatus.REPEAT, decision=decision, elapsed_ms=_ms_since(started), **facts
                 )
-        extra_task = asyncio.ensure_future(self._extra_scores(data, image)) if self.extra_detectors else None
+        extra_task = (
+            asyncio.ensure_future(self._extra_scores(data, image, guild_id)) if self.extra_detectors else None
+        )
         try:
             analysis = await self._moderator.analyse(image)
         except (ModelUnavailable, QueueFull, BatcherClosed) as error:
@@ -220,14 +239,18 @@ class ImageChecker:
                 extra_task.cancel()
             raise
         extra = await extra_task if extra_task is not None else {}
-        scores = category_scores(analysis.label_scores.items(), analysis.nsfw_score, extra)
+        extra_rules = self._extra_rules(guild_id)
+        policy = guild_policy.with_extra_rules(extra_rules)
+        scores = category_scores(
+            analysis.label_scores.items(), analysis.nsfw_score, extra, custom=extra_rules.keys()
+        )
         labels = [
             {"label": label, "score": round(score, 3)}
             for label, score in sorted(analysis.label_scores.items(), key=lambda item: -item[1])
         ]
         return Verdict(
             status=CheckStatus.CHECKED,
-            decision=decide(scores, guild_policy),
+            decision=decide(scores, policy),
             scores=scores,
             labels=labels,
             frames_checked=len(image.frames),
@@ -239,17 +262,25 @@ class ImageChecker:
         image = decode_image(data, limits=self.limits)
         return _Decoded(image=image, phash=phash(image.frames[0]))
 
-    async def _extra_scores(self, data: bytes, image: DecodedImage) -> dict[str, float]:
+    async def _extra_scores(self, data: bytes, image: DecodedImage, guild_id: int | None) -> dict[str, float]:
         combined: dict[str, float] = {}
         for detector in self.extra_detectors:
             try:
-                scores = await detector.scores(data, image)
+                scores = await detector.scores(data, image, guild_id=guild_id)
             except Exception:
                 log.warning("extra detector %s failed; deciding without it", detector.name, exc_info=True)
                 continue
             for name, value in scores.items():
                 combined[name] = max(float(value), combined.get(name, 0.0))
         return combined
+
+    def _extra_rules(self, guild_id: int | None) -> dict[str, CategoryRule]:
+        rules: dict[str, CategoryRule] = {}
+        for detector in self.extra_detectors:
+            if isinstance(detector, DefinesCategories):
+                for name, rule in detector.category_rules(guild_id).items():
+                    rules.setdefault(name, rule)
+        return rules
 
     async def close(self) -> None:
         """Stop the decoding threads and extra detectors; the models are the registry's to close."""

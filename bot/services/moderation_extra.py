@@ -24,7 +24,9 @@ class OpenAIImageDetector:
     def __init__(self, client: OpenAIModerationClient) -> None:
         self.client = client
 
-    async def scores(self, data: bytes, decoded: DecodedImage) -> Mapping[str, float]:
+    async def scores(
+        self, data: bytes, decoded: DecodedImage, *, guild_id: int | None = None
+    ) -> Mapping[str, float]:
         jpeg = await asyncio.to_thread(_jpeg, decoded)
         return await self.client.score_image(jpeg, mime_type="image/jpeg")
 

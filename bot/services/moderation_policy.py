@@ -9,7 +9,7 @@ and an *auto-action* threshold (Lumi acts at once, then tells the moderators).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final
@@ -137,6 +137,11 @@ class Policy:
         rules[category] = replace(rules.get(category, CategoryRule(None, None)), review=review, act=act)
         return replace(self, rules=rules)
 
+    def with_extra_rules(self, extra: Mapping[str, CategoryRule]) -> Policy:
+        """Add rules for categories this policy has none for (custom classifier categories)."""
+        added = {name: rule for name, rule in extra.items() if name not in self.rules}
+        return replace(self, rules={**self.rules, **added}) if added else self
+
 
 DEFAULT_POLICY: Final = Policy(
     rules={
@@ -180,11 +185,14 @@ def category_scores(
     detections: Iterable[tuple[str, float]],
     open_nsfw: float | None,
     extra: Mapping[str, float] | None = None,
+    *,
+    custom: Collection[str] = (),
 ) -> dict[str, float]:
     """Category scores from NudeNet (label, confidence) pairs, the open_nsfw probability and extra scores.
 
     Each category takes the strongest evidence for it: one confident exposed-part box is as damning as a
-    high overall score.
+    high overall score. ``custom`` names categories beyond `CATEGORIES` that extra scores may use (those
+    of custom classifiers); other unknown names are dropped.
     """
     scores = {"sexual_explicit": 0.0, "suggestive": 0.0}
     for label, confidence in detections:
@@ -197,7 +205,7 @@ def category_scores(
             scores[category] = max(scores[category], float(open_nsfw))
     for name, value in (extra or {}).items():
         category = _EXTRA_NAMES.get(name, name)
-        if category in CATEGORIES:
+        if category in CATEGORIES or category in custom:
             scores[category] = max(scores.get(category, 0.0), float(value))
     return {name: round(min(1.0, max(0.0, value)), 4) for name, value in scores.items()}
 

@@ -140,7 +140,10 @@ async def job_events(request: web.Request) -> web.StreamResponse:
                     # A job run by another process (the command line) publishes nothing here; its row
                     # still moves, so look at it now and then.
                     fresh = await service.snapshot(snapshot.job_id)
-                    if fresh is None or (fresh.state, fresh.progress) == (current.state, current.progress):
+                    if fresh is None:
+                        await response.write(_event("done", {"state": "deleted"}))
+                        return response
+                    if (fresh.state, fresh.progress) == (current.state, current.progress):
                         await response.write(b": keep-alive\n\n")
                         continue
                     current = fresh

@@ -21,7 +21,8 @@ _COLOURS = {
     JobState.FAILED: discord.Colour.red(),
     JobState.CANCELED: discord.Colour.light_grey(),
 }
-_FORMAT_ORDER = ("glb", "fbx", "obj", "mtl", "usdz", "stl", "3mf")
+_FORMAT_ORDER = ("glb", "fbx", "zip", "obj", "mtl", "usdz", "stl", "3mf")
+_FORMAT_LABELS = {"zip": "OBJ + textures (.zip)"}
 
 Signer = Callable[[str], str]
 
@@ -50,7 +51,7 @@ def progress_embed(snapshot: JobSnapshot, *, viewer_url: str) -> discord.Embed:
 
 
 def _format_label(name: str) -> str:
-    return name.upper()
+    return _FORMAT_LABELS.get(name, name.upper())
 
 
 def result_embed(
@@ -62,21 +63,29 @@ def result_embed(
     )
     downloads = " · ".join(f"[{_format_label(asset.name)}]({sign(asset.key)})" for asset in models)
     textures = " · ".join(f"[{asset.name.replace('_', ' ')}]({sign(asset.key)})" for asset in result.textures)
-    parts = [_prompt_lines(snapshot), "", f"**Downloads:** {downloads or 'none'}"]
+    # Links go in the description (4096 characters); the prompts in fields, so long prompts cannot push
+    # a link past the limit and cut it in half.
+    parts = [f"**Downloads:** {downloads or 'none'}"]
     if textures:
         parts.append(f"**Textures:** {textures}")
     parts.append(f"**Viewer:** [rotate and zoom in your browser]({viewer_url})")
     embed = discord.Embed(
         title="Your 3D model is ready",
-        description=_clip("\n".join(parts), 4096),
+        description="\n".join(parts)[:4096],
         colour=_COLOURS[JobState.DONE],
     )
+    embed.add_field(name="Prompt", value=_clip(snapshot.prompt, 1024), inline=False)
+    if snapshot.enhanced_prompt and snapshot.enhanced_prompt != snapshot.prompt:
+        source = f" ({snapshot.enhancer})" if snapshot.enhancer and snapshot.enhancer != "none" else ""
+        embed.add_field(
+            name=f"Enhanced prompt{source}", value=_clip(snapshot.enhanced_prompt, 1024), inline=False
+        )
     if has_thumbnail:
         embed.set_image(url=f"attachment://{THUMBNAIL_NAME}")
     kind = "textured" if snapshot.textured else "untextured shape"
     embed.set_footer(
         text=f"Job {snapshot.job_id} · {kind} · took {format_elapsed(snapshot.elapsed_s())} · "
-        "links expire; ask for new ones with /3d history"
+        "links expire; /3d history has fresh ones"
     )
     return embed
 

@@ -319,6 +319,16 @@ class Moderation(commands.Cog):
             models=models or "none",
         )
 
+    @moderation.command(name="classifiers")
+    async def classifiers(self, interaction: discord.Interaction) -> None:
+        """List the custom image classifiers scoring this server's posts, and their thresholds."""
+        assert interaction.guild is not None
+        entries = await self.service.active_classifiers(interaction.guild.id)
+        config = await self.service.guild_config(interaction.guild.id)
+        await interaction.response.send_message(
+            embed=render.classifiers_embed(entries, config.policy), ephemeral=True
+        )
+
     @moderation.command(name="cases")
     @app_commands.describe(status="Only cases in this state", user="Only cases of this author")
     async def cases(

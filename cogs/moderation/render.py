@@ -11,9 +11,10 @@ from datetime import datetime
 
 import discord
 
+from bot.services.classifiers import RegisteredClassifier
 from bot.services.moderation import GuildModeration, allowed_choices, case_category
 from bot.services.moderation_checker import CheckStatus, Verdict
-from bot.services.moderation_policy import describe_policy
+from bot.services.moderation_policy import CategoryRule, Policy, describe_policy
 from storage.models import ANONYMOUS_USER_ID, CaseAction, CaseStatus, ModerationCase
 
 _STATUS_COLOURS = {
@@ -157,6 +158,44 @@ def cases_embed(cases: Sequence[ModerationCase]) -> discord.Embed:
         )
     embed.description = _clip("\n".join(lines), 4000)
     return embed
+
+
+def classifiers_embed(entries: Sequence[RegisteredClassifier], policy: Policy) -> discord.Embed:
+    """The custom classifiers scoring this server's images, with the thresholds that apply to each."""
+    embed = discord.Embed(title="Custom classifiers", colour=discord.Colour.blurple())
+    if not entries:
+        embed.description = (
+            "None active here. Train one with `lumi train classifier` and register it with "
+            "`lumi models add-classifier PATH --category CATEGORY [--guild ID]`."
+        )
+        return embed
+    lines = []
+    for entry in entries:
+        rule = policy.rules.get(entry.category) if entry.builtin_category else entry.rule()
+        accuracy = entry.validation.get("accuracy")
+        quality = f" · validation accuracy {accuracy:.2f}" if isinstance(accuracy, int | float) else ""
+        scope = "all servers" if entry.guild_id is None else "this server"
+        lines.append(
+            f"**#{entry.id} {entry.category}** · {scope} · {entry.name} ({entry.backbone}, "
+            f"{entry.input_size[0]}×{entry.input_size[1]}) · flags `{entry.positive_class}`{quality}\n"
+            f"  {_rule_text(rule, policy)}"
+        )
+    embed.description = _clip("\n".join(lines), 4000)
+    embed.set_footer(text="Built-in categories use this server's thresholds (/moderation setup).")
+    return embed
+
+
+def _rule_text(rule: CategoryRule | None, policy: Policy) -> str:
+    if rule is None:
+        return "no thresholds: scores are shown but never acted on"
+    action = (rule.review_action or policy.review_action).value
+    review = "review off" if rule.review is None else f"review ≥ {rule.review:.2f} ({action})"
+    act = (
+        "auto-action off"
+        if rule.act is None
+        else f"auto-action ≥ {rule.act:.2f} ({policy.auto_action.value})"
+    )
+    return f"{review}, {act}"
 
 
 def verdict_lines(name: str, verdict: Verdict) -> str:

@@ -11,7 +11,6 @@ they go through the network as one batch.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference.runners.base import ModelUnavailable, package_file
+from inference.tensorflow_support import gpu_visible, import_keras
 
 __all__ = ["CROP_SIZE", "FER_EMOTIONS", "EmotionRunner", "EmotionScores", "face_crop"]
 
@@ -87,16 +87,10 @@ class EmotionRunner:
         )
         if not path.is_file():
             raise ModelUnavailable(self.name, f"emotion model file {str(path)!r} not found")
-        # TensorFlow imported before torch can crash inside triton; torch first avoids it.
-        if importlib.util.find_spec("torch") is not None:
-            import torch  # noqa: F401
         try:
-            import keras
-            import tensorflow as tf
+            keras, tf = import_keras()
         except ImportError as exc:
-            raise ModelUnavailable(
-                self.name, f"TensorFlow/Keras is not installed ({exc}); install `tensorflow>=2.16`"
-            ) from exc
+            raise ModelUnavailable(self.name, str(exc)) from exc
         try:
             model = keras.models.load_model(str(path), compile=False)
         except Exception as exc:
@@ -107,7 +101,7 @@ class EmotionRunner:
             raise ModelUnavailable(
                 self.name, f"{str(path)!r} is not the 64x64 grayscale, 7-emotion model fer ships"
             )
-        gpu = self._requested_device == "cuda" and bool(tf.config.list_physical_devices("GPU"))
+        gpu = self._requested_device == "cuda" and gpu_visible(tf)
         self._device = "cuda" if gpu else "cpu"
         self._tf = tf
         self._model = model

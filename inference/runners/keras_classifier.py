@@ -117,7 +117,10 @@ class KerasClassifierRunner:
         metadata = self.metadata
         batch = np.stack([prepare_pixels(item, metadata.input_size) for item in items]).astype(np.float32)
         probabilities = np.concatenate(
-            [self._infer(batch[start : start + self.max_batch]) for start in range(0, len(batch), self.max_batch)]
+            [
+                self._infer(batch[start : start + self.max_batch])
+                for start in range(0, len(batch), self.max_batch)
+            ]
         )
         return [
             ClassScores(

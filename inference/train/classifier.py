@@ -170,8 +170,13 @@ def train_classifier(config: TrainConfig, *, out: TextIO | None = None) -> Train
     _say(stream, *report.lines())
     classes = report.classes
     positive = resolve_positive_class(classes, config.positive_class)
-    train, validation = stratified_split(examples, validation_fraction=config.validation_fraction, seed=config.seed)
-    _say(stream, f"split: {len(train)} for training, {len(validation)} for validation; positive class: {positive}")
+    train, validation = stratified_split(
+        examples, validation_fraction=config.validation_fraction, seed=config.seed
+    )
+    _say(
+        stream,
+        f"split: {len(train)} for training, {len(validation)} for validation; positive class: {positive}",
+    )
 
     keras, tf = import_keras()
     if config.device == "cpu" and not hide_gpus(tf):
@@ -188,10 +193,20 @@ def train_classifier(config: TrainConfig, *, out: TextIO | None = None) -> Train
     side = config.image_size or spec.default_size
     input_size = (side, side)
     class_index = {name: index for index, name in enumerate(classes)}
-    common = {"input_size": input_size, "batch_size": config.batch_size}
     augment = augmentation(keras, seed=config.seed) if config.augment else None
-    train_data = make_dataset(tf, train, class_index, training=True, augment=augment, seed=config.seed, **common)
-    validation_data = make_dataset(tf, validation, class_index, training=False, **common)
+    train_data = make_dataset(
+        tf,
+        train,
+        class_index,
+        input_size=input_size,
+        batch_size=config.batch_size,
+        training=True,
+        augment=augment,
+        seed=config.seed,
+    )
+    validation_data = make_dataset(
+        tf, validation, class_index, input_size=input_size, batch_size=config.batch_size, training=False
+    )
     weights = balanced_class_weights((class_index[example.label] for example in train), len(classes))
 
     try:
@@ -355,8 +370,10 @@ class _Fit:
     def record(self, epoch: int, logs: dict[str, Any]) -> bool:
         """Add one epoch's numbers; True when it is the best so far."""
         for key, value in logs.items():
-            if isinstance(value, int | float) or np.isscalar(value):
+            try:
                 self.history.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                continue
         loss = float(logs.get("val_loss", math.inf))
         if loss < self.best_loss:
             self.best_loss, self.best_epoch = loss, epoch

@@ -151,14 +151,18 @@ def validate_examples(
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="lumi-check-image") as pool:
         problems = list(pool.map(_problem, [example.path for example in examples]))
     readable = [example for example, problem in zip(examples, problems, strict=True) if problem is None]
-    skipped = [(example.path, problem) for example, problem in zip(examples, problems, strict=True) if problem]
+    skipped = [
+        (example.path, problem) for example, problem in zip(examples, problems, strict=True) if problem
+    ]
     classes = tuple(sorted({example.label for example in examples}))
     counts = Counter(example.label for example in readable)
     report = DataReport(
         classes=classes, counts={name: counts.get(name, 0) for name in classes}, skipped=skipped
     )
     if len(classes) < 2:
-        raise DataError(f"at least two classes are needed, found {len(classes)}: {', '.join(classes) or 'none'}")
+        raise DataError(
+            f"at least two classes are needed, found {len(classes)}: {', '.join(classes) or 'none'}"
+        )
     short = [f"{name} ({report.counts[name]})" for name in classes if report.counts[name] < min_per_class]
     if short:
         raise DataError(
@@ -212,7 +216,9 @@ def balanced_class_weights(labels: Iterable[int], n_classes: int) -> dict[int, f
     """Weights that make every class count as much as the others in the loss (1.0 when balanced)."""
     counts = Counter(labels)
     total = sum(counts.values())
-    return {index: total / (n_classes * counts[index]) if counts[index] else 1.0 for index in range(n_classes)}
+    return {
+        index: total / (n_classes * counts[index]) if counts[index] else 1.0 for index in range(n_classes)
+    }
 
 
 def load_pixels(path: Path, input_size: tuple[int, int]) -> NDArray[np.uint8]:

@@ -81,7 +81,8 @@ class Evaluation:
         lines.append(f"{'class':<{width}}  precision  recall     f1  support")
         for item in self.per_class:
             lines.append(
-                f"{item.name:<{width}}  {item.precision:9.3f}  {item.recall:6.3f}  {item.f1:5.3f}  {item.support:7d}"
+                f"{item.name:<{width}}  {item.precision:9.3f}  {item.recall:6.3f}  "
+                f"{item.f1:5.3f}  {item.support:7d}"
             )
         binary = self.at_threshold
         lines += [
@@ -99,7 +100,9 @@ class Evaluation:
         return lines
 
 
-def confusion_matrix(truth: NDArray[np.int_], predicted: NDArray[np.int_], n_classes: int) -> NDArray[np.int_]:
+def confusion_matrix(
+    truth: NDArray[np.int_], predicted: NDArray[np.int_], n_classes: int
+) -> NDArray[np.int_]:
     matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(matrix, (truth, predicted), 1)
     return matrix
@@ -133,7 +136,9 @@ def choose_threshold(truth: NDArray[np.bool_], scores: NDArray[np.float64]) -> f
     if not truth.any():
         return 0.5
     values = np.unique(np.clip(scores, 0.0, 1.0))
-    candidates = np.concatenate(([0.5], (values[:-1] + values[1:]) / 2.0)) if len(values) > 1 else np.array([0.5])
+    candidates = (
+        np.concatenate(([0.5], (values[:-1] + values[1:]) / 2.0)) if len(values) > 1 else np.array([0.5])
+    )
     results = [(_binary(truth, scores, float(candidate)).f1, float(candidate)) for candidate in candidates]
     best = max(f1 for f1, _ in results)
     tied = sorted(candidate for f1, candidate in results if f1 >= best - 1e-12)
@@ -159,7 +164,9 @@ def evaluate_probabilities(
         tp = matrix[index, index]
         precision = _ratio(tp, matrix[:, index].sum())
         recall = _ratio(tp, matrix[index, :].sum())
-        per_class.append(ClassReport(name, precision, recall, _f1(precision, recall), int(matrix[index].sum())))
+        per_class.append(
+            ClassReport(name, precision, recall, _f1(precision, recall), int(matrix[index].sum()))
+        )
     positive = list(classes).index(positive_class)
     positive_scores = probs[:, positive] if len(probs) else np.zeros(0)
     return Evaluation(

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["dots", "stripes", "write_csv", "write_pattern_folders"]
+__all__ = ["dots", "png_bytes", "stripes", "train_pattern_classifier", "write_csv", "write_pattern_folders"]
 
 
 def _colours(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -62,3 +62,43 @@ def write_csv(root: Path, csv_path: Path) -> Path:
         for image in sorted(root.glob("*/*.png")):
             writer.writerow([image.relative_to(csv_path.parent).as_posix(), image.parent.name])
     return csv_path
+
+
+def png_bytes(kind: str, *, seed: int, size: int = 64) -> bytes:
+    """One stripes or dots picture as PNG bytes, e.g. to post in a test."""
+    import io
+
+    draw = {"stripes": stripes, "dots": dots}[kind]
+    buffer = io.BytesIO()
+    draw(np.random.default_rng(seed), size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def train_pattern_classifier(workdir: Path) -> Path:
+    """Train the small CNN to flag stripes (dots are the harmless class); returns the classifier folder.
+
+    Enough images and epochs that stripes score close to 1, so tests downstream do not depend on luck.
+    """
+    import io
+
+    from inference.train.classifier import TrainConfig, train_classifier
+
+    data = write_pattern_folders(workdir / "data", per_class=64, seed=7)
+    result = train_classifier(
+        TrainConfig(
+            data=data,
+            out_dir=workdir / "classifier",
+            backbone="small",
+            image_size=64,
+            epochs=4,
+            batch_size=8,
+            positive_class="stripes",
+            augment=False,
+            device="cpu",
+            seed=3,
+        ),
+        out=io.StringIO(),
+    )
+    if result.evaluation.accuracy < 0.9:
+        raise RuntimeError(f"the pattern classifier did not learn (accuracy {result.evaluation.accuracy})")
+    return result.out_dir

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import time
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -152,6 +154,17 @@ async def test_textured_job_runs_every_stage_and_stores_the_files(env: Env) -> N
     assert thumbnail is not None
     assert await env.blobs.read(thumbnail.key) == env.meshy.asset_bytes(done.refine_task_id, "preview.png")
 
+    # The OBJ package opens in Blender as is: the OBJ, the material file it names, the textures that names.
+    bundle = result.model("zip")
+    assert bundle is not None and bundle.filename.endswith("-obj.zip")
+    with zipfile.ZipFile(io.BytesIO(await env.blobs.read(bundle.key))) as archive:
+        members = set(archive.namelist())
+        obj = archive.read(next(name for name in members if name.endswith(".obj"))).decode()
+        mtl_name = next(line.split()[1] for line in obj.splitlines() if line.startswith("mtllib"))
+        mtl = archive.read(mtl_name).decode()
+        texture = next(line.split()[-1] for line in mtl.splitlines() if line.lower().startswith("map_kd"))
+        assert archive.read(texture) == env.meshy.asset_bytes(done.refine_task_id, "texture_base_color.png")
+
 
 async def test_untextured_job_stops_after_the_shape(env: Env) -> None:
     service = env.service()
@@ -163,7 +176,7 @@ async def test_untextured_job_stops_after_the_shape(env: Env) -> None:
     assert [r.json["mode"] for r in env.meshy.create_requests] == ["preview"]
     assert env.meshy.create_requests[0].json["target_formats"] == ["glb", "obj"]
     result = await service.result(job.id)
-    assert {a.name for a in result.models} == {"glb", "obj", "mtl"}
+    assert {a.name for a in result.models} == {"glb", "obj", "mtl", "zip"}
     assert result.textures == []
 
 

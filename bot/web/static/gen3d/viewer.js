@@ -27,7 +27,8 @@ renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
 renderer.outputColorSpace = THREE.SRGBColorSpace;
 const scene = new THREE.Scene();
 scene.background = new THREE.Color(0x1f2229);
-scene.add(new THREE.HemisphereLight(0xffffff, 0x3a3f4b, 2.2));
+scene.add(new THREE.HemisphereLight(0xffffff, 0x3a3f4b, 2.6));
+scene.add(new THREE.AmbientLight(0xffffff, 0.6));
 const keyLight = new THREE.DirectionalLight(0xffffff, 2.0);
 keyLight.position.set(3, 5, 4);
 scene.add(keyLight);
@@ -96,7 +97,8 @@ function showDownloads(assets) {
     const link = document.createElement("a");
     link.href = asset.url;
     link.download = asset.filename;
-    const label = asset.kind === "model" ? asset.name.toUpperCase()
+    const label = asset.kind === "model"
+      ? (asset.name === "zip" ? "OBJ + textures (.zip)" : asset.name.toUpperCase())
       : asset.kind === "texture" ? `Texture: ${asset.name.replace("_", " ")}` : "Thumbnail";
     link.textContent = label;
     item.append(link, ` (${humanSize(asset.size)})`);

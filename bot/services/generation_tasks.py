@@ -1,0 +1,188 @@
+"""Create each Meshy task of a job exactly once, waiting in line while the account is full.
+
+Meshy has no idempotency key, so creation is bracketed by two commits: the time of the request before it
+is sent, the returned task id right after the answer, before anything else. A job that finds a request
+time but no task id (Lumi died in between, or the request timed out after it was sent) first looks for
+the task among Meshy's newest ones: same type and prompt, created after the request, owned by no other
+job. Only when there is none is a task created.
+
+429 ``NoMoreConcurrentTasks``/``NoMorePendingTasks`` means "wait", never "fail": the job joins the
+``AccountQueue`` and retries when it is its turn. A request-rate 429 is retried after its ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from bot.services.generation_models import GenerationConfig, GenerationOptions
+from bot.services.generation_queue import AccountQueue
+from inference.remote.meshy import (
+    MeshyClient,
+    MeshyConnectionError,
+    MeshyError,
+    MeshyProtocolError,
+    MeshyQueueFull,
+    MeshyRateLimited,
+    MeshyServerError,
+    MeshyTimeout,
+)
+from storage.db import Database
+from storage.models import GenerationJob
+
+log = logging.getLogger(__name__)
+
+# Meshy's clock and ours differ; a task stamped up to this long before our request time still counts.
+CLOCK_SKEW_MS = 120_000
+# Request-rate limits pass within seconds; this many in a row means something else is wrong.
+MAX_RATE_LIMITED = 10
+
+
+class SaveJob(Protocol):
+    def __call__(self, job_id: str, **changes: Any) -> Awaitable[GenerationJob]: ...
+
+
+WaitingCallback = Callable[[str, int | None], None]
+
+
+class TaskCreator:
+    def __init__(
+        self,
+        *,
+        meshy: MeshyClient,
+        database: Database,
+        queue: AccountQueue,
+        config: GenerationConfig,
+        save: SaveJob,
+        on_waiting: WaitingCallback,
+    ) -> None:
+        self.meshy = meshy
+        self.database = database
+        self.queue = queue
+        self.config = config
+        self._save = save
+        self._on_waiting = on_waiting
+
+    async def create(self, job: GenerationJob, kind: str) -> GenerationJob:
+        """Give ``job`` its ``kind`` ("preview" or "refine") task; returns the row with the id recorded."""
+        field_name = f"{kind}_task_id"
+        stamp_name = f"{kind}_requested_at"
+        stamp = job.options.get(stamp_name)
+        if isinstance(stamp, int):
+            found = await self.find_orphan(job, kind, stamp)
+            if found is not None:
+                log.info("3D job %s adopts Meshy %s task %s created before a restart", job.id, kind, found)
+                return await self._save(job.id, **{field_name: found})
+        failures = rate_limited = 0
+        while True:
+            await self.queue.turn(job.id)
+            stamp = int(time.time() * 1000)
+            job = await self._save(job.id, options={**job.options, stamp_name: stamp})
+            try:
+                task_id = await self._send(job, kind)
+            except MeshyQueueFull as error:
+                position = await self.queue.full(job.id)
+                log.info("3D job %s waits for a Meshy slot (%s), position %d", job.id, error.reason, position)
+                self._on_waiting(job.id, position)
+                continue
+            except MeshyRateLimited as error:
+                # Refused before anything was created: safe to send again.
+                await self.queue.discard(job.id)
+                rate_limited += 1
+                if rate_limited > MAX_RATE_LIMITED:
+                    raise
+                await asyncio.sleep(error.retry_after or self._backoff(rate_limited))
+                continue
+            except (MeshyTimeout, MeshyConnectionError, MeshyServerError, MeshyProtocolError) as error:
+                # The request may have created a task whose id never reached us.
+                await self.queue.discard(job.id)
+                found = await self.find_orphan(job, kind, stamp)
+                if found is None:
+                    failures += 1
+                    if failures >= self.config.create_attempts:
+                        raise
+                    delay = self._backoff(failures)
+                    log.warning(
+                        "creating the %s task of job %s failed (%s); retry in %.1f s",
+                        kind,
+                        job.id,
+                        error.detail,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                task_id = found
+            job = await self._save(job.id, **{field_name: task_id})
+            await self.queue.created(job.id)
+            self._on_waiting(job.id, None)
+            log.info("3D job %s: Meshy %s task %s", job.id, kind, task_id)
+            return job
+
+    def _backoff(self, attempt: int) -> float:
+        return float(self.config.create_backoff_s * (2 ** (attempt - 1)) * random.uniform(0.75, 1.0))
+
+    async def _send(self, job: GenerationJob, kind: str) -> str:
+        options = GenerationOptions.from_json(job.options)
+        config = self.config
+        if kind == "preview":
+            assert job.enhanced_prompt is not None
+            return await self.meshy.create_preview(
+                job.enhanced_prompt,
+                ai_model=config.ai_model,
+                model_type="lowpoly" if options.style == "low-poly" else None,
+                should_remesh=True if options.polycount else None,
+                topology="triangle" if options.polycount else None,
+                target_polycount=options.polycount,
+                target_formats=list(options.formats),
+            )
+        assert job.preview_task_id is not None
+        return await self.meshy.create_refine(
+            job.preview_task_id,
+            enable_pbr=config.enable_pbr,
+            ai_model=config.ai_model,
+            target_formats=list(options.formats),
+        )
+
+    async def find_orphan(self, job: GenerationJob, kind: str, requested_at_ms: int) -> str | None:
+        """A task this job asked for whose id was never recorded, from Meshy's newest tasks."""
+        if self.meshy.is_test_mode:
+            # The test-mode key answers every request with the same sample task.
+            return None
+        try:
+            tasks = await self.meshy.list_tasks(page_size=50, sort_by="-created_at")
+        except MeshyError as error:
+            log.warning(
+                "could not list Meshy tasks to look for job %s's %s task: %s", job.id, kind, error.detail
+            )
+            return None
+        candidates = sorted(
+            (
+                task
+                for task in tasks
+                if task.type == f"text-to-3d-{kind}"
+                and task.prompt == (job.enhanced_prompt or "")
+                and task.created_at >= requested_at_ms - CLOCK_SKEW_MS
+            ),
+            key=lambda task: task.created_at,
+        )
+        for task in candidates:
+            if not await self._claimed(task.id):
+                return task.id
+        return None
+
+    async def _claimed(self, task_id: str) -> bool:
+        async with self.database.session() as session:
+            statement = select(GenerationJob.id).where(
+                sa.or_(
+                    col(GenerationJob.preview_task_id) == task_id,
+                    col(GenerationJob.refine_task_id) == task_id,
+                )
+            )
+            return (await session.exec(statement)).first() is not None
