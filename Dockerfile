@@ -13,7 +13,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     WEB_PORT=8080
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3.11 python3.11-venv python3-pip curl ca-certificates \
+ && apt-get install -y --no-install-recommends python3.11 python3.11-venv python3-pip curl ca-certificates nodejs npm \
  && rm -rf /var/lib/apt/lists/* \
  && python3.11 -m venv /opt/lumi
 
@@ -23,8 +23,11 @@ COPY bot ./bot
 COPY cogs ./cogs
 COPY inference ./inference
 COPY storage ./storage
+# The viewer's three.js comes from the npm registry at build time and is served by Lumi (no CDN).
+RUN cd bot/web/static && npm ci --no-audit --no-fund --loglevel=error
+# Editable install: the web server serves its static files from the source tree.
 RUN /opt/lumi/bin/pip install --upgrade pip \
- && /opt/lumi/bin/pip install ".[ml]" \
+ && /opt/lumi/bin/pip install -e ".[ml]" \
  && /opt/lumi/bin/pip install --no-deps "ultralytics>=8.3,<9" \
  && /opt/lumi/bin/pip uninstall -y onnxruntime \
  && /opt/lumi/bin/pip install "onnxruntime-gpu>=1.18"

@@ -2,7 +2,9 @@
 
 TensorFlow imported before torch can crash inside triton when both are installed, so torch goes first.
 TensorFlow's C++ start-up chatter is hidden unless the user asked for it (TF_CPP_MIN_LOG_LEVEL is only
-set when it is unset).
+set when it is unset). On a GPU, TensorFlow by default reserves nearly all of its memory the first time
+it runs anything, which would starve the torch and onnxruntime models sharing the card; memory growth
+makes it take only what it uses.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ def import_keras() -> tuple[Any, Any]:
         raise ImportError(
             f"TensorFlow/Keras is not installed ({error}); install `tensorflow>=2.16`"
         ) from error
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            # TensorFlow already set up its GPUs in this process; that setting stays.
+            break
     return keras, tf
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,10 @@ def test_train_small_cnn_then_evaluate(workspace: Path, capsys: pytest.CaptureFi
     assert main(["train", "evaluate", str(out / "model.keras"), "--data", str(images), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["accuracy"] >= 0.8 and document["data"]["counts"] == {"dots": 64, "stripes": 64}
+    # A test set of the positive class alone is fine too (recall is what it measures).
+    shutil.copytree(images / "stripes", workspace / "only" / "stripes")
+    assert main(["train", "evaluate", str(out), "--data", str(workspace / "only"), "--threshold", "0.5"]) == 0
+    assert "stripes at threshold 0.500" in capsys.readouterr().out
 
 
 def test_training_problems_are_one_line_messages(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:

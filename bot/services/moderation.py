@@ -152,7 +152,7 @@ class ModerationService:
         """The custom classifiers that score this guild's images: global ones and its own."""
         if self.classifiers is None:
             return []
-        return await self.classifiers.for_guild(guild_id)
+        return await self.classifiers.for_guild(guild_id, fresh=True)
 
     async def _known_hashes(self, guild_id: int) -> list[KnownHash]:
         cached = self._hashes.get(guild_id)

@@ -400,6 +400,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--d-model", type=int, default=ModelShape.d_model)
     parser.add_argument("--d-ff", type=int, default=ModelShape.d_ff)
     parser.add_argument("--layers", type=int, default=ModelShape.num_layers)
+    parser.add_argument("--dropout", type=float, default=ModelShape.dropout)
+    parser.add_argument("--label-smoothing", type=float, default=TrainConfig.label_smoothing)
+    parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps)
+    parser.add_argument("--average-last", type=int, default=TrainConfig.average_last)
+    parser.add_argument(
+        "--eval-every", type=int, default=TrainConfig.eval_every_epochs, help="epochs; 0 = never"
+    )
     parser.add_argument("--threads", type=int, default=TrainConfig.threads)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
@@ -411,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         d_ff=args.d_ff,
         num_layers=args.layers,
         num_decoder_layers=args.layers,
+        dropout=args.dropout,
     )
     config = TrainConfig(
         data_path=args.data,
@@ -420,6 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.lr,
+        label_smoothing=args.label_smoothing,
+        warmup_steps=args.warmup_steps,
+        average_last=args.average_last,
+        eval_every_epochs=args.eval_every,
         threads=args.threads,
         max_steps=args.max_steps,
         seed=args.seed,

@@ -27,7 +27,13 @@ from PIL import Image
 
 from inference.runners.base import ModelUnavailable
 
-__all__ = ["DEFAULT_OBJECT_WEIGHTS", "ObjectDetection", "YoloObjectRunner", "configure_ultralytics"]
+__all__ = [
+    "DEFAULT_OBJECT_WEIGHTS",
+    "ObjectDetection",
+    "YoloObjectRunner",
+    "configure_ultralytics",
+    "import_yolo",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,30 @@ def configure_ultralytics() -> bool:
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_VERBOSE", "false")
     return downloads_allowed
+
+
+def import_yolo() -> Any:
+    """ultralytics' ``YOLO`` class, imported with Lumi's defaults and with Pillow left as it was.
+
+    Importing ultralytics replaces ``PIL.Image.open`` for the whole process with a wrapper that, when
+    Pillow cannot identify a file, tries to install and register a HEIF plugin (pi-heif). Lumi's image
+    decoding (moderation included) relies on Pillow's own answer for files that are not images, and on
+    its own list of allowed formats, so Pillow's function is put back. ultralytics does not need the
+    wrapper here: it is handed decoded images, never files.
+    """
+    configure_ultralytics()
+    from PIL import Image
+
+    pillow_open = Image.open
+    from ultralytics import YOLO  # type: ignore[attr-defined]
+    from ultralytics.utils import patches
+
+    # When ultralytics was imported earlier, `pillow_open` is already the wrapper; the module keeps the
+    # function it wrapped.
+    original = getattr(patches, "_image_open", pillow_open)
+    if Image.open is not original:
+        Image.open = original
+    return YOLO
 
 
 class YoloObjectRunner:
@@ -104,14 +134,15 @@ class YoloObjectRunner:
             self._fetch(path, downloads_allowed)
         try:
             import torch
-            from ultralytics import YOLO  # type: ignore[attr-defined]
+
+            yolo = import_yolo()
         except ImportError as exc:
             raise ModelUnavailable(
                 self.name,
                 f"ultralytics is not installed ({exc}); install it with `pip install --no-deps ultralytics`",
             ) from exc
         try:
-            model = YOLO(str(path), task="detect")
+            model = yolo(str(path), task="detect")
         except Exception as exc:
             raise ModelUnavailable(self.name, f"ultralytics could not load {str(path)!r}: {exc}") from exc
         if model.task != "detect":

@@ -49,13 +49,12 @@ from inference.train.classifier_data import (
     stratified_split,
     validate_examples,
 )
+from inference.train.classifier_fit import PhasedFit
 from inference.train.classifier_metrics import Evaluation, choose_threshold, evaluate_probabilities
 from inference.train.classifier_models import (
     BACKBONES,
-    BuiltClassifier,
     WeightsUnavailable,
     build_classifier,
-    compile_classifier,
     dtype_policy,
     float32_copy,
     freeze_backbone,
@@ -222,7 +221,9 @@ def train_classifier(config: TrainConfig, *, out: TextIO | None = None) -> Train
     config.out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = config.out_dir / _CHECKPOINT
     steps = math.ceil(len(train) / config.batch_size)
-    fit = _Fit(keras, built, train_data, validation_data, weights, checkpoint, steps, config.patience, stream)
+    fit = PhasedFit(
+        keras, built, train_data, validation_data, weights, checkpoint, steps, config.patience, stream
+    )
 
     first_rate = config.learning_rate or built.first_learning_rate
     if built.pretrained:
@@ -274,6 +275,10 @@ def train_classifier(config: TrainConfig, *, out: TextIO | None = None) -> Train
             "split": {"train": len(train), "validation": len(validation)},
             "class_weights": {classes[index]: round(value, 4) for index, value in weights.items()},
             "fine_tune_from_epoch": fine_tune_from,
+            "learning_rates": {
+                "first_phase": first_rate,
+                "fine_tuning": spec.fine_tune_learning_rate if fine_tune_from else None,
+            },
             "seconds": round(seconds, 1),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
@@ -313,121 +318,6 @@ def train_classifier(config: TrainConfig, *, out: TextIO | None = None) -> Train
     )
 
 
-class _Fit:
-    """Runs the training phases, keeping one history, one best checkpoint and the best epoch across them."""
-
-    def __init__(
-        self,
-        keras: Any,
-        built: BuiltClassifier,
-        train_data: Any,
-        validation_data: Any,
-        class_weight: dict[int, float],
-        checkpoint: Path,
-        steps: int,
-        patience: int,
-        stream: TextIO,
-    ) -> None:
-        self.keras = keras
-        self.built = built
-        self.train_data = train_data
-        self.validation_data = validation_data
-        self.class_weight = class_weight
-        self.checkpoint = checkpoint
-        self.steps = steps
-        self.patience = patience
-        self.stream = stream
-        self.history: dict[str, list[float]] = {}
-        self.best_loss = math.inf
-        self.best_epoch = 0
-
-    def phase(self, title: str, *, epochs: int, learning_rate: float) -> None:
-        keras = self.keras
-        done = len(self.history.get("loss", []))
-        compile_classifier(keras, self.built.model, learning_rate=learning_rate)
-        _say(self.stream, f"training: {title}, up to {epochs} epoch(s), learning rate {learning_rate:g}")
-        callbacks = [
-            keras.callbacks.ModelCheckpoint(
-                str(self.checkpoint),
-                monitor="val_loss",
-                save_best_only=True,
-                initial_value_threshold=self.best_loss if math.isfinite(self.best_loss) else None,
-            ),
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience),
-            _progress(keras, self.stream, steps=self.steps, last_epoch=done + epochs, fit=self),
-        ]
-        self.built.model.fit(
-            self.train_data,
-            validation_data=self.validation_data,
-            shuffle=False,
-            initial_epoch=done,
-            epochs=done + epochs,
-            class_weight=self.class_weight,
-            callbacks=callbacks,
-            verbose=0,
-        )
-
-    def record(self, epoch: int, logs: dict[str, Any]) -> bool:
-        """Add one epoch's numbers; True when it is the best so far."""
-        for key, value in logs.items():
-            try:
-                self.history.setdefault(key, []).append(float(value))
-            except (TypeError, ValueError):
-                continue
-        loss = float(logs.get("val_loss", math.inf))
-        if loss < self.best_loss:
-            self.best_loss, self.best_epoch = loss, epoch
-            return True
-        return False
-
-
-def _progress(keras: Any, stream: TextIO, *, steps: int, last_epoch: int, fit: _Fit) -> Any:
-    """A Keras callback printing a line per epoch, and the step count as it goes.
-
-    On a terminal the step line is redrawn in place; in a log file only a few step lines per epoch are
-    written, so that long runs stay readable.
-    """
-    live = stream.isatty()
-    every = max(1, steps // 4)
-
-    class Progress(keras.callbacks.Callback):  # type: ignore[misc]
-        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            self.started = time.perf_counter()
-            self.epoch = epoch + 1
-
-        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-            step = batch + 1
-            if not live and step % every and step != steps:
-                return
-            values = logs or {}
-            line = (
-                f"epoch {self.epoch}/{last_epoch}  step {step}/{steps}  "
-                f"loss {float(values.get('loss', math.nan)):.4f}  "
-                f"accuracy {float(values.get('accuracy', math.nan)):.3f}"
-            )
-            stream.write(f"\r{line}" if live else f"{line}\n")
-            stream.flush()
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            values = dict(logs or {})
-            best = fit.record(epoch + 1, values)
-            if live:
-                stream.write("\r\033[K")
-            stream.write(
-                f"epoch {epoch + 1}/{last_epoch}  {time.perf_counter() - self.started:.1f} s  "
-                + "  ".join(
-                    f"{key} {float(values[key]):.4f}"
-                    for key in ("loss", "accuracy", "val_loss", "val_accuracy")
-                    if key in values
-                )
-                + ("  (best so far, saved)" if best else "")
-                + "\n"
-            )
-            stream.flush()
-
-    return Progress()
-
-
 def _predict(model: Any, dataset: Any) -> NDArray[np.float32]:
     outputs = [np.asarray(model(images, training=False), dtype=np.float32) for images, _labels in dataset]
     return np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]), dtype=np.float32)
@@ -442,7 +332,7 @@ def _metadata(
     input_size: tuple[int, int],
     threshold: float,
     evaluation: Evaluation,
-    fit: _Fit,
+    fit: PhasedFit,
     training: dict[str, Any],
 ) -> dict[str, Any]:
     return {
@@ -500,7 +390,10 @@ def evaluate_classifier(
         raise TrainingError(str(error)) from error
     try:
         metadata = runner.metadata
-        examples, report = validate_examples(find_examples(data), min_per_class=1, workers=workers)
+        # Held-out images of one class alone (say, new reports of violence) are a fair test set too.
+        examples, report = validate_examples(
+            find_examples(data), min_per_class=1, min_classes=1, workers=workers
+        )
         unknown = sorted(set(report.classes) - set(metadata.classes))
         if unknown:
             raise DataError(

@@ -143,7 +143,7 @@ def _from_csv(path: Path) -> list[Example]:
 
 
 def validate_examples(
-    examples: Sequence[Example], *, min_per_class: int = 10, workers: int = 4
+    examples: Sequence[Example], *, min_per_class: int = 10, min_classes: int = 2, workers: int = 4
 ) -> tuple[list[Example], DataReport]:
     """Drop unreadable images (listed in the report) and check there is enough left of every class."""
     if not examples:
@@ -159,9 +159,9 @@ def validate_examples(
     report = DataReport(
         classes=classes, counts={name: counts.get(name, 0) for name in classes}, skipped=skipped
     )
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         raise DataError(
-            f"at least two classes are needed, found {len(classes)}: {', '.join(classes) or 'none'}"
+            f"at least {min_classes} classes are needed, found {len(classes)}: {', '.join(classes) or 'none'}"
         )
     short = [f"{name} ({report.counts[name]})" for name in classes if report.counts[name] < min_per_class]
     if short:

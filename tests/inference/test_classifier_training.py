@@ -1,7 +1,7 @@
 """Classifier training: data checks, metrics, the backbones, mixed precision export, the training run.
 
-The full `lumi train classifier` run (accuracy, output files, reload) is in tests/test_cli_train_classifier.py;
-here are the parts, small enough to run in seconds.
+The whole `lumi train classifier` run (accuracy, output files, reload) is tested in
+tests/test_cli_train_classifier.py; here are the parts, small enough to run in seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from inference.train.classifier_data import (
     DataError,
     balanced_class_weights,
     find_examples,
+    load_pixels,
     make_dataset,
     stratified_split,
     validate_examples,
@@ -226,7 +227,9 @@ def test_imagenet_weights_download_or_a_clear_message(keras_tf: Any) -> None:
         assert built.pretrained
 
 
-def test_training_writes_the_outputs_and_refuses_bad_settings(patterns: Path, tmp_path: Path) -> None:
+def test_training_writes_the_outputs_and_refuses_bad_settings(
+    patterns: Path, tmp_path: Path, keras_tf: Any
+) -> None:
     with pytest.raises(TrainingError, match="unknown backbone"):
         TrainConfig(data=patterns, out_dir=tmp_path / "x", backbone="resnet")
     out = io.StringIO()
@@ -256,3 +259,34 @@ def test_training_writes_the_outputs_and_refuses_bad_settings(patterns: Path, tm
     assert metadata["input_size"] == [32, 32] and metadata["training"]["mixed_precision"] is False
     assert len(metadata["history"]["val_loss"]) == 1 and metadata["metrics"]["best_epoch"] == 1
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in result.plots)
+    keras, _tf = keras_tf
+    reloaded = keras.models.load_model(str(result.model_path), compile=False)
+    pixels = np.stack([load_pixels(e.path, (32, 32)) for e in result.validation]).astype(np.float32)
+    np.testing.assert_allclose(
+        np.asarray(reloaded(pixels, training=False)), result.validation_probabilities, atol=1e-6
+    )
+
+
+def test_two_phases_share_history_and_checkpoint(patterns: Path, tmp_path: Path, keras_tf: Any) -> None:
+    """The transfer-learning schedule, on a VGG16 without ImageNet weights (none can be downloaded here)."""
+    from inference.train.classifier_fit import PhasedFit
+    from inference.train.classifier_models import build_classifier, freeze_backbone, unfreeze_top
+
+    keras, tf = keras_tf
+    examples = find_examples(patterns)
+    index = {"dots": 0, "stripes": 1}
+    data = make_dataset(tf, examples, index, input_size=(32, 32), batch_size=8, training=True)
+    built = build_classifier(keras, "vgg16", n_classes=2, input_size=(32, 32))
+    out = io.StringIO()
+    fit = PhasedFit(keras, built, data, data, {0: 1.0, 1: 1.0}, tmp_path / "best.keras", 3, 2, out)
+    freeze_backbone(built)
+    frozen = [w.copy() for w in built.backbone.get_weights()]
+    fit.phase("head", epochs=1, learning_rate=1e-3)
+    assert all(np.array_equal(a, b) for a, b in zip(frozen, built.backbone.get_weights(), strict=True))
+    assert unfreeze_top(keras, built, layers=2) == 2
+    fit.phase("fine-tuning", epochs=1, learning_rate=1e-5)
+    assert len(fit.history["loss"]) == len(fit.history["val_loss"]) == 2
+    assert fit.best_epoch in (1, 2) and (tmp_path / "best.keras").is_file()
+    printed = out.getvalue()
+    assert "training: head" in printed and "epoch 2/2  step 3/3" in printed
+    assert not all(np.array_equal(a, b) for a, b in zip(frozen, built.backbone.get_weights(), strict=True))

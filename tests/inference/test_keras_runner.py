@@ -47,7 +47,7 @@ def test_predictions_follow_the_pattern_and_the_batch(pattern_classifier: Path) 
 
 
 def test_broken_classifiers_are_unavailable_with_a_reason(pattern_classifier: Path, tmp_path: Path) -> None:
-    with pytest.raises(ModelUnavailable, match="no metadata.json"):
+    with pytest.raises(ModelUnavailable, match=r"no metadata\.json"):
         KerasClassifierRunner(tmp_path, "cpu").load()
     copy = tmp_path / "copy"
     shutil.copytree(pattern_classifier, copy)

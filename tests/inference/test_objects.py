@@ -19,7 +19,7 @@ from inference.labels import TABLE_PATH, label_from_text, labels_from_text, oiv7
 from inference.perception import Perceiver
 from inference.registry import ModelRegistry
 from inference.runners.base import ModelUnavailable
-from inference.runners.objects import YoloObjectRunner, configure_ultralytics
+from inference.runners.objects import YoloObjectRunner, import_yolo
 from tests.fakes.images import photo_bytes
 
 SHARED_KOREAN_NAMES = Path(__file__).resolve().parents[3] / "shared" / "data" / "oiv7_labels_ko.json"
@@ -40,9 +40,9 @@ def oiv7_names() -> dict[int, str]:
 
 def build_detector(directory: Path, names: dict[int, str], winner: str) -> Path:
     """A YOLOv8n with these classes whose scores make ``winner`` the detected class, saved as a .pt."""
-    configure_ultralytics()
     import torch
-    from ultralytics import YOLO
+
+    yolo = import_yolo()
 
     architecture = yaml.safe_load(
         (ultralytics_dir() / "cfg" / "models" / "v8" / "yolov8.yaml").read_text(encoding="utf-8")
@@ -53,7 +53,7 @@ def build_detector(directory: Path, names: dict[int, str], winner: str) -> Path:
     config = directory / "yolov8n.yaml"
     config.write_text(yaml.safe_dump(architecture), encoding="utf-8")
     torch.manual_seed(0)
-    model = YOLO(str(config), task="detect")
+    model = yolo(str(config), task="detect")
     model.model.names = dict(names)
     head = model.model.model[-1]
     winner_id = next(key for key, value in names.items() if value == winner)
@@ -111,6 +111,19 @@ def test_lookup_by_either_language_and_generic_classes() -> None:
 
 
 # -- the runner -------------------------------------------------------------------------------------
+
+
+def test_importing_ultralytics_leaves_pillow_alone() -> None:
+    from PIL import Image
+
+    from inference.images import ImageRejected, decode_image
+    from tests.fakes.images import PLAIN_TEXT
+
+    import_yolo()
+    # ultralytics swaps Image.open for a wrapper that tries to install a HEIF plugin on unknown files.
+    assert Image.open.__module__ == "PIL.Image"
+    with pytest.raises(ImageRejected, match="text, not an image"):
+        decode_image(PLAIN_TEXT)
 
 
 def test_missing_weights_say_where_to_put_them(tmp_path: Path) -> None:

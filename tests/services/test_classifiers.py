@@ -93,7 +93,7 @@ def test_bad_registrations_are_refused(
 
 def test_a_folder_that_is_not_a_classifier_is_refused(catalog: ClassifierCatalog, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserFacingError, match="no metadata.json"):
+    with pytest.raises(UserFacingError, match=r"no metadata\.json"):
         catalog.add(tmp_path / "empty", category="violence")
 
 
