@@ -57,6 +57,16 @@ async def case_number(lumi: LumiHarness, number: int) -> ModerationCase:
     return case
 
 
+async def wait_for_alert_recorded(lumi: LumiHarness, number: int) -> ModerationCase:
+    """The alert reaches Discord before Lumi stores its message id on the case; wait for the latter."""
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while True:
+        case = await case_number(lumi, number)
+        if case.alert_message_id is not None or asyncio.get_running_loop().time() > deadline:
+            return case
+        await asyncio.sleep(0.05)
+
+
 def buttons(message: JsonDict) -> dict[str, JsonDict]:
     return {
         component["custom_id"].split(":")[2]: component
@@ -248,6 +258,7 @@ async def test_forget_scrubs_the_users_alerts(lumi: LumiHarness) -> None:
     await server.post_message("photos", "alice", attachments=[("c.jpg", photo("china"))])
     alert = await wait_for_alert(lumi, since_messages, "Case #1")
     assert alert["attachments"]
+    assert (await wait_for_alert_recorded(lumi, 1)).alert_message_id == int(alert["id"])
     reply = await lumi.slash("moderation", subcommand="forget", user="owner", options={"user": "alice"})
     assert "1 case(s) anonymised" in message_text(reply) and "1 alert(s) scrubbed" in message_text(reply)
     assert alert["attachments"] == []
