@@ -28,7 +28,7 @@ RUN cd bot/web/static && npm ci --no-audit --no-fund --loglevel=error
 # Editable install: the web server serves its static files from the source tree.
 RUN /opt/lumi/bin/pip install --upgrade pip \
  && /opt/lumi/bin/pip install -e ".[ml]" \
- && /opt/lumi/bin/pip install --no-deps "ultralytics>=8.3,<9" \
+ && /opt/lumi/bin/pip install --no-deps "ultralytics>=8.3,<9" "fer>=25.10,<26" "facenet-pytorch>=2.6,<3" \
  && /opt/lumi/bin/pip uninstall -y onnxruntime \
  && /opt/lumi/bin/pip install "onnxruntime-gpu>=1.18"
 

@@ -12,16 +12,18 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Re-install only when the dependency list changes.
-ULTRALYTICS := "ultralytics>=8.3,<9"
+# Installed without their declared dependencies: ultralytics and fer want other OpenCV builds (a second
+# cv2 beside opencv-python-headless); facenet-pytorch pins torch<2.3 and numpy<2, which are not needed.
+NO_DEPS := "ultralytics>=8.3,<9" "fer>=25.10,<26" "facenet-pytorch>=2.6,<3"
 
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-run: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS_RUN)]"
-	$(BIN)/pip install --quiet --no-deps $(ULTRALYTICS)
+	$(BIN)/pip install --quiet --no-deps $(NO_DEPS)
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS_TEST)]"
-	$(BIN)/pip install --quiet --no-deps $(ULTRALYTICS)
+	$(BIN)/pip install --quiet --no-deps $(NO_DEPS)
 	touch $@ $(VENV)/.installed-run
 
 # The 3D viewer's browser library (three.js) from the npm registry, served by Lumi itself (no CDN).
