@@ -7,17 +7,23 @@ Also the custom moderation classifiers: `lumi models add-classifier`, `remove-cl
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from pathlib import Path
 
 from bot.cli.common import settings_and_logging
+from bot.config import Settings
+from bot.runtime import Runtime
 from bot.services.classifiers import classifier_catalog
 from bot.services.moderation_policy import CATEGORIES
-from inference.registry import ModelRegistry
+from inference.runners.base import ModelUnavailable
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("models", help="list the models Lumi uses and their state")
+    parser.add_argument(
+        "--load", action="store_true", help="load every model now and say which cannot load here, and why"
+    )
     parser.set_defaults(func=_list)
     actions = parser.add_subparsers(dest="models_command", metavar="ACTION")
 
@@ -56,18 +62,39 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _list(args: argparse.Namespace) -> int:
     settings = settings_and_logging()
-    registry = ModelRegistry(device=settings.inference_device)
-    rows = registry.snapshot()
-    if not rows:
-        print("no models registered")
-    else:
-        print(f"{'model':<24} {'device':<8} {'loaded':<7} queue")
-        for row in rows:
-            print(f"{row.name:<24} {row.device:<8} {'yes' if row.loaded else 'no':<7} {row.queue_depth}")
+    unavailable = asyncio.run(_show_models(settings, load=args.load))
     classifiers = classifier_catalog(settings.data_dir).load()
     if classifiers:
         print(f"custom classifiers: {len(classifiers)} registered (see `lumi models classifiers`)")
-    return 0
+    return 1 if unavailable else 0
+
+
+async def _show_models(settings: Settings, *, load: bool) -> int:
+    """Print every model the services register; with ``load``, load each one. Returns how many failed."""
+    runtime = await Runtime.open(settings)
+    problems: dict[str, str] = {}
+    try:
+        if load:
+            for name in runtime.registry.registered():
+                try:
+                    await runtime.registry.get(name)
+                except ModelUnavailable as error:
+                    problems[name] = str(error)
+        rows = runtime.registry.snapshot()
+        if not rows:
+            print("no models registered")
+        else:
+            print(f"{'model':<24} {'device':<8} {'loaded':<7} queue")
+            for row in rows:
+                loaded = "yes" if row.loaded else "no"
+                print(f"{row.name:<24} {row.device:<8} {loaded:<7} {row.queue_depth}")
+        for name, reason in problems.items():
+            print(f"  {name}: {reason}")
+        if not load:
+            print("models load on first use; `lumi models --load` loads them all now")
+    finally:
+        await runtime.close()
+    return len(problems)
 
 
 def _add_classifier(args: argparse.Namespace) -> int:
