@@ -8,6 +8,8 @@ from typing import Any
 
 import discord
 
+from cogs._buttons import handling_cog, persistent_view
+
 CUSTOM_ID = "lumi:3d:{action}:{job_id}"
 _TEMPLATE = r"lumi:3d:(?P<action>refine|regen|delete|cancel):(?P<job_id>[0-9a-f]{32})"
 
@@ -51,19 +53,15 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], temp
         return cls(JobAction(match["action"]), match["job_id"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        get_cog = getattr(interaction.client, "get_cog", None)
-        handler = get_cog("Generate3D") if get_cog is not None else None
-        if handler is None:
-            await interaction.response.send_message("3D generation is not running right now.", ephemeral=True)
-            return
-        await handler.on_job_button(interaction, self.action, self.job_id)
+        handler = await handling_cog(
+            interaction, "Generate3D", unavailable="3D generation is not running right now."
+        )
+        if handler is not None:
+            await handler.on_job_button(interaction, self.action, self.job_id)
 
 
 def _view(job_id: str, actions: tuple[JobAction, ...]) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    for action in actions:
-        view.add_item(JobButton(action, job_id))
-    return view
+    return persistent_view(JobButton(action, job_id) for action in actions)
 
 
 def result_view(job_id: str) -> discord.ui.View:

@@ -8,6 +8,7 @@ from typing import Any
 import discord
 
 from bot.services.moderation import CaseChoice, allowed_choices
+from cogs._buttons import handling_cog, persistent_view
 from storage.models import ModerationCase
 
 CUSTOM_ID = "lumi:mod:{action}:{case_id}"
@@ -48,19 +49,17 @@ class CaseButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], tem
         return cls(CaseChoice(match["action"]), int(match["case_id"]))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        get_cog = getattr(interaction.client, "get_cog", None)
-        handler = get_cog("Moderation") if get_cog is not None else None
-        if handler is None:
-            await interaction.response.send_message("Moderation is not running right now.", ephemeral=True)
-            return
-        await handler.on_case_button(interaction, self.choice, self.case_id)
+        handler = await handling_cog(
+            interaction, "Moderation", unavailable="Moderation is not running right now."
+        )
+        if handler is not None:
+            await handler.on_case_button(interaction, self.choice, self.case_id)
 
 
 def case_view(case: ModerationCase) -> discord.ui.View:
     """The four buttons, the ones that no longer apply disabled (so the alert shows what is left)."""
     assert case.id is not None
     allowed = allowed_choices(case)
-    view = discord.ui.View(timeout=None)
-    for choice in CaseChoice:
-        view.add_item(CaseButton(choice, case.id, disabled=choice not in allowed))
-    return view
+    return persistent_view(
+        CaseButton(choice, case.id, disabled=choice not in allowed) for choice in CaseChoice
+    )

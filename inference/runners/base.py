@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
+import numpy as np
+from numpy.typing import NDArray
+
 from inference.device import onnx_providers
 
 if TYPE_CHECKING:
@@ -19,6 +22,7 @@ __all__ = [
     "dynamic_batch",
     "onnx_session",
     "package_file",
+    "run_chunked",
     "session_device",
 ]
 
@@ -122,3 +126,18 @@ def dynamic_batch(session: InferenceSession) -> bool:
     """Whether the model's first input accepts any batch size (a named or missing leading dimension)."""
     shape = session.get_inputs()[0].shape
     return bool(shape) and not isinstance(shape[0], int)
+
+
+def run_chunked(
+    session: InferenceSession, input_name: str, batch: NDArray[np.float32], *, step: int
+) -> NDArray[np.float32]:
+    """The first output of ``session`` over ``batch``, fed ``step`` items per call.
+
+    Chunking bounds the activation memory of one call; a model with a fixed batch dimension needs
+    ``step=1``.
+    """
+    chunks = [
+        session.run(None, {input_name: batch[start : start + step]})[0]
+        for start in range(0, len(batch), step)
+    ]
+    return np.concatenate(chunks).astype(np.float32, copy=False)

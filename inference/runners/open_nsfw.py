@@ -15,7 +15,14 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from inference.runners.base import ModelUnavailable, dynamic_batch, onnx_session, package_file, session_device
+from inference.runners.base import (
+    ModelUnavailable,
+    dynamic_batch,
+    onnx_session,
+    package_file,
+    run_chunked,
+    session_device,
+)
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
@@ -92,11 +99,7 @@ class OpenNsfwRunner:
         if self._session is None:
             raise RuntimeError("OpenNsfwRunner.load() must run before predict_batch()")
         step = self._max_onnx_batch if self._dynamic_batch else 1
-        chunks = [
-            self._session.run(None, {self._input_name: batch[start : start + step]})[0]
-            for start in range(0, len(batch), step)
-        ]
-        return np.concatenate(chunks).astype(np.float32, copy=False)
+        return run_chunked(self._session, self._input_name, batch, step=step)
 
     def _preprocess(self, item: ImageInput) -> NDArray[np.float32]:
         image = item if isinstance(item, Image.Image) else Image.fromarray(item)

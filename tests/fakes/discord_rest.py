@@ -116,6 +116,10 @@ class RestApi:
         retry_after: float = 0.05,
         body: JsonDict | None = None,
     ) -> None:
+        """Answer the next `times` matching requests with `status` (429 comes with `Via` and `retry_after`).
+
+        Paths are relative to /api/v10 (`/channels/\\d+/messages`) or CDN paths (`/attachments/.*`).
+        """
         self.failures.append(
             FailureRule(method.upper(), re.compile(path_regex), status, times, retry_after, body)
         )

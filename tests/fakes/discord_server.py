@@ -44,6 +44,8 @@ class FakeDiscord(UserActions):
         self.token = token
         self.interaction_deadline_s = interaction_deadline_s
         self.rest = RestApi(self)
+        # Tests inject failures on the server they hold; the REST side owns the rules.
+        self.fail_next = self.rest.fail_next
         self.gateway = GatewayHub(self, heartbeat_interval_ms=heartbeat_interval_ms)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -100,22 +102,6 @@ class FakeDiscord(UserActions):
     @property
     def unhandled_requests(self) -> list[RecordedRequest]:
         return [request for request in self.rest.requests if not request.handled]
-
-    def fail_next(
-        self,
-        method: str,
-        path_regex: str,
-        status: int,
-        *,
-        times: int = 1,
-        retry_after: float = 0.05,
-        body: JsonDict | None = None,
-    ) -> None:
-        """Answer the next `times` matching requests with `status` (429 comes with `Via` and `retry_after`).
-
-        Paths are relative to /api/v10 (`/channels/\\d+/messages`) or CDN paths (`/attachments/.*`).
-        """
-        self.rest.fail_next(method, path_regex, status, times=times, retry_after=retry_after, body=body)
 
     async def wait_for_request(
         self,

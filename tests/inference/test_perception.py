@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,7 +16,6 @@ from inference.perception import (
     register_perception_models,
 )
 from inference.registry import ModelRegistry
-from inference.runners.base import ModelUnavailable
 from inference.runners.emotions import CROP_SIZE, FER_EMOTIONS, EmotionRunner, EmotionScores, face_crop
 from inference.runners.faces import FaceRunner
 from inference.runners.objects import ObjectDetection
@@ -29,28 +26,6 @@ NO_PEOPLE = ("coffee", "chelsea", "rocket")
 def scores(**values: float) -> EmotionScores:
     rest = (1.0 - sum(values.values())) / (len(FER_EMOTIONS) - len(values))
     return EmotionScores({name: values.get(name, rest) for name in FER_EMOTIONS})
-
-
-@pytest.fixture(scope="module")
-def face_runner() -> Iterator[FaceRunner]:
-    runner = FaceRunner("cpu")
-    try:
-        runner.load()
-    except ModelUnavailable as exc:
-        pytest.skip(str(exc))
-    yield runner
-    runner.close()
-
-
-@pytest.fixture(scope="module")
-def emotion_runner() -> Iterator[EmotionRunner]:
-    runner = EmotionRunner("cpu")
-    try:
-        runner.load()
-    except ModelUnavailable as exc:
-        pytest.skip(str(exc))
-    yield runner
-    runner.close()
 
 
 def photos(package_photos: dict[str, Image.Image], *names: str) -> list[Image.Image]:
