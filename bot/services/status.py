@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from storage.db import Database
-
 from inference.registry import ModelRegistry, ModelStatus
+from storage.db import Database
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ import logging
 from urllib.parse import quote
 
 from aiohttp import web
-from storage.links import LinkExpired, LinkTampered
 
 from bot.web.keys import RUNTIME
 from storage import repo
+from storage.links import LinkExpired, LinkTampered
 
 log = logging.getLogger(__name__)
 
