@@ -6,6 +6,7 @@ against one reference per item; BLEU-n is the cumulative score with uniform weig
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,9 @@ def char_corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> di
     hyps: list[list[str]] = [list(hypothesis) for hypothesis in hypotheses]
     scores: dict[str, float] = {}
     for name, weights in BLEU_WEIGHTS.items():
-        value: Any = corpus_bleu(refs, hyps, weights=weights)
+        with warnings.catch_warnings():
+            # nltk warns when some n-gram order has no match; the score is then 0, which is the answer.
+            warnings.simplefilter("ignore", UserWarning)
+            value: Any = corpus_bleu(refs, hyps, weights=weights)
         scores[name] = float(value)
     return scores

@@ -91,11 +91,17 @@ class LocalCommenter:
         `CommenterInputError` (a `ValueError`) for a list without any usable label."""
         cleaned = [normalize_labels(labels) for labels in label_lists]
         groups = self.generate_candidates(cleaned, num_candidates=num_candidates, seed=seed)
-        weight = self.settings.coverage_weight
-        return [
-            group[select_candidate(group, object_labels(labels), coverage_weight=weight)]
+        settings = self.settings
+        chosen = [
+            select_candidate(
+                group,
+                object_labels(labels),
+                coverage_weight=settings.coverage_weight,
+                length_weight=settings.length_weight,
+            )
             for labels, group in zip(cleaned, groups, strict=True)
         ]
+        return [group[index] for group, index in zip(groups, chosen, strict=True)]
 
     def predict_batch(self, label_lists: Sequence[Sequence[str]]) -> list[str]:
         return self.generate(label_lists)

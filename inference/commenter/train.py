@@ -48,21 +48,23 @@ class TrainConfig:
     out_dir: Path
     vocab_size: int = 2000
     shape: ModelShape = field(default_factory=ModelShape)
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 32
-    learning_rate: float = 2e-3
+    # Measured over 3-epoch probes: 1e-3 beat 5e-4, 2e-3 and 5e-3 on dev loss.
+    learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 300
     # Fraction of the peak learning rate left at the end of the cosine decay.
     final_lr_fraction: float = 0.05
-    label_smoothing: float = 0.1
+    # Smoothing slowed learning and made sampled comments shorter; dropout alone regularises enough.
+    label_smoothing: float = 0.0
     dev_fraction: float = 0.1
     seed: int = 13
     # Limits for quick runs (tests, smoke checks); None means no limit.
     max_steps: int | None = None
     max_train_pairs: int | None = None
     time_budget_s: float | None = None
-    eval_every_epochs: int = 5
+    eval_every_epochs: int = 10
     eval_pairs: int = 200
     # End-of-epoch weights of this many final epochs are averaged into the saved model.
     average_last: int = 5
@@ -199,7 +201,6 @@ def _write_card(out_dir: Path, config: TrainConfig, report: TrainReport, data_sh
             f"({value.count} dev pairs)\n"
         )
 
-    settings = {key: str(value) for key, value in dataclasses.asdict(config).items() if key != "decode"}
     card = (
         "# Lumi commenter model card\n\n"
         "A T5-architecture encoder-decoder trained from scratch (no pretrained weights) to turn a list of "
@@ -216,7 +217,7 @@ def _write_card(out_dir: Path, config: TrainConfig, report: TrainReport, data_sh
         f"AdamW lr {config.learning_rate} with {config.warmup_steps} warm-up steps and cosine decay, "
         f"label smoothing {config.label_smoothing}; saved weights average the last {config.average_last} "
         f"epoch ends; autocast: {report.autocast}; {report.seconds / 60:.1f} minutes on "
-        f"{config.threads or 'all'} CPU threads.\n\n"
+        f"{config.threads or 'all'} CPU thread(s).\n\n"
         "## Dev scores\n"
         + scores("greedy decoding", report.dev_greedy)
         + scores(
@@ -224,7 +225,7 @@ def _write_card(out_dir: Path, config: TrainConfig, report: TrainReport, data_sh
             report.dev_default,
         )
         + "\n## Full configuration\n```json\n"
-        + json.dumps(settings, indent=2, ensure_ascii=False)
+        + json.dumps(dataclasses.asdict(config), indent=2, ensure_ascii=False, default=str)
         + "\n```\n"
     )
     (out_dir / CARD_FILE).write_text(card, encoding="utf-8")

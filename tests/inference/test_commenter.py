@@ -144,6 +144,9 @@ def test_selection_prefers_consensus_and_named_objects() -> None:
     assert select_candidate(naming, ["나무"], coverage_weight=0.0) != 2
     assert select_candidate(naming, ["나무"], coverage_weight=0.5) == 2
     assert label_coverage("패션액세서리가 멋져요", ["패션 액세서리", "나무"]) == 0.5
+    lengths = ["좋아요 😊", "좋아요 😊", "좋아요! 오늘 정말 즐거워 보여요 😊"]
+    assert select_candidate(lengths, [], coverage_weight=0.0) == 0
+    assert select_candidate(lengths, [], coverage_weight=0.0, length_weight=1.0) == 2
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -229,13 +232,15 @@ def test_default_model_writes_korean_comments_that_name_the_objects(default_comm
     for labels, comment in zip(OBJECT_LABEL_LISTS, comments, strict=True):
         assert comment.strip(), labels
         assert HANGUL.search(comment), (labels, comment)
-    naming = [
-        label_coverage(c, object_labels(ls)) > 0 for ls, c in zip(OBJECT_LABEL_LISTS, comments, strict=True)
+    coverage = [
+        label_coverage(c, object_labels(ls)) for ls, c in zip(OBJECT_LABEL_LISTS, comments, strict=True)
     ]
-    rate = sum(naming) / len(naming)
-    # Measured 0.50 on these lists with the committed model (0.68 on the dev split); the references
-    # themselves name an object 97 % of the time. The floor catches a model that stops naming objects.
-    assert rate >= 0.4, [c for c, ok in zip(comments, naming, strict=True) if not ok]
+    naming_rate = sum(share > 0 for share in coverage) / len(coverage)
+    # Measured with the committed model: every comment names at least one object and 92 % of the objects
+    # are named on average (greedy decoding alone: 95 % and 77 %); the references themselves name one
+    # 97 % of the time. The floors catch a model or a selection rule that stops naming objects.
+    assert naming_rate >= 0.9, [c for c, share in zip(comments, coverage, strict=True) if share == 0]
+    assert sum(coverage) / len(coverage) >= 0.75
 
 
 def test_batched_output_equals_one_at_a_time(default_commenter) -> None:  # type: ignore[no-untyped-def]
