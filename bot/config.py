@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from inference.threads import default_threads
+
 
 class SettingsError(Exception):
     """A configuration problem described in one human line (which variable, what is expected)."""
@@ -42,6 +44,10 @@ class Settings(BaseSettings):
 
     # Inference
     inference_device: Literal["auto", "cpu", "cuda"] = "auto"
+    # CPU threads of each model framework's pools (torch, TensorFlow, onnxruntime). Half the usable
+    # cores by default: two models usually run at once beside the event loop, and more threads than
+    # cores is slow (on 2 busy cores, 2 torch threads took 7-10x longer per small op than 1).
+    inference_threads: int = Field(default_factory=default_threads, ge=1, le=1024)
 
     # Moderation
     moderation_fetch_hosts: Annotated[list[str], NoDecode] = Field(
@@ -115,6 +121,11 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_guild_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("inference_threads", mode="before")
+    @classmethod
+    def _blank_threads_is_default(cls, value: object) -> object:
+        return default_threads() if isinstance(value, str) and not value.strip() else value
 
     @field_validator("moderation_openai_api_key", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from bot.services.status import StatusService
 from inference.images import ImageLimits
 from inference.registry import ModelRegistry
 from inference.remote.moderation_api import OpenAIModerationClient
+from inference.threads import apply_thread_policy
 from storage.blobs import LocalBlobStore
 from storage.db import Database
 from storage.links import LinkSigner
@@ -44,6 +45,8 @@ class Runtime:
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
         """Open the database (running migrations), the blob store and the model registry."""
+        # Before any model loads: the frameworks size their thread pools once.
+        apply_thread_policy(settings.inference_threads)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         database = Database(settings.resolved_database_url)
         try:
@@ -106,7 +109,12 @@ def _moderation_service(
     return ModerationService(
         database=database,
         blobs=blobs,
-        checker=ImageChecker(registry, limits=ImageLimits(max_bytes=max_bytes), extra_detectors=extra),
+        checker=ImageChecker(
+            registry,
+            limits=ImageLimits(max_bytes=max_bytes),
+            extra_detectors=extra,
+            model_threads=settings.inference_threads,
+        ),
         fetcher=ImageFetcher(
             allowed_hosts=settings.moderation_fetch_hosts,
             max_bytes=max_bytes,

@@ -116,6 +116,7 @@ class Comments(commands.Cog):
                 channel_ids=where,
                 channel_nsfw=bool(getattr(message.channel, "is_nsfw", lambda: False)()),
                 role_ids=tuple(role.id for role in getattr(message.author, "roles", [])),
+                message_id=message.id,
             )
             result = await self.service.comment_post(
                 [image.data for image in images], config=config, guild_id=guild.id, screen=screen
@@ -257,17 +258,19 @@ class Comments(commands.Cog):
         if not images:
             await interaction.followup.send("That message has no photo Lumi can read.", ephemeral=True)
             return
-        await interaction.followup.send(
-            await self._on_request(interaction, [image.data for image in images]), ephemeral=True
-        )
+        answer = await self._on_request(interaction, [image.data for image in images], message_id=message.id)
+        await interaction.followup.send(answer, ephemeral=True)
 
-    async def _on_request(self, interaction: discord.Interaction, images: list[bytes]) -> str:
+    async def _on_request(
+        self, interaction: discord.Interaction, images: list[bytes], *, message_id: int | None = None
+    ) -> str:
+        """``message_id``: the message the images come from, whose moderation verdict is used if known."""
         guild = interaction.guild
         assert guild is not None and interaction.channel is not None
         config = await self.service.guild_config(guild.id)
         roles = tuple(role.id for role in getattr(interaction.user, "roles", []))
         nsfw = bool(getattr(interaction.channel, "is_nsfw", lambda: False)())
-        screen = ScreenContext(channel_ids(interaction.channel), nsfw, roles)
+        screen = ScreenContext(channel_ids(interaction.channel), nsfw, roles, message_id=message_id)
         problem = await self.service.moderation_problem(guild.id, images, screen)
         if problem is not None:
             return f"Lumi does not comment on this image: {problem}"

@@ -7,7 +7,6 @@ so frames of one post and posts from many users share batches.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from inference.images import DecodedImage
 from inference.registry import BatchConfig, ModelKey, ModelRegistry
 from inference.runners.nudenet import Detection, ImageInput, NudeNetRunner
 from inference.runners.open_nsfw import OpenNsfwRunner
+from inference.threads import default_threads
 
 __all__ = [
     "NUDENET",
@@ -45,10 +45,11 @@ def register_moderation_models(
     """Register NudeNet and open_nsfw (loaded on first use) under ``NUDENET`` and ``OPEN_NSFW``.
 
     The two models run at the same time on their own threads, so by default each gets half the CPU
-    cores for its intra-op pool: more threads than cores makes onnxruntime's workers fight each other.
+    cores for its intra-op pool (``threads.default_threads``): more threads than cores makes
+    onnxruntime's workers fight each other. Lumi passes its ``INFERENCE_THREADS`` setting.
     """
     if intra_op_threads is None:
-        intra_op_threads = max(1, _usable_cores() // 2)
+        intra_op_threads = default_threads()
 
     def nudenet(device: Device) -> NudeNetRunner:
         return NudeNetRunner(device, intra_op_threads=intra_op_threads)
@@ -58,13 +59,6 @@ def register_moderation_models(
 
     registry.register(NUDENET, nudenet, batch=batch)
     registry.register(OPEN_NSFW, open_nsfw, batch=batch)
-
-
-def _usable_cores() -> int:
-    # A container may see more cores than its CPU affinity lets it use.
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 2
 
 
 @dataclass(frozen=True)

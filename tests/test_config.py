@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import SettingsError, load_settings
+from inference.threads import default_threads
 
 
 def test_defaults_are_embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,6 +35,9 @@ def test_env_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL"),
         ("DISCORD_DEV_GUILD_ID", "my-guild", "DISCORD_DEV_GUILD_ID"),
+        ("INFERENCE_THREADS", "0", "INFERENCE_THREADS"),
+        ("INFERENCE_THREADS", "-2", "INFERENCE_THREADS"),
+        ("INFERENCE_THREADS", "four", "INFERENCE_THREADS"),
     ],
 )
 def test_invalid_values_give_one_line(
@@ -46,6 +50,14 @@ def test_invalid_values_give_one_line(
     message = str(caught.value)
     assert "\n" not in message
     assert expected in message
+
+
+def test_inference_threads_default_to_half_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INFERENCE_THREADS", "")  # as `.env.example` leaves it
+    assert load_settings().inference_threads == default_threads()
+    monkeypatch.setenv("INFERENCE_THREADS", "3")
+    assert load_settings().inference_threads == 3
 
 
 def test_cli_reports_bad_config_without_traceback(tmp_path: Path) -> None:

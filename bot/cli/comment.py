@@ -28,6 +28,7 @@ from bot.services.comments import CommentService, PhotoComment
 from inference.images import ImageRejected
 from inference.labels import Language, label_from_text, labels_from_text
 from inference.registry import ModelRegistry
+from inference.threads import apply_thread_policy
 
 # Concurrent requests let the model's batcher fill its batches; more only queue up.
 _CONCURRENCY = 64
@@ -71,6 +72,7 @@ def _comment_command(args: argparse.Namespace) -> int:
 
 
 def _with_service(settings: Settings) -> tuple[ModelRegistry, CommentService]:
+    apply_thread_policy(settings.inference_threads)
     registry = ModelRegistry(device=settings.inference_device)
     return registry, build_comment_service(settings, registry)
 

@@ -20,6 +20,7 @@ from bot.services.moderation_checker import CheckStatus, ImageChecker, Verdict
 from bot.services.moderation_policy import DEFAULT_POLICY, Policy, PolicyError, parse_policy
 from inference.images import ImageLimits
 from inference.registry import ModelRegistry
+from inference.threads import apply_thread_policy
 
 _IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
@@ -49,7 +50,16 @@ def _scan_command(args: argparse.Namespace) -> int:
     policy = _policy(args.policy)
     files = list(_expand(args.paths))
     limits = ImageLimits(max_bytes=int(settings.moderation_max_image_mb * 1024 * 1024))
-    results = asyncio.run(scan_files(files, policy=policy, device=settings.inference_device, limits=limits))
+    apply_thread_policy(settings.inference_threads)
+    results = asyncio.run(
+        scan_files(
+            files,
+            policy=policy,
+            device=settings.inference_device,
+            limits=limits,
+            threads=settings.inference_threads,
+        )
+    )
     if args.json:
         json.dump(
             {"policy": "default" if policy == DEFAULT_POLICY else "custom", "results": results},
@@ -86,10 +96,16 @@ def _expand(paths: Sequence[str]) -> Iterator[Path]:
 
 
 async def scan_files(
-    files: Sequence[Path], *, policy: Policy, device: str = "auto", limits: ImageLimits | None = None
+    files: Sequence[Path],
+    *,
+    policy: Policy,
+    device: str = "auto",
+    limits: ImageLimits | None = None,
+    threads: int | None = None,
 ) -> list[dict[str, Any]]:
+    """``threads``: CPU threads of each model (None: half the cores)."""
     registry = ModelRegistry(device=device)
-    checker = ImageChecker(registry, limits=limits)
+    checker = ImageChecker(registry, limits=limits, model_threads=threads)
     gate = asyncio.Semaphore(_CONCURRENCY)
 
     async def one(path: Path) -> dict[str, Any]:

@@ -2,14 +2,13 @@
 
 No Discord here. The comments cog asks ``admit`` whether a photo post in a channel should get a
 comment now (enabled channel, cooldown over), fetches the images, and hands them to ``comment_post``,
-which first asks the moderation service for a verdict on every image and comments only when none is
-flagged. After the reply is posted the cog calls ``record``.
+which first passes them through the moderation gate and comments only when none is flagged. After the
+reply is posted the cog calls ``record``.
 
-The moderation gate asks ``ModerationService.check_image`` itself rather than waiting for the
-moderation cog's result for the same message: that result is not published anywhere. It costs a
-second pass of the two small moderation models per commented photo (tens of milliseconds; both
-passes share the models' batchers) and gives the same verdict, since it uses the guild's policy and
-confirmed-image hashes.
+The gate (`comment_gate`) uses the verdict the moderation listener publishes on the same post, so a
+commented photo is checked by the moderation models once. Where moderation has no verdict to give (it
+is off, the post is exempt, an image was not among those it looked at, or the verdict is late) the gate
+checks the images itself, with the guild's policy and confirmed-image hashes.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from bot.services.comment_backends import (
     LocalModelBackend,
     WrittenComment,
 )
+from bot.services.comment_gate import VERDICT_WAIT_S, ModerationGate, ScreenContext
 from bot.services.image_fetch import ImageFetcher
 from bot.services.moderation import ModerationService
 from inference.images import ImageLimits, ImageRejected, decode_image_async
@@ -137,15 +137,6 @@ class PostRef:
 
 
 @dataclass(frozen=True)
-class ScreenContext:
-    """Where a post is, for the moderation gate's exemptions (the same ones moderation applies)."""
-
-    channel_ids: tuple[int, ...]
-    channel_nsfw: bool = False
-    role_ids: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
 class PhotoComment:
     labels: list[Label]
     comment: str
@@ -171,11 +162,15 @@ class CommentService:
         max_images: int = 4,
         image_limits: ImageLimits | None = None,
         decode_threads: int = 2,
+        verdict_wait_s: float = VERDICT_WAIT_S,
     ) -> None:
         self.database = database
         self.perceiver = perceiver
         self.writer = writer
         self.moderation = moderation
+        self.gate = (
+            ModerationGate(moderation, verdict_wait_s=verdict_wait_s) if moderation is not None else None
+        )
         # Downloads posted images (Discord's CDN only); the bot shares moderation's, the CLI needs none.
         self.fetcher = fetcher or ImageFetcher()
         self._owns_fetcher = fetcher is None
@@ -270,9 +265,9 @@ class CommentService:
     async def comment_post(
         self, images: Sequence[bytes], *, config: GuildComments, guild_id: int, screen: ScreenContext
     ) -> PhotoComment | None:
-        """One comment for a post's images, or None (flagged, unreadable, or nothing recognisable)."""
+        """One comment for a new post's images, or None (flagged, unreadable, or nothing recognisable)."""
         images = list(images)[: self.max_images]
-        if not images or not await self.passes_moderation(guild_id, images, screen):
+        if not images or not await self.passes_moderation(guild_id, images, screen, new_post=True):
             return None
         try:
             return await self.comment_on_images(images, language=config.language, backend=config.backend)
@@ -280,36 +275,19 @@ class CommentService:
             log.info("no comment: %s", rejected.message)
             return None
 
-    async def passes_moderation(self, guild_id: int, images: Sequence[bytes], screen: ScreenContext) -> bool:
-        return await self.moderation_problem(guild_id, images, screen) is None
+    async def passes_moderation(
+        self, guild_id: int, images: Sequence[bytes], screen: ScreenContext, *, new_post: bool = False
+    ) -> bool:
+        return await self.moderation_problem(guild_id, images, screen, new_post=new_post) is None
 
     async def moderation_problem(
-        self, guild_id: int, images: Sequence[bytes], screen: ScreenContext
+        self, guild_id: int, images: Sequence[bytes], screen: ScreenContext, *, new_post: bool = False
     ) -> str | None:
         """Why moderation keeps these images from getting a comment (safe to show), or None when every
-        image passes. Fails closed: an image moderation could not check gets no comment either."""
-        if self.moderation is None:
+        image passes. ``new_post``: a post that has just arrived, whose moderation verdict is awaited."""
+        if self.gate is None:
             return None
-        config = await self.moderation.guild_config(guild_id)
-        exemption = config.exemption(
-            channel_ids=screen.channel_ids, channel_nsfw=screen.channel_nsfw, role_ids=screen.role_ids
-        )
-        if exemption is not None:
-            # Moderation does not look at this post, so nothing can flag it.
-            return None
-        verdicts = await asyncio.gather(
-            *(
-                self.moderation.check_image(data, guild_policy=config.policy, guild_id=guild_id)
-                for data in images
-            )
-        )
-        for verdict in verdicts:
-            if verdict.flagged or not verdict.checked:
-                log.info("no comment in guild %s: moderation says %s", guild_id, verdict.summary)
-                if verdict.flagged:
-                    return "it did not pass this server's image moderation"
-                return verdict.problem or "it could not be checked"
-        return None
+        return await self.gate.problem(guild_id, images, screen, new_post=new_post)
 
     async def record(self, post: PostRef, result: PhotoComment) -> None:
         """Store a posted comment. The channel's cooldown runs from now: writing it may have taken long."""

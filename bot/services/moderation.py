@@ -4,6 +4,9 @@ The Discord layer (`cogs/moderation`) fetches a post's images, calls `moderate_p
 removal/timeout/alert the outcome asks for, and reports back with `record_enforcement`; button clicks go
 through `decide`. Everything a case needs is written before anything irreversible happens on Discord, so
 a failed delete, a missing channel or a crash in between never loses a case or an image.
+
+`moderate_post` also publishes its verdict on each post in `post_verdicts`, as soon as the images are
+checked: photo comments on the same post read it there instead of checking the images again.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from bot.services.moderation_policy import (
     parse_policy,
     policy_to_json,
 )
+from bot.services.moderation_verdicts import PostVerdict, PostVerdicts, image_digests
 from storage import repo
 from storage.blobs import BlobStore
 from storage.db import Database
@@ -128,6 +132,8 @@ class ModerationService:
         self.classifiers = classifiers
         self.fetcher = fetcher or ImageFetcher()
         self.evidence = EvidenceStore(database, blobs, retention=evidence_retention)
+        # The verdict on each recent post, for the features that answer the same post.
+        self.post_verdicts = PostVerdicts()
         self._problems: dict[int, deque[tuple[datetime, str]]] = defaultdict(
             lambda: deque(maxlen=_MAX_PROBLEMS)
         )
@@ -247,6 +253,9 @@ class ModerationService:
                 if verdict.status is CheckStatus.ERROR:
                     self.report_problem(post.guild_id, f"an image could not be checked: {verdict.problem}")
         worst = _worst(list(zip(images, verdicts, strict=True)))
+        digests = await image_digests([image.data for image in images])
+        by_digest = dict(zip(digests, verdicts, strict=True))
+        self.post_verdicts.publish(post.message_id, PostVerdict(flagged=worst is not None, images=by_digest))
         if worst is None:
             return None
         flagged_image, verdict = worst
@@ -538,6 +547,7 @@ class ModerationService:
         return purged
 
     async def close(self) -> None:
+        self.post_verdicts.stop_publishing()
         try:
             await self.fetcher.close()
         finally:

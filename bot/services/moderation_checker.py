@@ -166,9 +166,11 @@ class ImageChecker:
         limits: ImageLimits | None = None,
         extra_detectors: Sequence[ExtraDetector] = (),
         decode_threads: int = 2,
+        model_threads: int | None = None,
     ) -> None:
+        """``model_threads``: CPU threads of each moderation model (None: half the cores)."""
         if not registry.is_registered(NUDENET):
-            register_moderation_models(registry)
+            register_moderation_models(registry, intra_op_threads=model_threads)
         self.registry = registry
         self.limits = limits or ImageLimits()
         self.extra_detectors = list(extra_detectors)

@@ -57,6 +57,7 @@ class Moderation(commands.Cog):
         self.bot.add_dynamic_items(CaseButton)
         self.bot.tree.add_command(self.scan_menu)
         self.retention.start()
+        self.service.post_verdicts.start_publishing()
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.scan_menu.name, type=self.scan_menu.type)
@@ -65,6 +66,7 @@ class Moderation(commands.Cog):
         if self._in_flight:
             # Posts being checked finish (their evidence is stored before anything is deleted).
             await asyncio.wait(set(self._in_flight), timeout=_SHUTDOWN_GRACE_S)
+        self.service.post_verdicts.stop_publishing()
 
     # -- every message -----------------------------------------------------------------------------------
 
@@ -77,6 +79,8 @@ class Moderation(commands.Cog):
             return
         if not self.bot.accepting_work:
             return
+        # Photo comments on this post wait for its verdict rather than check the images again.
+        self.service.post_verdicts.expect(message.id)
         task = asyncio.create_task(self._moderate(message), name=f"moderate-{message.id}")
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
@@ -89,6 +93,9 @@ class Moderation(commands.Cog):
             log.exception("moderating message %s failed", message.id)
             if message.guild is not None:
                 self.service.report_problem(message.guild.id, "checking a post failed (see the log)")
+        finally:
+            # Posts that were not checked (exempt, no image) or whose check failed get no verdict.
+            self.service.post_verdicts.withdraw(message.id)
 
     # -- buttons ------------------------------------------------------------------------------------
 
