@@ -60,7 +60,7 @@ def _row(name: str, scores: CommentScores | dict[str, float], seconds: float | N
     cells = " ".join(
         f"{bleu[key]:>7.4f}" if key in bleu else f"{'-':>7}" for key in ("bleu1", "bleu2", "bleu3", "bleu4")
     )
-    return f"{name:<44} {cells} {extra}"
+    return f"{name:<52} {cells} {extra}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,6 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None, help="model dir (default: the committed model)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--candidates", type=int, nargs="+", default=[1, 0], help="0 = the model's default")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["int8", "float32"],
+        choices=["int8", "float32"],
+        help="int8: the default",
+    )
     # One thread by default: on the shared 2-core machine two threads measured ~10x slower (barrier waits).
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -94,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"model {model_dir}; dev split: {len(split.dev)} pairs (train {len(split.train)})")
     columns = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4")
-    header = f"{'system':<44} " + " ".join(f"{c:>7}" for c in columns)
+    header = f"{'system':<52} " + " ".join(f"{c:>7}" for c in columns)
     header += f" {'obj≥1':>8} {'obj rec':>8} {'len':>6} {'sec':>7}"
     print(header)
     print("-" * len(header))
@@ -107,15 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
 
-    commenter = LocalCommenter(model_dir, device="cpu")
-    commenter.load()
-    for count in args.candidates:
-        started = time.perf_counter()
-        hypotheses = commenter.generate(labels, num_candidates=count or None)
-        seconds = time.perf_counter() - started
-        actual = count or commenter.settings.num_candidates
-        name = "Lumi greedy" if actual == 1 else f"Lumi {actual} candidates, MBR + object bonus"
-        print(_row(name, score_comments(labels, hypotheses, references), seconds), flush=True)
+    for precision in args.precisions:
+        commenter = LocalCommenter(model_dir, device="cpu", precision=precision)
+        commenter.load()
+        for count in args.candidates:
+            started = time.perf_counter()
+            hypotheses = commenter.generate(labels, num_candidates=count or None)
+            seconds = time.perf_counter() - started
+            actual = count or commenter.settings.num_candidates
+            name = "Lumi greedy" if actual == 1 else f"Lumi {actual} candidates, MBR + bonuses"
+            name += f", {precision}"
+            print(_row(name, score_comments(labels, hypotheses, references), seconds), flush=True)
     print("obj≥1: comments naming at least one of their object labels (inputs with objects only);")
     print("obj rec: share of all object labels named; len: hypothesis/reference characters.")
     return 0

@@ -5,6 +5,9 @@
 Per-comment latency is the batch's wall time divided by its size (what a caller waiting in a full
 batch experiences on average); p50/p95 are over the measured batches. Imports are timed separately
 from `load()` because a running bot has torch imported long before the commenter loads.
+
+The default int8 decoding is measured beside float32 decoding of the same model (the baseline): each
+batch is decoded by both, one right after the other, so a busy machine slows both alike.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=12, help="measured batches per batch size")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--candidates", type=int, nargs="+", default=[0, 1], help="0 = the model's default")
+    parser.add_argument("--precisions", nargs="+", default=["int8", "float32"], choices=["int8", "float32"])
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -57,45 +61,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     library_seconds = time.perf_counter() - started
     torch.set_num_threads(args.threads)
     model_dir: Path = args.model or DEFAULT_MODEL_DIR
-    commenter = LocalCommenter(model_dir, device="cpu")
-    started = time.perf_counter()
-    commenter.load()
-    load_seconds = time.perf_counter() - started
+    commenters = {
+        precision: LocalCommenter(model_dir, device="cpu", precision=precision)
+        for precision in args.precisions
+    }
+    load_seconds: dict[str, float] = {}
+    for precision, commenter in commenters.items():
+        started = time.perf_counter()
+        commenter.load()
+        load_seconds[precision] = time.perf_counter() - started
     weights_mb = (model_dir / "model.safetensors").stat().st_size / 1e6
 
     print(f"model {model_dir} ({weights_mb:.1f} MB weights), {args.threads} torch threads")
     print(f"import torch {torch_seconds:.2f} s; import transformers + commenter {library_seconds:.2f} s")
-    print(f"LocalCommenter.load() {load_seconds:.2f} s (target ≤ 3 s)")
+    loads = ", ".join(f"{precision} {seconds:.2f} s" for precision, seconds in load_seconds.items())
+    print(f"LocalCommenter.load(): {loads} (target ≤ 3 s)")
 
     if args.data.is_file():
         pool = [list(pair.labels) for pair in split_pairs(load_pairs(args.data)).dev]
     else:
         pool = FALLBACK_LABELS
     columns = f"{'batch p50':>10} {'batch p95':>10} {'/comment p50':>13} {'/comment p95':>13}"
-    print(f"{'decoding':<26} {'batch':>5} {columns}")
+    print(f"{'decoding':<34} {'batch':>5} {columns}")
     cursor = 0
+    default_candidates = next(iter(commenters.values())).settings.num_candidates
     for count in args.candidates:
-        actual = count or commenter.settings.num_candidates
+        actual = count or default_candidates
         name = "greedy" if actual == 1 else f"{actual} candidates + MBR"
         for size in args.sizes:
-            timings: list[float] = []
+            timings: dict[str, list[float]] = {precision: [] for precision in commenters}
             for repetition in range(args.batches + 1):
                 batch = [pool[(cursor + i) % len(pool)] for i in range(size)]
                 cursor += size
-                began = time.perf_counter()
-                comments = commenter.generate(batch, num_candidates=actual)
-                elapsed = time.perf_counter() - began
-                if len(comments) != size:
-                    raise RuntimeError("the commenter returned the wrong number of comments")
-                if repetition:  # the first batch of each size warms allocator and caches
-                    timings.append(elapsed)
-            per_comment = [t / size for t in timings]
-            print(
-                f"{name:<26} {size:>5} {statistics.median(timings) * 1e3:>8.1f}ms "
-                f"{_percentile(timings, 0.95) * 1e3:>8.1f}ms {statistics.median(per_comment) * 1e3:>11.1f}ms "
-                f"{_percentile(per_comment, 0.95) * 1e3:>11.1f}ms",
-                flush=True,
-            )
+                for precision, commenter in commenters.items():
+                    began = time.perf_counter()
+                    comments = commenter.generate(batch, num_candidates=actual)
+                    elapsed = time.perf_counter() - began
+                    if len(comments) != size:
+                        raise RuntimeError("the commenter returned the wrong number of comments")
+                    if repetition:  # the first batch of each size warms allocator and caches
+                        timings[precision].append(elapsed)
+            for precision, measured in timings.items():
+                per_comment = [t / size for t in measured]
+                print(
+                    f"{name + ', ' + precision:<34} {size:>5} {statistics.median(measured) * 1e3:>8.1f}ms "
+                    f"{_percentile(measured, 0.95) * 1e3:>8.1f}ms "
+                    f"{statistics.median(per_comment) * 1e3:>11.1f}ms "
+                    f"{_percentile(per_comment, 0.95) * 1e3:>11.1f}ms",
+                    flush=True,
+                )
+            if {"int8", "float32"} <= timings.keys():
+                ratio = statistics.median(timings["float32"]) / statistics.median(timings["int8"])
+                print(f"{'  int8 speed-up over float32':<34} {size:>5} {ratio:>9.2f}x", flush=True)
     return 0
 
 

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import T5ForConditionalGeneration
 
 from inference.commenter.data import normalize_labels, object_labels, prompt_order
 from inference.commenter.decoding import DecodeSettings, decode_candidates, row_seed
+from inference.commenter.int8 import (
+    RANGES_FILE,
+    int8_unavailable_reason,
+    load_ranges,
+    quantize_per_token_layers,
+)
 from inference.commenter.model import load_model
 from inference.commenter.selection import select_candidate
 from inference.commenter.tokenizer import CommentTokenizer
 
+log = logging.getLogger(__name__)
+
 METADATA_FILE = "commenter.json"
+Precision = Literal["auto", "int8", "float32"]
 # Resolved from this file so the committed model is found from a checkout and from an installed wheel.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights" / "commenter"
 
@@ -42,6 +52,10 @@ class LocalCommenter:
 
     `load()` and `generate()` are blocking; services call them from a worker thread. Output is
     deterministic for a given (labels, seed), whatever the batch it is decoded in.
+
+    `precision="auto"` decodes in int8 on the CPU when the model dir has calibrated ranges
+    (`int8_ranges.json`) and torch has the kernels, else in float32; "int8" insists (and raises when
+    it cannot), "float32" never quantises. `precision` tells which one is in use after `load()`.
     """
 
     name = "commenter-local"
@@ -53,9 +67,14 @@ class LocalCommenter:
         *,
         max_batch_size: int = 64,
         settings: DecodeSettings | None = None,
+        precision: Precision = "auto",
     ) -> None:
+        if precision not in ("auto", "int8", "float32"):
+            raise ValueError(f"precision must be auto, int8 or float32, not {precision!r}")
         self.model_dir = Path(model_dir)
         self.device = resolve_device(device)
+        self.requested_precision: Precision = precision
+        self.precision: Literal["int8", "float32"] = "float32"
         self.max_batch_size = max_batch_size
         self._settings_override = settings
         self.settings = settings or DecodeSettings()
@@ -73,7 +92,41 @@ class LocalCommenter:
             raise FileNotFoundError(f"no comment model in {self.model_dir} (model.safetensors missing)")
         self._tokenizer = CommentTokenizer.load(self.model_dir)
         self.settings = self._settings_override or read_decode_settings(self.model_dir)
-        self._model = load_model(self.model_dir, self.device)
+        model = load_model(self.model_dir, self.device)
+        self.precision = self._apply_precision(model)
+        self._model = model
+
+    def _apply_precision(self, model: T5ForConditionalGeneration) -> Literal["int8", "float32"]:
+        if self.requested_precision == "float32":
+            return "float32"
+        reason = self._int8_unavailable_reason()
+        if reason is None:
+            ranges = load_ranges(self.model_dir)
+            assert ranges is not None
+            swapped = quantize_per_token_layers(model, ranges)
+            log.info("comment model in %s decodes in int8 (%d layers)", self.model_dir, swapped)
+            return "int8"
+        if self.requested_precision == "int8":
+            raise RuntimeError(f"int8 decoding was requested but {reason}")
+        log.info("comment model in %s decodes in float32: %s", self.model_dir, reason)
+        return "float32"
+
+    def _int8_unavailable_reason(self) -> str | None:
+        if self.device.type != "cpu":
+            return f"int8 decoding is for the CPU and the model is on {self.device.type}"
+        if not (self.model_dir / RANGES_FILE).is_file():
+            return (
+                f"{RANGES_FILE} is missing (measure it with "
+                f"`python -m inference.commenter.calibration --model {self.model_dir} --data PAIRS.jsonl`)"
+            )
+        return int8_unavailable_reason()
+
+    @property
+    def model(self) -> T5ForConditionalGeneration:
+        """The loaded model (loads it first if needed)."""
+        self.load()
+        assert self._model is not None
+        return self._model
 
     def close(self) -> None:
         self._model = None

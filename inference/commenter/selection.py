@@ -9,55 +9,51 @@ BLEU's brevity penalty, and readers, punish).
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+import numpy as np
 
 MAX_ORDER = 4
 
 
-@dataclass(frozen=True)
-class _Profile:
-    length: int
-    ngrams: tuple[Counter[str], ...]
+def _ngram_counts(texts: Sequence[str], order: int) -> np.ndarray:
+    """Counts of every character n-gram of length `order` (columns) in each text (rows)."""
+    columns: dict[str, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    for row, text in enumerate(texts):
+        for start in range(len(text) - order + 1):
+            rows.append(row)
+            cols.append(columns.setdefault(text[start : start + order], len(columns)))
+    width = max(len(columns), 1)
+    flat = np.array(rows, dtype=np.intp) * width + np.array(cols, dtype=np.intp)
+    return np.bincount(flat, minlength=len(texts) * width).reshape(len(texts), width)
 
 
-def _profile(text: str) -> _Profile:
-    return _Profile(
-        length=len(text),
-        ngrams=tuple(
-            Counter(text[i : i + n] for i in range(len(text) - n + 1)) for n in range(1, MAX_ORDER + 1)
-        ),
-    )
-
-
-def _matches(first: _Profile, second: _Profile) -> tuple[int, ...]:
-    """Clipped n-gram matches per order; symmetric, so each pair of candidates is counted once."""
-    if len(first.ngrams[0]) > len(second.ngrams[0]):
-        first, second = second, first
-    return tuple(
-        sum(min(count, other[gram]) for gram, count in mine.items())
-        for mine, other in zip(first.ngrams, second.ngrams, strict=True)
-    )
-
-
-def _bleu_from_matches(matches: Sequence[int], hypothesis_length: int, reference_length: int) -> float:
-    if hypothesis_length == 0 or reference_length == 0:
-        return 0.0
-    log_precision = 0.0
-    for order, matched in enumerate(matches, 1):
-        total = max(hypothesis_length - order + 1, 0)
+def similarity_matrix(texts: Sequence[str]) -> np.ndarray:
+    """`[i, j]`: smoothed sentence-level character BLEU-4 of `texts[i]` against `texts[j]` (0..1)."""
+    lengths = np.array([len(text) for text in texts], dtype=np.float64)
+    log_precision = np.zeros((len(texts), len(texts)))
+    for order in range(1, MAX_ORDER + 1):
+        counts = _ngram_counts(texts, order)
+        # Clipped matches: for each n-gram, the smaller of the two counts.
+        matches = np.minimum(counts[:, None, :], counts[None, :, :]).sum(axis=2)
+        totals = np.maximum(lengths - order + 1, 0.0)[:, None]
         # Add-one smoothing keeps short candidates from scoring exactly zero on 4-grams.
-        log_precision += math.log((matched + 1) / (total + 1)) / MAX_ORDER
-    ratio = reference_length / hypothesis_length
-    brevity = 1.0 if ratio <= 1.0 else math.exp(1 - ratio)
-    return brevity * math.exp(log_precision)
+        log_precision += np.log((matches + 1.0) / (totals + 1.0)) / MAX_ORDER
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = lengths[None, :] / lengths[:, None]
+    brevity = np.where(ratio <= 1.0, 1.0, np.exp(1.0 - ratio))
+    scores = brevity * np.exp(log_precision)
+    empty = lengths == 0
+    scores[empty, :] = 0.0
+    scores[:, empty] = 0.0
+    return scores
 
 
-def char_similarity(hypothesis: _Profile, reference: _Profile) -> float:
+def char_similarity(hypothesis: str, reference: str) -> float:
     """Smoothed sentence-level character BLEU-4 of `hypothesis` against `reference` (0..1)."""
-    return _bleu_from_matches(_matches(hypothesis, reference), hypothesis.length, reference.length)
+    return float(similarity_matrix([hypothesis, reference])[0, 1])
 
 
 def label_coverage(text: str, objects: Sequence[str]) -> float:
@@ -80,24 +76,15 @@ def select_candidate(
     length relative to the candidates' mean. Ties go to the earliest candidate."""
     if not candidates:
         raise ValueError("no candidates to choose from")
-    unique: dict[str, int] = {}
-    for text in candidates:
-        unique[text] = unique.get(text, 0) + 1
-    texts = list(unique)
-    profiles = [_profile(text) for text in texts]
-    agreement = [float(unique[text] - 1) for text in texts]  # identical copies agree perfectly
-    for i in range(len(texts)):
-        for j in range(i + 1, len(texts)):
-            matches = _matches(profiles[i], profiles[j])
-            agreement[i] += unique[texts[j]] * _bleu_from_matches(
-                matches, profiles[i].length, profiles[j].length
-            )
-            agreement[j] += unique[texts[i]] * _bleu_from_matches(
-                matches, profiles[j].length, profiles[i].length
-            )
+    texts = list(dict.fromkeys(candidates))
+    copies = np.array([candidates.count(text) for text in texts], dtype=np.float64)
+    similarity = similarity_matrix(texts)
+    np.fill_diagonal(similarity, 0.0)
+    # Identical copies agree perfectly: a candidate sampled twice is strong consensus.
+    agreement = similarity @ copies + (copies - 1.0)
     others = len(candidates) - 1
     mean_length = sum(len(text) for text in candidates) / len(candidates) or 1.0
-    best_text, best_score = candidates[0], -math.inf
+    best_text, best_score = candidates[0], -np.inf
     for index, text in enumerate(texts):
         if not text:
             continue

@@ -23,10 +23,12 @@ import torch
 from torch.nn.functional import cross_entropy
 from transformers import T5ForConditionalGeneration
 
+from inference.commenter.calibration import DEFAULT_CALIBRATION_PAIRS, calibrate
 from inference.commenter.data import CommentPair, file_sha256, load_pairs, prompt_order, split_pairs
 from inference.commenter.decoding import DecodeSettings
 from inference.commenter.evaluation import CommentScores, score_comments
 from inference.commenter.generate import METADATA_FILE, LocalCommenter
+from inference.commenter.int8 import RANGES_FILE
 from inference.commenter.model import (
     WEIGHTS_FILE,
     ModelShape,
@@ -217,8 +219,9 @@ def _write_card(out_dir: Path, config: TrainConfig, report: TrainReport, data_sh
         f"AdamW lr {config.learning_rate} with {config.warmup_steps} warm-up steps and cosine decay, "
         f"label smoothing {config.label_smoothing}; saved weights average the last {config.average_last} "
         f"epoch ends; autocast: {report.autocast}; {report.seconds / 60:.1f} minutes on "
-        f"{config.threads or 'all'} CPU thread(s).\n\n"
-        "## Dev scores\n"
+        f"{config.threads or 'all'} CPU thread(s).\n"
+        f"- Int8 decoding: activation ranges measured on training label lists in `{RANGES_FILE}`.\n\n"
+        "## Dev scores (CPU decoding in int8, the default)\n"
         + scores("greedy decoding", report.dev_greedy)
         + scores(
             f"default decoding ({config.decode.num_candidates} candidates, MBR + object bonus)",
@@ -367,6 +370,10 @@ def _train(config: TrainConfig, say: Callable[[str], None]) -> TrainReport:
         + "\n",
         encoding="utf-8",
     )
+    calibration_pairs = train_pairs[:DEFAULT_CALIBRATION_PAIRS]
+    say(f"measuring int8 activation ranges on {len(calibration_pairs)} training label lists")
+    source = f"{len(calibration_pairs)} training-split label lists of {config.data_path.name}"
+    calibrate(out_dir, [pair.labels for pair in calibration_pairs], source=source)
     report = TrainReport(
         out_dir=out_dir,
         parameters=parameters,
