@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
+    "SIZE_REASON_CODES",
     "DecodedImage",
     "ImageLimits",
     "ImageRejected",
@@ -46,10 +47,18 @@ class ImageLimits:
     ``max_animation_frames`` bounds the per-frame overhead of very long animations of tiny frames.
     ``max_side_for_models`` downscales frames because the models look at 224-320 px inputs; ``None``
     keeps full resolution.
+
+    ``max_pixels`` caps the pixels actually decoded. A JPEG decodes at 1/2, 1/4 or 1/8 scale, so a larger
+    one is checked at a reduced size; ``max_jpeg_declared_pixels`` still bounds what its header may
+    claim. Even at 1/8 scale every coefficient is read, and a progressive JPEG buffers all of them
+    (about 2 bytes a sample, 3 samples per 2 pixels with 4:2:0 chroma: ~360 MB at 120 MP, per decoding
+    thread). 120 MP admits the 108 MP (12000x9000) photos of phone cameras; 200 MP sensors write files
+    beyond the 25 MB byte cap anyway, and a header claiming 65535x65535 is refused before any decoding.
     """
 
     max_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 40_000_000
+    max_jpeg_declared_pixels: int = 120_000_000
     max_frames: int = 7
     max_animation_frames: int = 2000
     max_animation_pixels: int = 120_000_000
@@ -58,6 +67,8 @@ class ImageLimits:
     def __post_init__(self) -> None:
         if self.max_bytes <= 0 or self.max_pixels <= 0 or self.max_animation_pixels <= 0:
             raise ValueError("image limits must be positive")
+        if self.max_jpeg_declared_pixels < self.max_pixels:
+            raise ValueError("max_jpeg_declared_pixels must be at least max_pixels")
         if self.max_frames < 1 or self.max_animation_frames < 1:
             raise ValueError("max_frames must be at least 1")
         if self.max_side_for_models is not None and self.max_side_for_models < 16:
@@ -65,12 +76,21 @@ class ImageLimits:
 
 
 class ImageRejected(Exception):
-    """The bytes are not an image this bot will look at. ``message`` is safe to show to users."""
+    """The bytes are not an image this bot will look at. ``message`` is safe to show to users.
 
-    def __init__(self, reason_code: str, message: str) -> None:
+    ``size`` is the width and height the file declares, where the header was read before rejecting it.
+    """
+
+    def __init__(self, reason_code: str, message: str, *, size: tuple[int, int] | None = None) -> None:
         super().__init__(message)
         self.reason_code = reason_code
         self.message = message
+        self.size = size
+
+    @property
+    def too_large_to_check(self) -> bool:
+        """A real image, refused only for its size: people may well see it (unlike a corrupt file)."""
+        return self.reason_code in SIZE_REASON_CODES
 
     def __repr__(self) -> str:
         return f"ImageRejected({self.reason_code!r}, {self.message!r})"
@@ -117,6 +137,11 @@ _ORIENTATION_TRANSPOSE: Final = {
     8: Image.Transpose.ROTATE_90,
 }
 _EXIF_ORIENTATION_TAG: Final = 0x0112
+# Formats whose decoder can reduce the scale while decoding (Pillow's ``draft``).
+_DRAFT_FORMATS: Final = frozenset({"JPEG", "MPO"})
+_DRAFT_REDUCTIONS: Final = (1, 2, 4, 8)
+# Rejections for size alone: the bytes are an image, only too big to decode here.
+SIZE_REASON_CODES: Final = frozenset({"too_large", "too_many_pixels", "animation_too_large"})
 
 
 @cache
@@ -203,12 +228,14 @@ def _open(data: bytes) -> Image.Image:
         raise _corrupt() from exc
 
 
-def _too_many_pixels() -> ImageRejected:
-    return ImageRejected("too_many_pixels", "This image's dimensions are too large to check.")
+def _too_many_pixels(size: tuple[int, int] | None = None) -> ImageRejected:
+    return ImageRejected("too_many_pixels", "This image's dimensions are too large to check.", size=size)
 
 
-def _animation_too_large() -> ImageRejected:
-    return ImageRejected("animation_too_large", "This animation is too long or too large to check.")
+def _animation_too_large(size: tuple[int, int] | None = None) -> ImageRejected:
+    return ImageRejected(
+        "animation_too_large", "This animation is too long or too large to check.", size=size
+    )
 
 
 def _corrupt() -> ImageRejected:
@@ -292,20 +319,43 @@ def _prepare_frame(image: Image.Image, orientation: int, max_side: int | None) -
     return frame.transpose(transpose) if transpose is not None else frame
 
 
-def _request_draft(image: Image.Image, max_side: int | None) -> None:
-    """Let JPEG decode at 1/2, 1/4 or 1/8 scale when the models need fewer pixels anyway."""
-    if max_side is None or image.format not in ("JPEG", "MPO") or max(image.size) <= max_side:
+def _draft_reduction(width: int, height: int, limits: ImageLimits) -> int:
+    """How far a JPEG decodes reduced: at most as far as keeps the models' input size, and at least as
+    far as brings the decoded pixels within ``max_pixels``."""
+    max_side = limits.max_side_for_models
+    for_models = max(
+        (r for r in _DRAFT_REDUCTIONS if max_side is not None and max(width, height) // r > max_side),
+        default=1,
+    )
+    within_cap = next(
+        (r for r in _DRAFT_REDUCTIONS if -(-width // r) * -(-height // r) <= limits.max_pixels),
+        _DRAFT_REDUCTIONS[-1],
+    )
+    return max(for_models, within_cap)
+
+
+def _request_draft(image: Image.Image, limits: ImageLimits) -> None:
+    """Let JPEG decode at 1/2, 1/4 or 1/8 scale when the models need fewer pixels or the cap asks it."""
+    if image.format not in _DRAFT_FORMATS:
         return
-    scale = max_side / max(image.size)
-    image.draft(None, (int(image.width * scale) + 1, int(image.height * scale) + 1))
+    reduction = _draft_reduction(image.width, image.height, limits)
+    if reduction > 1:
+        # Pillow picks the largest reduction that still gives at least the size asked for.
+        image.draft(None, (max(1, image.width // reduction), max(1, image.height // reduction)))
 
 
-def _check_size(size: tuple[int, int], limits: ImageLimits) -> None:
+def _check_size(size: tuple[int, int], limits: ImageLimits, *, max_pixels: int | None = None) -> None:
     width, height = size
     if width <= 0 or height <= 0:
         raise _corrupt()
-    if width * height > limits.max_pixels:
-        raise _too_many_pixels()
+    if width * height > (max_pixels or limits.max_pixels):
+        raise _too_many_pixels(size)
+
+
+def _check_declared_size(image: Image.Image, limits: ImageLimits) -> None:
+    """The header's size, before anything is decoded; a JPEG's own cap is checked again once drafted."""
+    drafts = image.format in _DRAFT_FORMATS
+    _check_size(image.size, limits, max_pixels=limits.max_jpeg_declared_pixels if drafts else None)
 
 
 def _gif_frame_count(data: bytes, limit: int) -> int:
@@ -370,7 +420,7 @@ def _decode_frames(
         _check_size(image.size, limits)
         decoded_pixels += image.width * image.height
         if decoded_pixels > limits.max_animation_pixels:
-            raise _animation_too_large()
+            raise _animation_too_large(image.size)
         if index in wanted:
             frames.append(_prepare_frame(image, orientation, limits.max_side_for_models))
     return frames
@@ -390,20 +440,20 @@ def decode_image(data: bytes, *, limits: ImageLimits | None = None) -> DecodedIm
         raise rejection
 
     with _open(data) as image:
-        _check_size(image.size, limits)
+        _check_declared_size(image, limits)
         image_format = image.format or "UNKNOWN"
         if (
             image_format == "GIF"
             and _gif_frame_count(data, limits.max_animation_frames) > limits.max_animation_frames
         ):
-            raise _animation_too_large()
+            raise _animation_too_large(image.size)
         n_total = _frame_count(image)
         animated = n_total > 1 and image_format in _ANIMATED_FORMATS
         if animated and n_total > limits.max_animation_frames:
-            raise _animation_too_large()
+            raise _animation_too_large(image.size)
         if n_total * image.width * image.height > limits.max_animation_pixels and animated:
             # Cheap early exit for the common case of a uniformly sized animation.
-            raise _animation_too_large()
+            raise _animation_too_large(image.size)
         orientation = _orientation(image)
         width, height = image.size
         if orientation in (5, 6, 7, 8):
@@ -411,10 +461,10 @@ def decode_image(data: bytes, *, limits: ImageLimits | None = None) -> DecodedIm
         indices = sample_frame_indices(n_total, limits.max_frames) if animated else [0]
         try:
             if not animated:
-                _request_draft(image, limits.max_side_for_models)
+                _request_draft(image, limits)
             frames = _decode_frames(image, indices, orientation, limits)
         except Image.DecompressionBombError as exc:
-            raise _too_many_pixels() from exc
+            raise _too_many_pixels(image.size) from exc
         except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, MemoryError) as exc:
             raise _corrupt() from exc
     return DecodedImage(

@@ -16,7 +16,7 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,6 +44,7 @@ from bot.services.moderation_policy import (
     PolicyError,
     parse_policy,
     policy_to_json,
+    unchecked_decision,
 )
 from bot.services.moderation_verdicts import PostVerdict, PostVerdicts, image_digests
 from storage import repo
@@ -87,11 +88,12 @@ class PostContext:
 
 @dataclass(frozen=True)
 class PostOutcome:
-    """A flagged post: its recorded case and what the Discord layer should now do."""
+    """A flagged post (or one with an image too large to check): its case and what to do now."""
 
     case: ModerationCase
     decision: Decision
     verdicts: list[tuple[FetchedImage, Verdict]]
+    # The image the case is about: the worst flagged one, else the one too large to check.
     flagged_image: FetchedImage
     remove_post: bool
     timeout_minutes: int | None
@@ -236,7 +238,8 @@ class ModerationService:
     async def moderate_post(
         self, post: PostContext, images: Sequence[FetchedImage], *, config: GuildModeration
     ) -> PostOutcome | None:
-        """Check every image of a post; record a case when one is flagged. None when nothing is flagged."""
+        """Check every image of a post; record a case when one is flagged, or else when one was too large
+        to check and the guild's ``unchecked_action`` asks for it. None when there is no case."""
         if not images:
             return None
         verdicts = await asyncio.gather(
@@ -245,17 +248,22 @@ class ModerationService:
                 for image in images
             )
         )
-        for image, verdict in zip(images, verdicts, strict=True):
+        pairs = list(zip(images, verdicts, strict=True))
+        for image, verdict in pairs:
             if not verdict.checked:
                 log.info(
                     "image %s in message %s not checked: %s", image.filename, post.message_id, verdict.problem
                 )
                 if verdict.status is CheckStatus.ERROR:
                     self.report_problem(post.guild_id, f"an image could not be checked: {verdict.problem}")
-        worst = _worst(list(zip(images, verdicts, strict=True)))
+        worst = _worst(pairs)
         digests = await image_digests([image.data for image in images])
         by_digest = dict(zip(digests, verdicts, strict=True))
+        # An image too large to check does not make the post "flagged"; its verdict, not checked, still
+        # keeps readers such as photo comments away from it.
         self.post_verdicts.publish(post.message_id, PostVerdict(flagged=worst is not None, images=by_digest))
+        if worst is None:
+            worst = _too_large_to_check(pairs, config.policy)
         if worst is None:
             return None
         flagged_image, verdict = worst
@@ -265,7 +273,7 @@ class ModerationService:
         return PostOutcome(
             case=case,
             decision=decision,
-            verdicts=list(zip(images, verdicts, strict=True)),
+            verdicts=pairs,
             flagged_image=flagged_image,
             remove_post=remove and stored,
             timeout_minutes=config.policy.timeout_minutes if decision.timeout_author else None,
@@ -568,6 +576,23 @@ async def _case_or_error(session: AsyncSession, case_id: int) -> ModerationCase:
     if case is None:
         raise UserFacingError("That case no longer exists.")
     return case
+
+
+def _too_large_to_check(
+    pairs: list[tuple[FetchedImage, Verdict]], policy: Policy
+) -> tuple[FetchedImage, Verdict] | None:
+    """The first image too large to check, with the decision the guild's policy takes for it.
+
+    Only size counts: Discord shows a huge but valid image to everyone, so moderators must hear of it,
+    while a corrupt file or a non-image cannot be shown either and stays "not checked", logged only.
+    """
+    for image, verdict in pairs:
+        if not verdict.too_large_to_check:
+            continue
+        subject = "animation" if verdict.problem_code == "animation_too_large" else "image"
+        decision = unchecked_decision(policy, subject=subject, size=(verdict.width, verdict.height))
+        return None if decision is None else (image, replace(verdict, decision=decision))
+    return None
 
 
 def _worst(pairs: list[tuple[FetchedImage, Verdict]]) -> tuple[FetchedImage, Verdict] | None:

@@ -28,7 +28,15 @@ from bot.services.moderation_policy import (
     repeat_decision,
 )
 from inference.batcher import BatcherClosed, QueueFull
-from inference.images import DecodedImage, ImageLimits, ImageRejected, decode_image, hamming, phash
+from inference.images import (
+    SIZE_REASON_CODES,
+    DecodedImage,
+    ImageLimits,
+    ImageRejected,
+    decode_image,
+    hamming,
+    phash,
+)
 from inference.moderation import NUDENET, ImageModerator, register_moderation_models
 from inference.registry import ModelRegistry, ModelUnavailable
 
@@ -118,6 +126,11 @@ class Verdict:
         return self.status in (CheckStatus.CHECKED, CheckStatus.REPEAT)
 
     @property
+    def too_large_to_check(self) -> bool:
+        """Not checked only because of its size: a real image, which Discord may well show to everyone."""
+        return self.status is CheckStatus.UNREADABLE and self.problem_code in SIZE_REASON_CODES
+
+    @property
     def summary(self) -> str:
         if self.status is CheckStatus.UNREADABLE:
             return f"not checked: {self.problem}"
@@ -191,11 +204,14 @@ class ImageChecker:
         try:
             decoded = await loop.run_in_executor(self._decode_pool, self._decode, data)
         except ImageRejected as rejected:
+            width, height = rejected.size or (0, 0)
             return Verdict(
                 status=CheckStatus.UNREADABLE,
                 decision=_SAFE,
                 problem=rejected.message,
                 problem_code=rejected.reason_code,
+                width=width,
+                height=height,
                 elapsed_ms=_ms_since(started),
             )
         image = decoded.image

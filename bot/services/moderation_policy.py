@@ -31,6 +31,7 @@ __all__ = [
     "parse_policy",
     "policy_to_json",
     "repeat_decision",
+    "unchecked_decision",
 ]
 
 
@@ -109,6 +110,13 @@ _EXTRA_NAMES: Final = {
 _MAX_TIMEOUT_MINUTES: Final = 28 * 24 * 60  # Discord's longest timeout
 _REVIEW_ACTIONS: Final = (Action.HOLD, Action.ALERT)
 _AUTO_ACTIONS: Final = (Action.DELETE, Action.HOLD, Action.ALERT)
+# Deleting outright is not offered: nothing is known about the image, so a moderator must see it.
+_UNCHECKED_ACTIONS: Final = (Action.ALERT, Action.HOLD, Action.NONE)
+_UNCHECKED_WORDS: Final = {
+    Action.ALERT: "alert the moderators",
+    Action.HOLD: "hold the post for review",
+    Action.NONE: "log only",
+}
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,8 @@ class Policy:
     repeat_matching: bool = True
     # Hamming distance between 64-bit perceptual hashes; re-encodes and resizes of a photo stay within ~4.
     repeat_max_distance: int = 6
+    # A post with an image too large to check (Discord still shows it to everyone).
+    unchecked_action: Action = Action.ALERT
 
     def with_thresholds(self, category: str, *, review: float | None, act: float | None) -> Policy:
         rules = dict(self.rules)
@@ -261,6 +271,21 @@ def repeat_decision(policy: Policy, *, category: str | None, case_id: int | None
     )
 
 
+def unchecked_decision(policy: Policy, *, subject: str, size: tuple[int, int] | None) -> Decision | None:
+    """What the policy does with a post whose ``subject`` ("image", "animation") was too large to check.
+
+    None when the guild only wants it logged.
+    """
+    if policy.unchecked_action is Action.NONE:
+        return None
+    shown = f" ({size[0]}×{size[1]} px)" if size and size[0] > 0 and size[1] > 0 else ""
+    return Decision(
+        level=Level.REVIEW,
+        action=policy.unchecked_action,
+        reason=f"{subject} too large for Lumi to check{shown}; please look at it",
+    )
+
+
 def _level_for(category: str, score: float, rule: CategoryRule, order: int) -> _Candidate | None:
     if rule.act is not None and score >= rule.act:
         return _Candidate(Level.ACT, category, score, rule.act, order)
@@ -289,6 +314,7 @@ _TOP_KEYS: Final = {
     "exempt_nsfw_channels",
     "repeat_matching",
     "repeat_max_distance",
+    "unchecked_action",
 }
 _RULE_KEYS: Final = {"review", "act", "review_action"}
 
@@ -322,6 +348,10 @@ def parse_policy(stored: Mapping[str, Any] | None, *, base: Policy = DEFAULT_POL
         )
     if "auto_action" in stored:
         values["auto_action"] = _parse_action("auto_action", stored["auto_action"], _AUTO_ACTIONS, problems)
+    if "unchecked_action" in stored:
+        values["unchecked_action"] = _parse_action(
+            "unchecked_action", stored["unchecked_action"], _UNCHECKED_ACTIONS, problems
+        )
     for key in ("timeout_on_auto_action", "exempt_nsfw_channels", "repeat_matching"):
         if key in stored:
             if isinstance(stored[key], bool):
@@ -435,4 +465,6 @@ def describe_policy(policy: Policy) -> list[str]:
     lines.append(f"auto-action: {policy.auto_action.value}, timeout on auto-action: {timeout}")
     repeat = f"on (distance ≤ {policy.repeat_max_distance})" if policy.repeat_matching else "off"
     lines.append(f"repeat matching: {repeat}; NSFW channels exempt: {policy.exempt_nsfw_channels}")
+    unchecked = _UNCHECKED_WORDS.get(policy.unchecked_action, policy.unchecked_action.value)
+    lines.append(f"images too large to check: {unchecked}")
     return lines

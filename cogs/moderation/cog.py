@@ -215,6 +215,9 @@ class Moderation(commands.Cog):
         exempt_role="A role whose members' images are not checked (remove=True to undo)",
         remove="Remove the given exempt channel/role instead of adding it",
         nsfw_channels_exempt="Skip age-restricted channels",
+        unchecked_action=(
+            "What to do with a post whose image is too large for Lumi to check (people still see it)"
+        ),
         enabled="Turn image moderation on or off",
         reset="Restore the default thresholds and actions first",
     )
@@ -233,6 +236,7 @@ class Moderation(commands.Cog):
         exempt_role: discord.Role | None = None,
         remove: bool = False,
         nsfw_channels_exempt: bool | None = None,
+        unchecked_action: Literal["alert", "hold", "none"] | None = None,
         enabled: bool | None = None,
         reset: bool = False,
     ) -> None:
@@ -252,6 +256,7 @@ class Moderation(commands.Cog):
             ("timeout_on_auto_action", timeout_on_auto),
             ("timeout_minutes", timeout_minutes),
             ("exempt_nsfw_channels", nsfw_channels_exempt),
+            ("unchecked_action", unchecked_action),
         ):
             if value is not None:
                 changes[key] = value

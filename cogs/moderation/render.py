@@ -150,7 +150,8 @@ def cases_embed(cases: Sequence[ModerationCase]) -> discord.Embed:
         return embed
     lines = []
     for case in cases:
-        category = case_category(case) or "repeat"
+        # No scores: either a re-post matched by its hash, or an image too large to check (no hash).
+        category = case_category(case) or ("repeat" if case.image_phash else "not checked")
         when = discord.utils.format_dt(case.created_at, "R")
         lines.append(
             f"**#{case.case_number}** {when} · {category} · {_STATUS_WORDS[case.status]} · "

@@ -207,10 +207,23 @@ async def test_missing_delete_permission_still_records_the_case(lumi: LumiHarnes
     assert "cannot delete messages" in message_text(status)
 
 
+async def cases_by_message(lumi: LumiHarness, count: int, text: str) -> dict[int, ModerationCase]:
+    """The guild's cases by message id, once ``count`` of them carry ``text`` in their reason."""
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while True:
+        async with lumi.bot.runtime.database.session() as session:
+            cases = await repo.list_cases(session=session, guild_id=lumi.guild_id)
+        found = {case.message_id: case for case in cases if case.message_id is not None}
+        done = sum(text in case.reason for case in found.values()) >= count
+        if done or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.05)
+
+
 async def test_no_mod_channel_and_unreadable_files_never_crash(lumi: LumiHarness) -> None:
     server = lumi.server
     await setup_moderation(lumi, review_threshold=0.0)
-    await server.post_message(
+    unreadable = await server.post_message(
         "photos",
         "alice",
         attachments=[
@@ -222,15 +235,53 @@ async def test_no_mod_channel_and_unreadable_files_never_crash(lumi: LumiHarness
     await server.wait_for_request(
         "DELETE", rf"/channels/{post['channel_id']}/messages/{post['id']}", timeout=WAIT_S
     )
-    for _ in range(100):
-        case = await case_number(lumi, 1)
-        if "no moderation channel" in case.reason:
-            break
-        await asyncio.sleep(0.05)
-    assert "no moderation channel is set" in case.reason
-    assert case.evidence_key is not None  # held: the copy stays for a moderator to restore from /moderation
+    cases = await cases_by_message(lumi, 2, "no moderation channel is set")
+    flagged = cases[int(post["id"])]
+    assert "no moderation channel is set" in flagged.reason
+    assert (
+        flagged.evidence_key is not None
+    )  # held: the copy stays for a moderator to restore from /moderation
+    # The bomb is an image too large to check: an alert was due, and it is recorded all the same.
+    too_large = cases[int(unreadable["id"])]
+    assert too_large.reason.startswith("image too large for Lumi to check")
+    assert "no moderation channel is set" in too_large.reason
+    assert too_large.action is CaseAction.ALERTED
     status = message_text(await lumi.slash("moderation", subcommand="status", user="mod"))
-    assert "no moderation channel is set" in status and "Open cases\n1" in status
+    assert "no moderation channel is set" in status and "Open cases\n2" in status
+
+
+async def test_image_too_large_to_check_is_alerted_then_held(lumi: LumiHarness) -> None:
+    server = lumi.server
+    reply = await setup_moderation(lumi, mod_channel="mod-log")
+    assert "images too large to check: alert the moderators" in reply
+    huge = corpus.real_bilevel_png(10_000, 5_000)  # a few kilobytes; Discord shows it, Lumi cannot decode it
+    since_messages = len(server.created_messages)
+    post = await server.post_message("photos", "alice", attachments=[("huge.png", huge)])
+    alert = await wait_for_alert(lumi, since_messages, "Case #1")
+    text = message_text(alert)
+    assert "image too large for Lumi to check (10000×5000 px); please look at it" in text
+    assert "alert only (post still up)" in text and post["id"] in text
+    assert [a["filename"] for a in alert["attachments"]] == ["SPOILER_huge.png"]
+    assert {name: b["disabled"] for name, b in buttons(alert).items()} == {
+        "confirm": False,
+        "restore": True,
+        "timeout": False,
+        "dismiss": False,
+    }
+    assert not any(model.loaded for model in lumi.bot.runtime.registry.snapshot())
+
+    reply = await setup_moderation(lumi, unchecked_action="hold")
+    assert "images too large to check: hold the post for review" in reply
+    since_messages = len(server.created_messages)
+    again = await server.post_message("photos", "alice", attachments=[("huge.png", huge)])
+    await server.wait_for_request(
+        "DELETE", rf"/channels/{again['channel_id']}/messages/{again['id']}", timeout=WAIT_S
+    )
+    alert = await wait_for_alert(lumi, since_messages, "Case #2")
+    assert "held for review" in message_text(alert)
+    assert buttons(alert)["restore"]["disabled"] is False
+    case = await case_number(lumi, 2)
+    assert (case.status, case.action) == (CaseStatus.OPEN, CaseAction.HELD) and case.evidence_key
 
 
 async def test_scan_command_and_context_menu_answer_privately(lumi: LumiHarness) -> None:

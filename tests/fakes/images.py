@@ -122,6 +122,20 @@ def exif_rotated_jpeg(orientation: int = 6) -> bytes:
     return encode(gradient(96, 64), "JPEG", quality=90, exif=exif.tobytes())
 
 
+def large_jpeg(width: int, height: int) -> bytes:
+    """A genuine grey-ramp JPEG of the given size, as a high-resolution camera would write (small file)."""
+    ramp = Image.linear_gradient("L").resize((width, height), Image.Resampling.NEAREST)
+    return encode(ramp, "JPEG", quality=30)
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header (SOF0) claims ``width`` x ``height``."""
+    data = bytearray(encode(gradient(), "JPEG", quality=50))
+    start_of_frame = data.index(b"\xff\xc0")
+    data[start_of_frame + 5 : start_of_frame + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
 SVG_TEXT = b"""<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><rect width="100" height="100"/></svg>
 """

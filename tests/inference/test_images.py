@@ -78,6 +78,44 @@ def test_pixel_cap_applies_below_pillows_own_bomb_limit() -> None:
     assert decode_image(data, limits=ImageLimits(max_pixels=60_000)).pixels == 60_000
 
 
+def test_large_jpeg_is_checked_at_a_reduced_decoding_scale() -> None:
+    data = fake.large_jpeg(12_000, 9_000)  # 108 MP, well past the 40 MP cap on decoded pixels
+    started = time.perf_counter()
+    decoded = decode_image(data)
+    assert time.perf_counter() - started < 2.0
+    assert (decoded.width, decoded.height) == (12_000, 9_000)
+    assert decoded.frames[0].size == (640, 480)
+    # At full resolution for the models, the cap alone picks the scale: 1/2 is 27 MP.
+    full = decode_image(data, limits=ImageLimits(max_side_for_models=None))
+    assert full.frames[0].size == (6_000, 4_500)
+
+
+def test_png_of_the_same_size_is_still_too_many_pixels() -> None:
+    with pytest.raises(ImageRejected) as caught:
+        decode_image(fake.real_bilevel_png(12_000, 9_000))
+    assert caught.value.reason_code == "too_many_pixels"
+    assert caught.value.size == (12_000, 9_000)
+    assert caught.value.too_large_to_check
+
+
+@pytest.mark.parametrize("size", [(11_000, 12_000), (65_535, 65_535)])
+def test_jpeg_claiming_more_than_the_declared_ceiling_is_rejected_before_decoding(
+    size: tuple[int, int],
+) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ImageRejected) as caught:
+        decode_image(fake.jpeg_declaring(*size))
+    assert time.perf_counter() - started < 0.5
+    assert caught.value.reason_code == "too_many_pixels"
+    assert caught.value.too_large_to_check
+
+
+def test_corrupt_files_are_not_counted_as_too_large() -> None:
+    with pytest.raises(ImageRejected) as caught:
+        decode_image(fake.encode(fake.gradient(400, 300), "PNG")[:500])
+    assert not caught.value.too_large_to_check
+
+
 def test_byte_cap_is_checked_before_anything_else() -> None:
     with pytest.raises(ImageRejected) as caught:
         decode_image(b"\x89PNG" + b"\x00" * 2000, limits=ImageLimits(max_bytes=1024))

@@ -150,3 +150,12 @@ async def test_without_a_verdict_in_time_the_gate_checks_by_itself_and_fails_clo
     # An image nobody could check gets no comment.
     problem = await impatient_world.comment_problem(3, corpus.PLAIN_TEXT)
     assert problem is not None and problem != FLAGGED
+
+
+async def test_an_image_too_large_to_check_gets_no_comment(world: Services) -> None:
+    huge = corpus.real_bilevel_png(10_000, 5_000)
+    # Moderation records a case for the moderators (the default `unchecked_action` is alert) ...
+    assert await world.moderate(1, huge)
+    # ... without calling the post flagged; the gate still fails closed on the image it could not check.
+    problem = await world.comment_problem(1, huge)
+    assert problem == "This image's dimensions are too large to check."

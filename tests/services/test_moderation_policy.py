@@ -13,6 +13,7 @@ from bot.services.moderation_policy import (
     parse_policy,
     policy_to_json,
     repeat_decision,
+    unchecked_decision,
 )
 
 
@@ -95,6 +96,7 @@ def test_null_turns_a_threshold_off() -> None:
         ({"review_action": "delete"}, "review_action must be one of hold, alert"),
         ({"timeout_minutes": 0}, "timeout_minutes must be a whole number from 1 to 40320"),
         ({"repeat_matching": "yes"}, "repeat_matching must be true or false"),
+        ({"unchecked_action": "delete"}, "unchecked_action must be one of alert, hold, none"),
         ({"colour": "red"}, "unknown setting(s) colour"),
     ],
 )
@@ -115,6 +117,20 @@ def test_repeat_decision_uses_the_auto_action() -> None:
     decision = repeat_decision(policy, category="sexual_explicit", case_id=7, distance=2)
     assert (decision.level, decision.action, decision.matched_case_id) == (Level.ACT, Action.HOLD, 7)
     assert "distance 2" in decision.reason
+
+
+def test_images_too_large_to_check_are_alerted_unless_the_guild_says_otherwise() -> None:
+    decision = unchecked_decision(DEFAULT_POLICY, subject="image", size=(10_000, 5_000))
+    assert decision is not None
+    assert (decision.level, decision.action) == (Level.REVIEW, Action.ALERT)
+    assert decision.reason == "image too large for Lumi to check (10000×5000 px); please look at it"
+    held = parse_policy({"unchecked_action": "hold"})
+    assert policy_to_json(held) == {"unchecked_action": "hold"}
+    unknown_size = unchecked_decision(held, subject="animation", size=(0, 0))
+    assert unknown_size is not None and unknown_size.action is Action.HOLD
+    assert unknown_size.reason == "animation too large for Lumi to check; please look at it"
+    assert unchecked_decision(parse_policy({"unchecked_action": "none"}), subject="image", size=None) is None
+    assert "images too large to check: hold the post for review" in describe_policy(held)
 
 
 def test_description_lists_every_category() -> None:

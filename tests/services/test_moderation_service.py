@@ -132,11 +132,16 @@ async def test_hostile_files_get_clear_outcomes(sqlite_database: Database, tmp_p
                 assert verdict.problem and verdict.problem.endswith("."), name
                 assert verdict.summary.startswith("not checked: "), name
         assert 3 <= verdicts[7].frames_checked <= 8  # sampled, not all 300
-        # The same files as one message: nothing is flagged, nothing is recorded, nothing raises.
+        # The same files as one message: nothing is flagged and nothing raises. The decompression bomb
+        # is an image too large to check, so the moderators are alerted (Pillow refused it before its
+        # size was read, so none is given).
         files = [fetched(f"file{i}.jpg", data) for i, (_, data, _, _) in enumerate(HOSTILE)]
         config = await service.guild_config(GUILD)
-        assert await service.moderate_post(post(), files, config=config) is None
-        assert await service.list_cases(GUILD) == []
+        outcome = await service.moderate_post(post(), files, config=config)
+        assert outcome is not None and outcome.flagged_image is files[4]
+        assert outcome.case.reason == "image too large for Lumi to check; please look at it"
+        assert outcome.case.action is CaseAction.ALERTED
+        assert len(await service.list_cases(GUILD)) == 1
         assert time.monotonic() - started < 60
 
 
