@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     generation_max_asset_mb: float = Field(default=200.0, gt=0)
     generation_progress_interval_s: float = Field(default=2.0, ge=0.05)
     generation_interaction_ttl_s: float = Field(default=14 * 60.0, ge=1, le=15 * 60.0)
+    # Days the generated files are kept (0: forever); the jobs stay listed, marked as expired.
+    generation_keep_days: int = Field(default=30, ge=0)
+    generation_cleanup_interval_s: float = Field(default=3600.0, ge=10)
     prompt_blocked_words: Annotated[list[str], NoDecode] = Field(default_factory=list)
     prompt_profanity_threshold: float = Field(default=0.97, gt=0, le=1)
     enhancer_backend: Literal["auto", "openai", "local", "keywords"] = "auto"

@@ -416,6 +416,18 @@ async def list_job_assets(*, session: AsyncSession, job_id: str) -> list[StoredA
     return list((await session.exec(statement)).all())
 
 
+async def jobs_with_files_before(*, session: AsyncSession, before: datetime, limit: int = 100) -> list[str]:
+    """Ids of jobs that still have files stored before `before`, the oldest files first."""
+    statement = (
+        select(StoredAsset.owner_id)
+        .where(StoredAsset.owner_kind == AssetOwner.JOB.value, col(StoredAsset.created_at) <= before)
+        .group_by(col(StoredAsset.owner_id))
+        .order_by(sa.func.min(StoredAsset.created_at), col(StoredAsset.owner_id))
+        .limit(limit)
+    )
+    return list((await session.exec(statement)).all())
+
+
 async def expired_assets(*, session: AsyncSession, now: datetime, limit: int = 500) -> list[StoredAsset]:
     """Assets past their `expires_at`, oldest first; delete the blob, then the row."""
     statement = (

@@ -17,6 +17,7 @@ def test_defaults_are_embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert settings.resolved_database_url.startswith("sqlite+aiosqlite:///")
     assert settings.resolved_database_url.endswith("/data/lumi.db")
     assert settings.web_host == "127.0.0.1"
+    assert settings.generation_keep_days == 30
 
 
 def test_env_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,6 +39,7 @@ def test_env_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         ("INFERENCE_THREADS", "0", "INFERENCE_THREADS"),
         ("INFERENCE_THREADS", "-2", "INFERENCE_THREADS"),
         ("INFERENCE_THREADS", "four", "INFERENCE_THREADS"),
+        ("GENERATION_KEEP_DAYS", "-1", "GENERATION_KEEP_DAYS"),
     ],
 )
 def test_invalid_values_give_one_line(

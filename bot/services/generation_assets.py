@@ -65,6 +65,12 @@ def _extension(url: str, default: str) -> str:
     return suffix if re.fullmatch(r"[a-z0-9]{2,5}", suffix) else default
 
 
+def job_of_key(key: str) -> str | None:
+    """The id of the job a blob key belongs to (``jobs/<job id>/...``), or None for other keys."""
+    match = re.fullmatch(r"jobs/([0-9a-f]{32})/[^/]+", key)
+    return match.group(1) if match else None
+
+
 def download_name(job: GenerationJob) -> str:
     return f"{slug(job.prompt)}-{job.id[:8]}"
 

@@ -11,6 +11,7 @@ from bot.services.generation_progress import JobSnapshot
 from bot.services.prompt_check import PromptVerdict
 from inference.remote.meshy import (
     MeshyAuthError,
+    MeshyClient,
     MeshyConnectionError,
     MeshyDeadlineExceeded,
     MeshyError,
@@ -94,6 +95,8 @@ class GenerationConfig:
     progress_save_interval_s: float = 2.0
     download_concurrency: int = 4
     use_stream: bool = True
+    # Days a finished job's files are kept; 0 keeps them forever.
+    keep_days: int = 30
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -124,6 +127,15 @@ class QuotaExceeded(UserFacingError):
 
 class GenerationDisabled(UserFacingError):
     pass
+
+
+def require_meshy(meshy: MeshyClient | None) -> MeshyClient:
+    """The client, or ``GenerationDisabled`` when no API key is configured."""
+    if meshy is None:
+        raise GenerationDisabled(
+            "3D generation is not set up on this Lumi: an operator needs to set MESHY_API_KEY."
+        )
+    return meshy
 
 
 class JobNotFound(UserFacingError):

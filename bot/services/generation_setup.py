@@ -21,6 +21,7 @@ def generation_config(settings: Settings) -> GenerationConfig:
         task_deadline_s=settings.generation_task_timeout_s,
         max_asset_bytes=int(settings.generation_max_asset_mb * 1024 * 1024),
         ai_model=settings.meshy_ai_model,
+        keep_days=settings.generation_keep_days,
     )
 
 

@@ -1,4 +1,8 @@
-"""`/files/<signed token>`: streams a stored asset when its link is genuine and not expired."""
+"""`/files/<signed token>`: streams a stored asset when its link is genuine and not expired.
+
+A file deleted by the 3D retention answers 410 with a sentence saying so, even when the link itself
+expired too: a fresh link would not bring the file back.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +23,17 @@ async def download(request: web.Request) -> web.StreamResponse:
     token = request.match_info["token"]
     try:
         key = runtime.links.verify(token)
-    except LinkExpired:
-        raise web.HTTPGone(text="This download link has expired. Ask Lumi for a new one.") from None
+    except LinkExpired as expired:
+        note = await runtime.generation.expired_file_note(expired.key)
+        raise web.HTTPGone(text=note or "This download link has expired. Ask Lumi for a new one.") from None
     except LinkTampered:
         raise web.HTTPForbidden(text="This download link is not valid.") from None
 
     info = await runtime.blobs.stat(key)
     if info is None:
+        note = await runtime.generation.expired_file_note(key)
+        if note is not None:
+            raise web.HTTPGone(text=note)
         raise web.HTTPNotFound(text="This file is no longer stored.")
     async with runtime.database.session() as session:
         asset = await repo.get_asset(session=session, key=key)

@@ -2,7 +2,8 @@
 
 - ``GET /view/<job>``: the model in the browser (three.js, served by Lumi from the npm package installed
   at set-up, never from a CDN), the prompt, download links, live progress while the job runs;
-- ``GET /jobs/<job>``: the job and signed download links as JSON;
+- ``GET /jobs/<job>``: the job and signed download links as JSON (``files_expired``: why there are no links
+  once the retention period deleted the files);
 - ``GET /jobs/<job>/events``: ``event: progress`` with the job JSON on every change, ``event: done``
   once it ended, ``:`` comments as keep-alives.
 Job ids are 128-bit random, so a link works like an unlisted share link: whoever has it can look.
@@ -22,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.services.generation import JobResult
+from bot.services.generation import JobResult, files_expired_note
 from bot.services.generation_progress import JobSnapshot
 from bot.web.keys import RUNTIME
 
@@ -71,8 +72,10 @@ async def job_payload(request: web.Request, snapshot: JobSnapshot) -> dict[str, 
     runtime = request.app[RUNTIME]
     body: dict[str, Any] = {"job": snapshot.to_json(), "assets": [], "glb_url": None, "thumbnail_url": None}
     body["viewer_url"] = f"{runtime.public_base_url}/view/{snapshot.job_id}"
+    body["files_expired"] = None
     if snapshot.state.is_terminal:
         result: JobResult = await runtime.generation.result(snapshot.job_id)
+        body["files_expired"] = files_expired_note(result.job)
         for asset in result.assets:
             url = runtime.download_url(asset.key)
             body["assets"].append(
@@ -99,6 +102,8 @@ async def job_json(request: web.Request) -> web.Response:
 async def viewer_page(request: web.Request) -> web.Response:
     snapshot = await _snapshot_or_404(request)
     prompt = snapshot.enhanced_prompt or snapshot.prompt
+    job = await request.app[RUNTIME].generation.get_job(snapshot.job_id) if snapshot.is_terminal else None
+    expired = None if job is None else files_expired_note(job)
     page = _template().substitute(
         job_id=html.escape(snapshot.job_id),
         title=html.escape(snapshot.prompt[:80]),
@@ -108,6 +113,9 @@ async def viewer_page(request: web.Request) -> web.Response:
         if viewer_assets_installed()
         else '<p class="warning">The 3D viewer scripts are not installed on this server '
         "(an operator runs <code>make install</code>); the downloads below still work.</p>",
+        files_note=""
+        if expired is None
+        else f'<p class="warning" id="files-expired">{html.escape(expired)}</p>',
     )
     return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})
 

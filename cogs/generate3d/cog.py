@@ -30,6 +30,7 @@ from bot.services.generation import (
     PromptRejected,
 )
 from bot.services.generation_progress import EditThrottle, JobSnapshot
+from bot.services.generation_retention import GeneratedFileCleanup
 from cogs.generate3d import render
 from cogs.generate3d.views import JobAction, JobButton, failed_view, result_view, running_view
 from storage.models import JobState
@@ -87,6 +88,9 @@ class Generate3D(commands.Cog):
         )
         self._targets: dict[str, ProgressTarget] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self.file_cleanup = GeneratedFileCleanup(
+            self.service.file_retention, interval_s=settings.generation_cleanup_interval_s
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -95,8 +99,10 @@ class Generate3D(commands.Cog):
         self.service.add_listener(self._on_snapshot)
         self._spawn(self.service.checker.warm_up(), "warm up the prompt checker")
         await self.service.resume_unfinished()
+        self.file_cleanup.start()
 
     async def cog_unload(self) -> None:
+        await self.file_cleanup.stop()
         self.service.remove_listener(self._on_snapshot)
         self.bot.remove_dynamic_items(JobButton)
         await self.throttle.close()

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import discord
 
-from bot.services.generation import JobResult, ModeratorAlert
+from bot.services.generation import JobResult, ModeratorAlert, files_expired_after_days
 from bot.services.generation_progress import STAGE_LABELS, JobSnapshot, format_elapsed, progress_text
 from storage.models import GenerationJob, JobState
 
@@ -112,11 +112,13 @@ def history_embed(jobs: Sequence[GenerationJob], *, viewer_url: Callable[[str], 
     for job in jobs:
         mark = _STATE_MARKS.get(job.state, "⏳")
         when = f"<t:{int(job.created_at.timestamp())}:R>"
-        state = (
-            job.state.value
-            if job.state is not JobState.DONE
-            else f"[view and download]({viewer_url(job.id)})"
-        )
+        expired_after = files_expired_after_days(job)
+        if job.state is not JobState.DONE:
+            state = job.state.value
+        elif expired_after is not None:
+            state = f"files expired after {expired_after} days"
+        else:
+            state = f"[view and download]({viewer_url(job.id)})"
         lines.append(f"{mark} {when} · {_clip(job.prompt, 60)} · {state} · `{job.id}`")
     embed.description = _clip("\n".join(lines), 4096)
     return embed

@@ -11,7 +11,9 @@ import io
 import json
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +24,7 @@ from bot.runtime import Runtime
 from bot.services.generation import GenerationOptions, GenerationRequest
 from bot.web.app import WebServer
 from bot.web.generation import viewer_assets_installed
+from storage.models import utcnow
 from tests.conftest import make_settings
 from tests.fakes.meshy_server import FakeMeshy, FakeMeshyConfig
 
@@ -123,6 +126,34 @@ async def test_events_stream_progress_until_done(site: Site) -> None:
     assert events[-1] == "done"
     assert events.count("progress") >= 3
     assert progress == sorted(progress) and progress[-1] == 100
+
+
+async def test_expired_files_answer_410_and_the_viewer_says_so(site: Site) -> None:
+    job_id = await site.finished_job()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{site.server.url}/jobs/{job_id}") as response:
+            before = await response.json()
+        assert before["files_expired"] is None and before["glb_url"]
+
+        expired = await site.runtime.generation.purge_expired_files(now=utcnow() + timedelta(days=31))
+        assert expired == [job_id]
+
+        async with http.get(before["glb_url"]) as response:
+            assert response.status == 410
+            assert "expired after 30 days" in await response.text()
+        # A link that expired too still explains that the file is gone, not that a new link would help.
+        stale = site.runtime.links.sign(f"jobs/{job_id}/model.glb", ttl_s=10, now=time.time() - 60)
+        async with http.get(f"{site.server.url}/files/{stale}") as response:
+            assert response.status == 410
+            assert "expired after 30 days" in await response.text()
+        async with http.get(f"{site.server.url}/jobs/{job_id}") as response:
+            after = await response.json()
+        assert after["job"]["state"] == "done"
+        assert after["assets"] == [] and after["glb_url"] is None
+        assert "expired after 30 days" in after["files_expired"]
+        async with http.get(f"{site.server.url}/view/{job_id}") as response:
+            assert response.status == 200
+            assert 'id="files-expired"' in await response.text()
 
 
 async def _run_browser(*args: str, profile: Path) -> bytes:

@@ -1,6 +1,6 @@
 // Lumi's 3D viewer: follows the job's progress (Server-Sent Events) and shows the finished GLB with
 // orbit controls. `document.body.dataset.viewerState` tells tests and scripts where it is:
-// starting → waiting → loading → loaded | failed | empty.
+// starting → waiting → loading → loaded | failed | empty | expired.
 import * as THREE from "three";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
@@ -116,9 +116,21 @@ function showProgress(job) {
 
 let loadedOnce = false;
 
+function showExpired(note) {
+  const item = document.createElement("li");
+  item.className = "muted";
+  item.textContent = note;
+  downloads.replaceChildren(item);
+  setState("expired", note);
+}
+
 function loadModel(payload) {
   if (loadedOnce) return;
   loadedOnce = true;
+  if (payload.files_expired) {
+    showExpired(payload.files_expired);
+    return;
+  }
   showDownloads(payload.assets);
   if (!payload.glb_url) {
     setState("empty", "This job has no GLB file to show; use the downloads.");

@@ -1,0 +1,118 @@
+"""The live side of 3D jobs: the newest snapshot of each running job, and who hears about changes.
+
+Listeners (the Discord cog) get every snapshot of every job; subscribers (the web page's event stream) get
+one job's snapshots through a small queue that keeps the newest when the reader lags. The waiting lines
+report positions here, which become the "detail" line people see. Nothing here knows Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from bot.services.generation_progress import JobSnapshot
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[JobSnapshot], Awaitable[None] | None]
+
+
+class JobEvents:
+    def __init__(self) -> None:
+        self._live: dict[str, JobSnapshot] = {}
+        self._listeners: list[Listener] = []
+        self._subscribers: dict[str, set[asyncio.Queue[JobSnapshot]]] = {}
+        self._listener_tasks: set[asyncio.Task[Any]] = set()
+
+    def live(self, job_id: str) -> JobSnapshot | None:
+        return self._live.get(job_id)
+
+    def forget(self, job_id: str) -> None:
+        self._live.pop(job_id, None)
+
+    # -- listeners and subscribers ------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, job_id: str) -> AsyncIterator[asyncio.Queue[JobSnapshot]]:
+        """A queue receiving every snapshot of ``job_id`` from now on (the newest when the reader lags)."""
+        queue: asyncio.Queue[JobSnapshot] = asyncio.Queue(maxsize=16)
+        self._subscribers.setdefault(job_id, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            subscribers = self._subscribers.get(job_id)
+            if subscribers is not None:
+                subscribers.discard(queue)
+                if not subscribers:
+                    del self._subscribers[job_id]
+
+    def publish(self, snapshot: JobSnapshot) -> None:
+        self._live[snapshot.job_id] = snapshot
+        for queue in self._subscribers.get(snapshot.job_id, ()):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(snapshot)
+        for listener in list(self._listeners):
+            try:
+                result = listener(snapshot)
+            except Exception:
+                log.exception("a job listener failed on %s", snapshot.job_id)
+                continue
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._listener_tasks.add(task)
+                task.add_done_callback(self._listener_done)
+
+    def _listener_done(self, task: asyncio.Future[Any]) -> None:
+        self._listener_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a job listener failed", exc_info=task.exception())
+
+    def update(self, job_id: str, **changes: Any) -> JobSnapshot | None:
+        """Publish the live snapshot with ``changes``; None when the job is not live here."""
+        current = self._live.get(job_id)
+        if current is None:
+            return None
+        snapshot = current.evolve(**changes)
+        self.publish(snapshot)
+        return snapshot
+
+    # -- positions in the waiting lines -------------------------------------------------------------
+
+    def waiting_for_meshy(self, job_id: str, position: int | None) -> None:
+        if position is None:
+            self.update(job_id, queue_position=None, detail="")
+        else:
+            self.update(
+                job_id,
+                queue_position=position,
+                detail=f"waiting for a free slot at the 3D service (position {position})",
+            )
+
+    def local_positions(self, positions: dict[str, int]) -> None:
+        for job_id, position in positions.items():
+            live = self._live.get(job_id)
+            if live is not None and live.queue_position != position:
+                self.update(job_id, queue_position=position, detail=f"position {position} in Lumi's queue")
+
+    def account_positions(self, positions: dict[str, int]) -> None:
+        for job_id, position in positions.items():
+            live = self._live.get(job_id)
+            if live is not None and live.queue_position != position:
+                self.waiting_for_meshy(job_id, position)
+
+    def close(self) -> None:
+        for task in list(self._listener_tasks):
+            task.cancel()

@@ -1,0 +1,99 @@
+"""Stopping and removing 3D jobs: cancel (the row stays, marked canceled) and delete (the row, its stored
+files and, unless another job uses them, its Meshy tasks)."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.errors import UserFacingError
+from bot.services.generation_events import JobEvents
+from bot.services.generation_models import JobNotFound, snapshot_from_row
+from bot.services.generation_rows import require_job, task_shared
+from bot.services.generation_runner import JobRunner
+from inference.remote.meshy import MeshyClient, MeshyError
+from storage import repo
+from storage.blobs import BlobStore
+from storage.db import Database
+from storage.models import GenerationJob, JobState
+
+log = logging.getLogger(__name__)
+
+
+class JobRemoval:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        blobs: BlobStore,
+        meshy: MeshyClient | None,
+        runner: JobRunner,
+        events: JobEvents,
+    ) -> None:
+        self.database = database
+        self.blobs = blobs
+        self.meshy = meshy
+        self.runner = runner
+        self.events = events
+
+    async def cancel(self, job_id: str, *, user_id: int, is_moderator: bool = False) -> GenerationJob:
+        job = await require_job(self.database, job_id)
+        if job.user_id != user_id and not is_moderator:
+            raise UserFacingError("Only the person who started a 3D job (or a moderator) can stop it.")
+        if job.state.is_terminal:
+            raise UserFacingError(f"That 3D job already ended ({job.state.value}).")
+        await self.runner.stop(job_id)
+        async with self.database.session() as session:
+            row = await repo.get_job(session=session, job_id=job_id)
+            if row is None:
+                raise JobNotFound("That 3D job does not exist any more.")
+            if not row.state.is_terminal:
+                await repo.update_job(
+                    session=session, job=row, state=JobState.CANCELED, stage_detail="canceled"
+                )
+            await session.commit()
+        await self._delete_meshy_tasks(row, only_running=True)
+        self.events.publish(snapshot_from_row(row).evolve(detail="canceled by request"))
+        log.info("3D job %s canceled by user %s", job_id, user_id)
+        return row
+
+    async def delete(self, job_id: str, *, user_id: int, is_moderator: bool = False) -> GenerationJob:
+        """Remove a job, its stored files and (unless another job uses them) its Meshy tasks."""
+        job = await require_job(self.database, job_id)
+        if job.user_id != user_id and not is_moderator:
+            raise UserFacingError("Only the person who made this 3D model (or a moderator) can delete it.")
+        await self.runner.stop(job_id)
+        async with self.database.session() as session:
+            rows = await repo.list_job_assets(session=session, job_id=job_id)
+            keys = [row.key for row in rows]
+            for key in keys:
+                await repo.delete_asset(session=session, key=key)
+            row = await repo.get_job(session=session, job_id=job_id)
+            if row is not None:
+                await session.delete(row)
+            await session.commit()
+        for key in keys:
+            try:
+                await self.blobs.delete(key)
+            except Exception:
+                log.exception("could not delete blob %s of job %s", key, job_id)
+        await self._delete_meshy_tasks(job, only_running=False)
+        self.events.forget(job_id)
+        log.info("3D job %s deleted by user %s (%d files)", job_id, user_id, len(keys))
+        return job
+
+    async def _delete_meshy_tasks(self, job: GenerationJob, *, only_running: bool) -> None:
+        if self.meshy is None or self.meshy.is_test_mode:
+            return
+        for task_id in (job.refine_task_id, job.preview_task_id):
+            if task_id is None:
+                continue
+            try:
+                if await task_shared(self.database, task_id, job.id):
+                    continue
+                if only_running:
+                    task = await self.meshy.get_task(task_id)
+                    if task.is_terminal:
+                        continue
+                await self.meshy.delete_task(task_id)
+            except MeshyError as error:
+                log.info("could not delete Meshy task %s of job %s: %s", task_id, job.id, error.detail)
