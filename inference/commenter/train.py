@@ -144,6 +144,19 @@ def _collate(batch: Sequence[_Example], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+@torch.inference_mode()
+def _mean_loss(model: T5ForConditionalGeneration, examples: Sequence[_Example], pad_id: int) -> float:
+    """Token-level cross-entropy of `examples` under teacher forcing (no smoothing, no dropout)."""
+    total, tokens = 0.0, 0
+    for start in range(0, len(examples), 64):
+        tensors = _collate(examples[start : start + 64], pad_id)
+        logits = model(**tensors).logits
+        labels = tensors["labels"].view(-1)
+        total += float(cross_entropy(logits.float().view(-1, logits.size(-1)), labels, reduction="sum"))
+        tokens += int((labels != IGNORE_INDEX).sum())
+    return total / max(1, tokens)
+
+
 def _learning_rate(step: int, total: int, config: TrainConfig) -> float:
     if step < config.warmup_steps:
         return config.learning_rate * (step + 1) / config.warmup_steps
@@ -263,13 +276,19 @@ def _train(config: TrainConfig, say: Callable[[str], None]) -> TrainReport:
         [pair.comment for pair in train_pairs] + [label for pair in train_pairs for label in pair.labels],
         vocab_size=config.vocab_size,
     )
-    examples = [
-        _Example(
-            source=tokenizer.encode_labels(prompt_order(pair.labels), max_length=config.max_source_tokens),
-            target=tokenizer.encode_comment(pair.comment, max_length=config.max_target_tokens),
-        )
-        for pair in train_pairs
-    ]
+
+    def encode(pairs: Sequence[CommentPair]) -> list[_Example]:
+        return [
+            _Example(
+                source=tokenizer.encode_labels(
+                    prompt_order(pair.labels), max_length=config.max_source_tokens
+                ),
+                target=tokenizer.encode_comment(pair.comment, max_length=config.max_target_tokens),
+            )
+            for pair in pairs
+        ]
+
+    examples = encode(train_pairs)
     model_config = build_config(
         config.shape, vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id
     )
@@ -292,6 +311,7 @@ def _train(config: TrainConfig, say: Callable[[str], None]) -> TrainReport:
     tokenizer.save(out_dir)
     _write_metadata(out_dir, config, tokenizer)
     eval_pairs = split.dev[: config.eval_pairs]
+    dev_examples = encode(split.dev)
     history: list[dict[str, float]] = []
     snapshots: list[dict[str, torch.Tensor]] = []
     average_from_epoch = config.epochs - config.average_last
@@ -341,11 +361,13 @@ def _train(config: TrainConfig, say: Callable[[str], None]) -> TrainReport:
             save_model(model, out_dir)
             scores = evaluate_dir(out_dir, eval_pairs, num_candidates=1)
             entry["dev_bleu4_greedy"] = scores.bleu["bleu4"]
+            entry["dev_loss"] = _mean_loss(model, dev_examples, tokenizer.pad_id)
         history.append(entry)
         say(
             f"epoch {epoch} step {step}/{total_steps} loss {last_loss:.3f} "
             + (
-                f"dev BLEU-4 (greedy, {len(eval_pairs)}) {entry['dev_bleu4_greedy']:.4f} "
+                f"dev loss {entry['dev_loss']:.3f}, BLEU-4 (greedy, {len(eval_pairs)}) "
+                f"{entry['dev_bleu4_greedy']:.4f} "
                 if "dev_bleu4_greedy" in entry
                 else ""
             )

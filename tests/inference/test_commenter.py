@@ -185,6 +185,8 @@ def test_training_a_tiny_model_writes_a_dir_that_reloads_offline(
     assert report.steps > 0 and report.train_pairs + report.dev_pairs == 64
     assert report.dev_default is not None and 0.0 <= report.dev_default.bleu["bleu4"] <= 1.0
     assert any("averaged" in message for message in messages)
+    assert any("dev loss" in message for message in messages)
+    assert all(entry["dev_loss"] > 0 for entry in report.history if "dev_loss" in entry)
     for name in (
         "config.json",
         "int8_ranges.json",
