@@ -111,7 +111,13 @@ class Comments(commands.Cog):
             return
         posted = False
         try:
-            images = await self._download(photo_attachments(message))
+            photos = photo_attachments(message)[: self.service.max_images]
+            images = await self._download(photos)
+            if len(images) < len(photos):
+                # Fail closed, as the moderation gate does: a photo Lumi could not download (one over
+                # the download limit, say) was not checked, so the post as a whole gets no comment.
+                log.info("no comment on message %s: a photo could not be downloaded", message.id)
+                return
             screen = ScreenContext(
                 channel_ids=where,
                 channel_nsfw=bool(getattr(message.channel, "is_nsfw", lambda: False)()),

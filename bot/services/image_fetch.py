@@ -17,22 +17,36 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-__all__ = ["DEFAULT_FETCH_HOSTS", "FetchError", "FetchedImage", "ImageFetcher"]
+__all__ = ["DEFAULT_FETCH_HOSTS", "FetchError", "FetchedImage", "ImageFetcher", "megabytes"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FETCH_HOSTS: Final = ("cdn.discordapp.com", "media.discordapp.net")
 _MAX_REDIRECTS: Final = 3
 _CHUNK: Final = 64 * 1024
+_MB: Final = 1024 * 1024
+
+
+def megabytes(size_bytes: int) -> str:
+    """A byte count in MB as people write it: "25", "38.2"."""
+    return f"{size_bytes / _MB:.1f}".removesuffix(".0")
 
 
 class FetchError(Exception):
-    """The image could not be downloaded. ``message`` is safe to show; ``code`` is for logs and tests."""
+    """The image could not be downloaded. ``message`` is safe to show; ``code`` is for logs and tests.
 
-    def __init__(self, code: str, message: str) -> None:
+    A ``too_large`` error also carries the limit and, when the attachment or the server declared it, the
+    file's size (None when the download only kept going past the limit).
+    """
+
+    def __init__(
+        self, code: str, message: str, *, size_bytes: int | None = None, limit_bytes: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.size_bytes = size_bytes
+        self.limit_bytes = limit_bytes
 
     def __repr__(self) -> str:
         return f"FetchError({self.code!r}, {self.message!r})"
@@ -97,9 +111,13 @@ class ImageFetcher:
         if parts.scheme == "http" and not _is_loopback(host):
             raise FetchError("bad_url", "Image links must use https.")
 
-    def _too_large(self) -> FetchError:
+    def _too_large(self, size_bytes: int | None = None) -> FetchError:
+        size = f" ({megabytes(size_bytes)} MB)" if size_bytes is not None else ""
         return FetchError(
-            "too_large", f"The file is larger than the {self.max_bytes // (1024 * 1024)} MB limit."
+            "too_large",
+            f"The file{size} is larger than the {megabytes(self.max_bytes)} MB limit.",
+            size_bytes=size_bytes,
+            limit_bytes=self.max_bytes,
         )
 
     def _client(self) -> aiohttp.ClientSession:
@@ -112,7 +130,7 @@ class ImageFetcher:
         """The bytes behind ``url``, or ``FetchError`` with a clear message. Never more than ``max_bytes``."""
         self._check_url(url)
         if declared_size is not None and declared_size > self.max_bytes:
-            raise self._too_large()
+            raise self._too_large(declared_size)
         name = filename or urlsplit(url).path.rsplit("/", 1)[-1] or "image"
         async with self._limit:
             try:
@@ -143,7 +161,7 @@ class ImageFetcher:
                         "http_status", f"The image could not be downloaded: HTTP {response.status}{hint}."
                     )
                 if response.content_length is not None and response.content_length > self.max_bytes:
-                    raise self._too_large()
+                    raise self._too_large(response.content_length)
                 buffer = bytearray()
                 async for chunk in response.content.iter_chunked(_CHUNK):
                     buffer += chunk

@@ -16,7 +16,7 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,8 +44,8 @@ from bot.services.moderation_policy import (
     PolicyError,
     parse_policy,
     policy_to_json,
-    unchecked_decision,
 )
+from bot.services.moderation_unchecked import RefusedDownload, refused_downloads, unchecked_case
 from bot.services.moderation_verdicts import PostVerdict, PostVerdicts, image_digests
 from storage import repo
 from storage.blobs import BlobStore
@@ -63,8 +63,10 @@ __all__ = [
     "PostContext",
     "PostOutcome",
     "PurgedEvidence",
+    "RefusedDownload",
     "allowed_choices",
     "case_category",
+    "refused_downloads",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,8 +95,9 @@ class PostOutcome:
     case: ModerationCase
     decision: Decision
     verdicts: list[tuple[FetchedImage, Verdict]]
-    # The image the case is about: the worst flagged one, else the one too large to check.
-    flagged_image: FetchedImage
+    # The image the case is about: the worst flagged one, else the one too large to check; None when
+    # the case is about an image Lumi refused to download (no bytes: no preview, no copy to restore).
+    flagged_image: FetchedImage | None
     remove_post: bool
     timeout_minutes: int | None
     evidence_stored: bool
@@ -236,11 +239,17 @@ class ModerationService:
     # -- posts ----------------------------------------------------------------------------------------
 
     async def moderate_post(
-        self, post: PostContext, images: Sequence[FetchedImage], *, config: GuildModeration
+        self,
+        post: PostContext,
+        images: Sequence[FetchedImage],
+        *,
+        config: GuildModeration,
+        refused: Sequence[RefusedDownload] = (),
     ) -> PostOutcome | None:
         """Check every image of a post; record a case when one is flagged, or else when one was too large
-        to check and the guild's ``unchecked_action`` asks for it. None when there is no case."""
-        if not images:
+        to check (``refused``: too large to download) and the guild's ``unchecked_action`` asks for it.
+        None when there is no case."""
+        if not images and not refused:
             return None
         verdicts = await asyncio.gather(
             *(
@@ -262,14 +271,14 @@ class ModerationService:
         # An image too large to check does not make the post "flagged"; its verdict, not checked, still
         # keeps readers such as photo comments away from it.
         self.post_verdicts.publish(post.message_id, PostVerdict(flagged=worst is not None, images=by_digest))
-        if worst is None:
-            worst = _too_large_to_check(pairs, config.policy)
-        if worst is None:
+        case_about = worst or unchecked_case(pairs, refused, config.policy)
+        if case_about is None:
             return None
-        flagged_image, verdict = worst
+        flagged_image, verdict = case_about
         decision = verdict.decision
         remove = decision.action.removes_post
-        case, stored = await self._record_case(post, images, images.index(flagged_image), verdict, remove)
+        flagged_index = None if flagged_image is None else images.index(flagged_image)
+        case, stored = await self._record_case(post, images, flagged_index, verdict, remove)
         return PostOutcome(
             case=case,
             decision=decision,
@@ -284,7 +293,7 @@ class ModerationService:
         self,
         post: PostContext,
         images: Sequence[FetchedImage],
-        flagged_index: int,
+        flagged_index: int | None,
         verdict: Verdict,
         remove: bool,
     ) -> tuple[ModerationCase, bool]:
@@ -335,7 +344,7 @@ class ModerationService:
                     case = await repo.update_case(
                         session=session,
                         case=case,
-                        evidence_key=written[flagged_index],
+                        evidence_key=written[flagged_index or 0],
                         evidence_expires_at=utcnow() + self.evidence.retention,
                     )
             try:
@@ -576,23 +585,6 @@ async def _case_or_error(session: AsyncSession, case_id: int) -> ModerationCase:
     if case is None:
         raise UserFacingError("That case no longer exists.")
     return case
-
-
-def _too_large_to_check(
-    pairs: list[tuple[FetchedImage, Verdict]], policy: Policy
-) -> tuple[FetchedImage, Verdict] | None:
-    """The first image too large to check, with the decision the guild's policy takes for it.
-
-    Only size counts: Discord shows a huge but valid image to everyone, so moderators must hear of it,
-    while a corrupt file or a non-image cannot be shown either and stays "not checked", logged only.
-    """
-    for image, verdict in pairs:
-        if not verdict.too_large_to_check:
-            continue
-        subject = "animation" if verdict.problem_code == "animation_too_large" else "image"
-        decision = unchecked_decision(policy, subject=subject, size=(verdict.width, verdict.height))
-        return None if decision is None else (image, replace(verdict, decision=decision))
-    return None
 
 
 def _worst(pairs: list[tuple[FetchedImage, Verdict]]) -> tuple[FetchedImage, Verdict] | None:

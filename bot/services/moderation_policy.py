@@ -31,6 +31,7 @@ __all__ = [
     "parse_policy",
     "policy_to_json",
     "repeat_decision",
+    "too_large_to_check",
     "unchecked_decision",
 ]
 
@@ -114,7 +115,8 @@ _AUTO_ACTIONS: Final = (Action.DELETE, Action.HOLD, Action.ALERT)
 _UNCHECKED_ACTIONS: Final = (Action.ALERT, Action.HOLD, Action.NONE)
 _UNCHECKED_WORDS: Final = {
     Action.ALERT: "alert the moderators",
-    Action.HOLD: "hold the post for review",
+    # Only images Lumi downloaded can be held (restored later); one over the download limit is alerted.
+    Action.HOLD: "hold the post for review (alert only when over the download limit)",
     Action.NONE: "log only",
 }
 
@@ -278,12 +280,17 @@ def unchecked_decision(policy: Policy, *, subject: str, size: tuple[int, int] | 
     """
     if policy.unchecked_action is Action.NONE:
         return None
-    shown = f" ({size[0]}×{size[1]} px)" if size and size[0] > 0 and size[1] > 0 else ""
     return Decision(
         level=Level.REVIEW,
         action=policy.unchecked_action,
-        reason=f"{subject} too large for Lumi to check{shown}; please look at it",
+        reason=f"{too_large_to_check(subject, size)}; please look at it",
     )
+
+
+def too_large_to_check(subject: str, size: tuple[int, int] | None) -> str:
+    """ "image too large for Lumi to check (10000×5000 px)": the size is left out when unknown."""
+    shown = f" ({size[0]}×{size[1]} px)" if size and size[0] > 0 and size[1] > 0 else ""
+    return f"{subject} too large for Lumi to check{shown}"
 
 
 def _level_for(category: str, score: float, rule: CategoryRule, order: int) -> _Candidate | None:

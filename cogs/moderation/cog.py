@@ -429,7 +429,7 @@ class Moderation(commands.Cog):
         results: list[tuple[str, Verdict | str]] = [
             (i.filename, v) for i, v in zip(images, verdicts, strict=True)
         ]
-        results.extend(failures)
+        results.extend((filename, error.message) for filename, error in failures)
         await interaction.followup.send(render.scan_report(results), ephemeral=True)
 
     async def _check(self, interaction: discord.Interaction, data: bytes) -> Verdict:

@@ -18,7 +18,13 @@ from urllib.parse import urlsplit
 import discord
 
 from bot.services.image_fetch import FetchedImage, FetchError, ImageFetcher
-from bot.services.moderation import GuildModeration, ModerationService, PostContext, PostOutcome
+from bot.services.moderation import (
+    GuildModeration,
+    ModerationService,
+    PostContext,
+    PostOutcome,
+    refused_downloads,
+)
 from cogs.moderation import render
 from cogs.moderation.views import case_view
 from storage.models import ModerationCase
@@ -81,22 +87,22 @@ def _name_from_url(url: str) -> str:
 
 async def fetch_images(
     fetcher: ImageFetcher, sources: list[ImageSource]
-) -> tuple[list[FetchedImage], list[tuple[str, str]]]:
-    """Fetch every source at once; returns the images and (filename, problem) for those that failed."""
+) -> tuple[list[FetchedImage], list[tuple[str, FetchError]]]:
+    """Fetch every source at once; returns the images and (filename, error) for those that failed."""
     results = await asyncio.gather(
         *(fetcher.fetch(s.url, filename=s.filename, declared_size=s.declared_size) for s in sources),
         return_exceptions=True,
     )
     images: list[FetchedImage] = []
-    failures: list[tuple[str, str]] = []
+    failures: list[tuple[str, FetchError]] = []
     for source, result in zip(sources, results, strict=True):
         if isinstance(result, FetchedImage):
             images.append(result)
         elif isinstance(result, FetchError):
-            failures.append((source.filename, result.message))
+            failures.append((source.filename, result))
         elif isinstance(result, BaseException):
             log.error("fetching %s failed unexpectedly", source.url, exc_info=result)
-            failures.append((source.filename, "the download failed"))
+            failures.append((source.filename, FetchError("unexpected", "the download failed")))
     return images, failures
 
 
@@ -128,17 +134,21 @@ class Enforcer:
             log.debug("message %s not checked: %s", message.id, exemption)
             return None
         images, failures = await fetch_images(self.service.fetcher, sources)
-        for filename, problem in failures:
-            log.info("image %s of message %s not fetched: %s", filename, message.id, problem)
-        if failures and not images:
+        for filename, error in failures:
+            log.info("image %s of message %s not fetched: %s", filename, message.id, error.message)
+        # Files over the download limit go to the moderators (the guild's `unchecked_action`); the
+        # other failures are not the poster's doing, or not images Discord shows, so they stay logged.
+        refused = refused_downloads(failures)
+        other_failures = [error for _, error in failures if error.code != "too_large"]
+        if other_failures and not images:
             # Every download failing points at the set-up (allowed hosts, network), not at one bad file.
             self.service.report_problem(
-                guild.id, f"no image of a post in #{channel} could be downloaded: {failures[0][1]}"
+                guild.id, f"no image of a post in #{channel} could be downloaded: {other_failures[0].message}"
             )
         post = PostContext(
             guild_id=guild.id, channel_id=channel.id, message_id=message.id, author_id=message.author.id
         )
-        outcome = await self.service.moderate_post(post, images, config=config)
+        outcome = await self.service.moderate_post(post, images, config=config, refused=refused)
         if outcome is None:
             return None
         return await self.enforce(message, outcome, config)

@@ -143,3 +143,30 @@ async def test_comment_command_and_context_menu_answer_on_request(make_lumi: Any
 
 def has_hangul(text: str) -> bool:
     return any("가" <= char <= "힣" for char in text)
+
+
+async def test_post_with_a_photo_too_large_to_download_gets_no_comment(make_lumi: Any) -> None:
+    lumi: LumiHarness = await make_lumi(**NO_DOWNLOADS)
+    server = lumi.server
+    await lumi.slash("comments", subcommand="enable", user="owner", channel="photos")
+    interaction = await server.slash_command(
+        "moderation", subcommand="setup", user="owner", options={"mod_channel": "mod-log"}
+    )
+    await server.wait_for_reply(interaction, timeout=WAIT_S)
+
+    # The astronaut alone would get a comment; beside a photo over the 25 MB limit, the post gets none.
+    poster = corpus.padded_to(corpus.encode(corpus.gradient(), "PNG"), 40 * 1024 * 1024)
+    since = len(server.created_messages)
+    post = await server.post_message(
+        "photos", "alice", attachments=[("me.png", photo("astronaut")), ("poster.png", poster)]
+    )
+    alert = await server.wait_for_message(
+        "mod-log",
+        since=since,
+        predicate=lambda m: bool(m["embeds"]) and m["embeds"][0].get("title", "").startswith("Case #1"),
+        timeout=WAIT_S,
+    )
+    assert "too large for Lumi to download" in message_text(alert)
+    await settle(lumi)
+    assert not [m for m in server.created_messages if replies_to(post)(m)]
+    assert await records(lumi) == []

@@ -284,6 +284,41 @@ async def test_image_too_large_to_check_is_alerted_then_held(lumi: LumiHarness) 
     assert (case.status, case.action) == (CaseStatus.OPEN, CaseAction.HELD) and case.evidence_key
 
 
+async def test_image_too_large_to_download_is_alerted_and_later_posts_still_checked(
+    lumi: LumiHarness,
+) -> None:
+    server = lumi.server
+    await setup_moderation(lumi, mod_channel="mod-log", review_threshold=0.0)
+    # Boosted servers take uploads over Lumi's 25 MB download limit; the attachment declares its size.
+    poster = corpus.padded_to(corpus.encode(corpus.gradient(), "PNG"), 40 * 1024 * 1024)
+    since_messages = len(server.created_messages)
+    post = await server.post_message("photos", "alice", attachments=[("poster.png", poster)])
+    assert post["attachments"][0]["size"] == 40 * 1024 * 1024
+    alert = await wait_for_alert(lumi, since_messages, "Case #1")
+    text = message_text(alert)
+    assert (
+        "image too large for Lumi to download (`poster.png`, 40 MB, limit 25 MB); please look at it" in text
+    )
+    assert "alert only (post still up)" in text and post["id"] in text and "no copy kept" in text
+    assert alert["attachments"] == []
+    assert {name: b["disabled"] for name, b in buttons(alert).items()} == {
+        "confirm": False,
+        "restore": True,
+        "timeout": False,
+        "dismiss": False,
+    }
+    assert not any(r.path.endswith("/poster.png") for r in server.rest.cdn_requests)
+
+    since_messages = len(server.created_messages)
+    later = await server.post_message("photos", "alice", attachments=[("cat.png", photo("chelsea"))])
+    await server.wait_for_request(
+        "DELETE", rf"/channels/{later['channel_id']}/messages/{later['id']}", timeout=WAIT_S
+    )
+    alert = await wait_for_alert(lumi, since_messages, "Case #2")
+    assert "sexual_explicit" in message_text(alert)
+    assert (await case_number(lumi, 1)).action is CaseAction.ALERTED
+
+
 async def test_scan_command_and_context_menu_answer_privately(lumi: LumiHarness) -> None:
     server = lumi.server
     reply = await lumi.slash("scan", user="alice", options={"image": ("cat.png", photo("chelsea"))})

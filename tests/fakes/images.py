@@ -136,6 +136,11 @@ def jpeg_declaring(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def padded_to(data: bytes, total_bytes: int) -> bytes:
+    """``data`` with zero bytes appended up to ``total_bytes``: still a valid image, as big as asked."""
+    return data + bytes(max(0, total_bytes - len(data)))
+
+
 SVG_TEXT = b"""<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><rect width="100" height="100"/></svg>
 """
