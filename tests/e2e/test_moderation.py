@@ -271,7 +271,10 @@ async def test_image_too_large_to_check_is_alerted_then_held(lumi: LumiHarness) 
     assert not any(model.loaded for model in lumi.bot.runtime.registry.snapshot())
 
     reply = await setup_moderation(lumi, unchecked_action="hold")
-    assert "images too large to check: hold the post for review" in reply
+    assert (
+        "images too large to check: hold the post for review (alert only when over the download limit)"
+        in reply
+    )
     since_messages = len(server.created_messages)
     again = await server.post_message("photos", "alice", attachments=[("huge.png", huge)])
     await server.wait_for_request(

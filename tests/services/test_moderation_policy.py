@@ -130,7 +130,10 @@ def test_images_too_large_to_check_are_alerted_unless_the_guild_says_otherwise()
     assert unknown_size is not None and unknown_size.action is Action.HOLD
     assert unknown_size.reason == "animation too large for Lumi to check; please look at it"
     assert unchecked_decision(parse_policy({"unchecked_action": "none"}), subject="image", size=None) is None
-    assert "images too large to check: hold the post for review" in describe_policy(held)
+    assert (
+        "images too large to check: hold the post for review (alert only when over the download limit)"
+        in describe_policy(held)
+    )
 
 
 def test_description_lists_every_category() -> None:
