@@ -30,7 +30,12 @@ def lumi_intents() -> discord.Intents:
 
 class LumiBot(commands.Bot):
     def __init__(
-        self, settings: Settings, *, extensions: tuple[str, ...] = EXTENSIONS, **options: Any
+        self,
+        settings: Settings,
+        *,
+        extensions: tuple[str, ...] = EXTENSIONS,
+        serve: bool = True,
+        **options: Any,
     ) -> None:
         options.setdefault("guild_ready_timeout", settings.discord_guild_ready_timeout_s)
         super().__init__(
@@ -42,6 +47,9 @@ class LumiBot(commands.Bot):
         )
         self.settings = settings
         self.extension_names = extensions
+        # False when the bot only logs in to publish its command tree (`lumi sync`): the cogs add their
+        # commands but start no background work, and no web server runs beside a Lumi that may be serving.
+        self.serving = serve
         self._runtime: Runtime | None = None
         self.web: WebServer | None = None
         self.accepting_work = True
@@ -63,6 +71,8 @@ class LumiBot(commands.Bot):
                 # One broken feature must not take the others down.
                 self.failed_extensions[name] = f"{type(error).__name__}: {error}"
                 log.exception("could not load extension %s", name)
+        if not self.serving:
+            return
         self.web = WebServer(self.runtime)
         await self.web.start()
         await self._sync_dev_guild()

@@ -10,11 +10,10 @@ deletion cannot be rolled back.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
 
+from bot.services.periodic import PeriodicTask
 from storage import repo
 from storage.blobs import BlobStore
 from storage.db import Database
@@ -105,20 +104,18 @@ class GeneratedFileRetention:
                 log.exception("could not delete expired blob %s", key)
 
 
-class GeneratedFileCleanup:
+class GeneratedFileCleanup(PeriodicTask):
     """Runs ``GeneratedFileRetention.purge_expired`` at start and then every ``interval_s`` seconds."""
 
     def __init__(self, retention: GeneratedFileRetention, *, interval_s: float) -> None:
-        if interval_s <= 0:
-            raise ValueError("interval_s must be positive")
+        super().__init__(
+            interval_s=interval_s,
+            name="lumi-generation-retention",
+            description="3D file clean-up",
+            logger=log,
+        )
         self.retention = retention
-        self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
         self.runs = 0
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
 
     async def run_once(self) -> list[str]:
         expired = await self.retention.purge_expired()
@@ -127,24 +124,5 @@ class GeneratedFileCleanup:
 
     def start(self) -> None:
         """Start the loop; with files kept forever there is nothing to do and nothing starts."""
-        if self.retention.keep_days > 0 and not self.running:
-            loop = asyncio.get_running_loop()
-            self._task = loop.create_task(self._loop(), name="lumi-generation-retention")
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # A database hiccup must not end the job: the next round tries again.
-                log.exception("3D file clean-up failed; retrying in %.0f s", self.interval_s)
-            await asyncio.sleep(self.interval_s)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self.retention.keep_days > 0:
+            super().start()

@@ -6,12 +6,11 @@ The job runs once at start (catching up on whatever expired while Lumi was down)
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from bot.services.moderation import ModerationService, PurgedEvidence
+from bot.services.periodic import PeriodicTask
 
 __all__ = ["EvidenceRetentionJob"]
 
@@ -20,21 +19,16 @@ log = logging.getLogger(__name__)
 PurgeCallback = Callable[[Sequence[PurgedEvidence]], Awaitable[None]]
 
 
-class EvidenceRetentionJob:
+class EvidenceRetentionJob(PeriodicTask):
     def __init__(
         self, service: ModerationService, *, interval_s: float, on_purged: PurgeCallback | None = None
     ) -> None:
-        if interval_s <= 0:
-            raise ValueError("interval_s must be positive")
+        super().__init__(
+            interval_s=interval_s, name="lumi-evidence-retention", description="evidence clean-up", logger=log
+        )
         self.service = service
-        self.interval_s = interval_s
         self.on_purged = on_purged
-        self._task: asyncio.Task[None] | None = None
         self.runs = 0
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
 
     async def run_once(self) -> list[PurgedEvidence]:
         purged = await self.service.purge_expired_evidence()
@@ -46,25 +40,3 @@ class EvidenceRetentionJob:
                 # The evidence itself is gone already; only the cosmetic follow-up failed.
                 log.exception("after deleting expired evidence, updating the alerts failed")
         return purged
-
-    def start(self) -> None:
-        if not self.running:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="lumi-evidence-retention")
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # A database hiccup must not end the job: the next round tries again.
-                log.exception("evidence clean-up failed; retrying in %.0f s", self.interval_s)
-            await asyncio.sleep(self.interval_s)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None

@@ -97,6 +97,8 @@ class Generate3D(commands.Cog):
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(JobButton)
         self.service.add_listener(self._on_snapshot)
+        if not self.bot.serving:
+            return
         self._spawn(self.service.checker.warm_up(), "warm up the prompt checker")
         await self.service.resume_unfinished()
         self.file_cleanup.start()

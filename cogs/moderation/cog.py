@@ -56,7 +56,8 @@ class Moderation(commands.Cog):
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(CaseButton)
         self.bot.tree.add_command(self.scan_menu)
-        self.retention.start()
+        if self.bot.serving:
+            self.retention.start()
         self.service.post_verdicts.start_publishing()
 
     async def cog_unload(self) -> None:
