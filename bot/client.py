@@ -11,6 +11,7 @@ import discord
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.errors import UserFacingError
 from bot.interaction_errors import install_error_handler
 from bot.runtime import Runtime
 from bot.web.app import WebServer
@@ -122,7 +123,10 @@ async def run_bot(settings: Settings) -> None:
     try:
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if runner in done:
-            runner.result()
+            try:
+                runner.result()
+            except discord.LoginFailure:
+                raise UserFacingError("Discord rejected DISCORD_TOKEN; copy the bot's token again") from None
         else:
             log.info("shutdown requested")
     finally:

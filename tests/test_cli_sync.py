@@ -1,4 +1,5 @@
-"""`lumi sync` against the local Discord server, mostly as a subprocess: what it publishes, how it fails."""
+"""`lumi sync` against the local Discord server, mostly as a subprocess: what it publishes, how it fails
+(and `lumi run` with a token Discord rejects)."""
 
 from __future__ import annotations
 
@@ -50,9 +51,10 @@ async def server() -> AsyncIterator[FakeDiscord]:
         yield discord_server
 
 
-async def lumi_sync(
+async def lumi(
     tmp_path: Path,
     server: FakeDiscord,
+    command: str,
     *args: str,
     token: str | None = None,
     extra_env: dict[str, str] | None = None,
@@ -74,7 +76,7 @@ async def lumi_sync(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(LAUNCHER),
-        "sync",
+        command,
         *args,
         cwd=tmp_path,
         env=env,
@@ -97,7 +99,7 @@ def subcommands(commands: list[JsonDict], group: str) -> set[str]:
 
 
 async def test_sync_publishes_every_command_globally(tmp_path: Path, server: FakeDiscord) -> None:
-    result = await lumi_sync(tmp_path, server)
+    result = await lumi(tmp_path, server, "sync")
     assert result.code == 0, result.stderr
     commands = server.commands[None]
     assert published(commands) >= TOP_LEVEL_COMMANDS
@@ -112,7 +114,7 @@ async def test_sync_to_one_guild_publishes_the_same_commands_there(
     tmp_path: Path, server: FakeDiscord
 ) -> None:
     guild_id = server.guild.id
-    result = await lumi_sync(tmp_path, server, "--guild", str(guild_id))
+    result = await lumi(tmp_path, server, "sync", "--guild", str(guild_id))
     assert result.code == 0, result.stderr
     commands = server.commands[guild_id]
     assert published(commands) >= TOP_LEVEL_COMMANDS
@@ -134,7 +136,7 @@ async def test_sync_leaves_the_work_of_a_serving_lumi_alone(tmp_path: Path, serv
         await runtime.close()
     async with FakeMeshy() as meshy:
         meshy_env = {"MESHY_API_KEY": meshy.api_key, "MESHY_BASE_URL": meshy.base_url}
-        result = await lumi_sync(tmp_path, server, extra_env=meshy_env)
+        result = await lumi(tmp_path, server, "sync", extra_env=meshy_env)
         assert result.code == 0, result.stderr
         assert meshy.requests == []
     assert "resumed" not in result.stderr
@@ -142,12 +144,22 @@ async def test_sync_leaves_the_work_of_a_serving_lumi_alone(tmp_path: Path, serv
 
 
 async def test_a_rejected_token_is_one_line_and_a_failure(tmp_path: Path, server: FakeDiscord) -> None:
-    result = await lumi_sync(tmp_path, server, token="not-the-bot-token")
+    result = await lumi(tmp_path, server, "sync", token="not-the-bot-token")
     assert result.code == 2
     assert "Traceback" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("lumi:")]
     assert "DISCORD_TOKEN" in line
     assert server.commands == {}
+
+
+async def test_lumi_run_with_a_rejected_token_is_one_line_and_a_failure(
+    tmp_path: Path, server: FakeDiscord
+) -> None:
+    result = await lumi(tmp_path, server, "run", token="not-the-bot-token")
+    assert result.code == 2
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("lumi:")]
+    assert "DISCORD_TOKEN" in line
 
 
 async def test_a_cog_that_fails_to_load_stops_the_sync(tmp_path: Path, server: FakeDiscord) -> None:
