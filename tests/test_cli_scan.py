@@ -1,14 +1,20 @@
-"""`lumi scan`: what a newcomer runs offline on a fresh machine, with the real models."""
+"""`lumi scan`: what a newcomer runs offline on a fresh machine, with the real models.
+
+Custom classifiers are the pattern classifier (stripes flagged, dots harmless), trained once per session.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.cli import main
+from bot.services.classifiers import ClassifierCatalog, classifier_catalog
 from tests.fakes import images as corpus
+from tests.fakes.patterns import png_bytes
 
 
 @pytest.fixture
@@ -59,3 +65,119 @@ def test_bad_policy_is_refused_before_loading_anything(
     code = main(["scan", "--policy", '{"auto_action": "ban"}', str(photos)])
     assert code == 2
     assert "auto_action must be one of delete, hold, alert (got 'ban')" in capsys.readouterr().err
+
+
+@pytest.fixture
+def catalog(photos: Path, monkeypatch: pytest.MonkeyPatch) -> ClassifierCatalog:
+    data_dir = photos.parent / "data"
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    return classifier_catalog(data_dir)
+
+
+@pytest.fixture
+def patterns(photos: Path) -> Path:
+    for kind, seed in (("stripes", 31), ("dots", 32)):
+        (photos / f"{kind}.png").write_bytes(png_bytes(kind, seed=seed))
+    return photos
+
+
+def _scan_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:
+    code = main(["scan", "--json", *args])
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out), captured.err
+
+
+def _by_file(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {Path(result["path"]).name: result for result in document["results"]}
+
+
+def test_registered_classifier_scores_and_flags_its_category(
+    catalog: ClassifierCatalog,
+    patterns: Path,
+    pattern_classifier: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    entry = catalog.add(pattern_classifier, category="pattern", review=0.5, verify=None)
+    files = [str(patterns / name) for name in ("stripes.png", "dots.png", "cat.png")]
+
+    code, document, _ = _scan_json(capsys, *files)
+    assert code == 1
+    assert document["custom_classifiers"] == [
+        {"id": entry.id, "category": "pattern", "guild_id": None, "name": entry.name, "problem": None}
+    ]
+    results = _by_file(document)
+    stripes, dots, cat = results["stripes.png"], results["dots.png"], results["cat.png"]
+    assert stripes["scores"]["pattern"] > 0.9
+    assert (stripes["flagged"], stripes["category"], stripes["action"]) == (True, "pattern", "alert")
+    assert dots["scores"]["pattern"] < 0.5 and dots["flagged"] is False
+    assert "pattern" in cat["scores"]
+
+    code, document, _ = _scan_json(capsys, "--no-custom", *files)
+    assert code == 0
+    assert document["custom_classifiers"] == []
+    assert not any("pattern" in result["scores"] for result in document["results"])
+
+    code = main(["scan", *files])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "review:alert" in out and "pattern " in out
+    assert "custom classifiers: #1 pattern (global)" in out
+
+
+def test_guild_selects_the_classifiers_that_apply_to_that_server(
+    catalog: ClassifierCatalog,
+    patterns: Path,
+    pattern_classifier: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    catalog.add(pattern_classifier, category="pattern", guild_id=42, review=0.5, verify=None)
+    stripes = str(patterns / "stripes.png")
+
+    code, document, _ = _scan_json(capsys, "--guild", "42", stripes)
+    assert code == 1 and document["guild_id"] == 42
+    assert [c["guild_id"] for c in document["custom_classifiers"]] == [42]
+    assert _by_file(document)["stripes.png"]["category"] == "pattern"
+
+    for other in (["--guild", "7"], []):
+        code, document, _ = _scan_json(capsys, *other, stripes)
+        assert code == 0 and document["custom_classifiers"] == []
+        assert "pattern" not in _by_file(document)["stripes.png"]["scores"]
+
+
+def test_a_classifier_that_cannot_load_is_reported_and_the_others_run(
+    catalog: ClassifierCatalog,
+    patterns: Path,
+    pattern_classifier: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    catalog.add(pattern_classifier, category="pattern", review=0.5, verify=None)
+    broken = catalog.add(pattern_classifier, category="weapons", review=0.5, verify=None)
+    (catalog.folder_of(broken) / "model.keras").write_bytes(b"not a keras model")
+    files = [str(patterns / "stripes.png"), str(patterns / "dots.png")]
+
+    code, document, err = _scan_json(capsys, *files)
+    assert code == 1  # the working classifier flags the stripes
+    problems = [line for line in err.splitlines() if line.startswith("lumi: custom classifier")]
+    assert len(problems) == 1
+    assert err.count("custom classifier #2 (weapons) left out") == 1  # the log warns once, not per image
+    assert problems[0].startswith(
+        "lumi: custom classifier #2 weapons (global) could not be loaded and was left out: "
+    )
+    weapons = next(c for c in document["custom_classifiers"] if c["category"] == "weapons")
+    assert "Keras could not load" in weapons["problem"]
+    results = _by_file(document)
+    assert not any("weapons" in result["scores"] for result in results.values())
+    assert results["stripes.png"]["category"] == "pattern"
+
+    code, _, err = _scan_json(capsys, files[1])
+    assert code == 0 and "#2 weapons (global) could not be loaded" in err
+
+
+def test_a_damaged_classifier_registry_is_refused_before_loading_anything(
+    catalog: ClassifierCatalog, photos: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog.root.mkdir(parents=True)
+    catalog.registry_path.write_text("{not json")
+    code = main(["scan", str(photos)])
+    assert code == 2
+    assert "(--no-custom scans without the custom classifiers)" in capsys.readouterr().err

@@ -1,7 +1,11 @@
 """`lumi scan PATH...`: check image files offline with the moderation models and policy defaults.
 
+The custom classifiers registered for all servers run beside the built-in models (``--guild``: those
+that apply to that server; ``--no-custom``: none), through the same check moderation makes. A registered
+classifier that cannot load is reported and left out; the others still run.
+
 Exit status: 0 when nothing is flagged, 1 when at least one image is flagged, 2 for bad usage.
-Nothing is stored and no database is opened.
+Nothing is stored and no database is opened (the classifier registry is a file under DATA_DIR).
 """
 
 from __future__ import annotations
@@ -11,12 +15,20 @@ import asyncio
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.cli.common import settings_and_logging
+from bot.cli.scan_report import classifier_json, print_table, print_unavailable_classifiers
 from bot.errors import UserFacingError
-from bot.services.moderation_checker import CheckStatus, ImageChecker, Verdict
+from bot.services.classifiers import (
+    ClassifierCatalog,
+    ClassifierDetector,
+    RegisteredClassifier,
+    classifier_catalog,
+)
+from bot.services.moderation_checker import ExtraDetector, ImageChecker, Verdict
 from bot.services.moderation_policy import DEFAULT_POLICY, Policy, PolicyError, parse_policy
 from inference.images import ImageLimits
 from inference.registry import ModelRegistry
@@ -33,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "scan",
         help="check image files with the moderation models (offline; nothing is stored)",
         description="Check image files with the moderation models and policy. Folders are searched "
-        "for images. Exit status 1 when an image is flagged.",
+        "for images. The custom classifiers registered for all servers (lumi models add-classifier) run "
+        "too, and their categories score and flag as in moderation. A registered classifier that cannot "
+        "load is reported and left out. Exit status 1 when an image is flagged.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout instead of a table")
@@ -42,7 +56,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="JSON",
         help='policy overrides, e.g. \'{"categories": {"suggestive": {"review": 0.5}}}\'',
     )
+    custom = parser.add_mutually_exclusive_group()
+    custom.add_argument(
+        "--guild",
+        type=_server_id,
+        metavar="ID",
+        help="run the custom classifiers that apply to this server, as moderation would for a post there "
+        "(its own classifiers and those for all servers; the server's policy is not read: use --policy)",
+    )
+    custom.add_argument(
+        "--no-custom", action="store_true", help="only the built-in models, no custom classifiers"
+    )
     parser.set_defaults(func=_scan_command)
+
+
+def _server_id(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"a server id is a positive number (got {text!r})")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    results: list[dict[str, Any]]
+    # Registered classifiers that could not load, by id, with the reason; the scan went on without them.
+    unavailable_classifiers: dict[int, str]
 
 
 def _scan_command(args: argparse.Namespace) -> int:
@@ -50,27 +88,43 @@ def _scan_command(args: argparse.Namespace) -> int:
     policy = _policy(args.policy)
     files = list(_expand(args.paths))
     limits = ImageLimits(max_bytes=int(settings.moderation_max_image_mb * 1024 * 1024))
+    catalog = None if args.no_custom else classifier_catalog(settings.data_dir)
+    classifiers = [] if catalog is None else _registered_for(catalog, args.guild)
     apply_thread_policy(settings.inference_threads)
-    results = asyncio.run(
+    outcome = asyncio.run(
         scan_files(
             files,
             policy=policy,
+            classifiers=catalog if classifiers else None,
+            guild_id=args.guild,
             device=settings.inference_device,
             limits=limits,
             threads=settings.inference_threads,
         )
     )
+    unavailable = outcome.unavailable_classifiers
+    print_unavailable_classifiers(classifiers, unavailable)
+    results = outcome.results
     if args.json:
-        json.dump(
-            {"policy": "default" if policy == DEFAULT_POLICY else "custom", "results": results},
-            sys.stdout,
-            indent=2,
-            ensure_ascii=False,
-        )
+        document = {
+            "policy": "default" if policy == DEFAULT_POLICY else "custom",
+            "guild_id": args.guild,
+            "custom_classifiers": [classifier_json(c, unavailable.get(c.id)) for c in classifiers],
+            "results": results,
+        }
+        json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
         print()
     else:
-        _print_table(results)
+        print_table(results, classifiers=None if catalog is None else classifiers)
     return 1 if any(result["flagged"] for result in results) else 0
+
+
+def _registered_for(catalog: ClassifierCatalog, guild_id: int | None) -> list[RegisteredClassifier]:
+    try:
+        registered = catalog.load()
+    except UserFacingError as error:
+        raise UserFacingError(f"{error} (--no-custom scans without the custom classifiers)") from None
+    return [classifier for classifier in registered if classifier.applies_to(guild_id)]
 
 
 def _policy(raw: str | None) -> Policy:
@@ -99,13 +153,20 @@ async def scan_files(
     files: Sequence[Path],
     *,
     policy: Policy,
+    classifiers: ClassifierCatalog | None = None,
+    guild_id: int | None = None,
     device: str = "auto",
     limits: ImageLimits | None = None,
     threads: int | None = None,
-) -> list[dict[str, Any]]:
-    """``threads``: CPU threads of each model (None: half the cores)."""
+) -> ScanOutcome:
+    """``classifiers``: the registered ones that apply to ``guild_id`` (None: all servers) run too.
+
+    ``threads``: CPU threads of each model (None: half the cores).
+    """
     registry = ModelRegistry(device=device)
-    checker = ImageChecker(registry, limits=limits, model_threads=threads)
+    detector = ClassifierDetector(classifiers, registry) if classifiers is not None else None
+    extra: list[ExtraDetector] = [detector] if detector is not None else []
+    checker = ImageChecker(registry, limits=limits, extra_detectors=extra, model_threads=threads)
     gate = asyncio.Semaphore(_CONCURRENCY)
 
     async def one(path: Path) -> dict[str, Any]:
@@ -114,11 +175,12 @@ async def scan_files(
             if problem is not None:
                 return {"path": str(path), "flagged": False, "status": "unreadable", "reason": problem}
             data = await asyncio.to_thread(path.read_bytes)
-            verdict = await checker.check_image(data, guild_policy=policy)
+            verdict = await checker.check_image(data, guild_policy=policy, guild_id=guild_id)
             return _row(path, verdict)
 
     try:
-        return list(await asyncio.gather(*(one(path) for path in files)))
+        results = list(await asyncio.gather(*(one(path) for path in files)))
+        return ScanOutcome(results, detector.unavailable() if detector is not None else {})
     finally:
         await checker.close()
         await registry.close()
@@ -140,26 +202,3 @@ def _unreadable_file(path: Path, max_bytes: int) -> str | None:
 
 def _row(path: Path, verdict: Verdict) -> dict[str, Any]:
     return {"path": str(path), "flagged": verdict.flagged, **verdict.to_dict()}
-
-
-def _print_table(results: Sequence[dict[str, Any]]) -> None:
-    if not results:
-        print("no image files found")
-        return
-    width = min(48, max(len("file"), *(len(r["path"]) for r in results)))
-    print(f"{'file':<{width}}  {'verdict':<14} {'top score':<24} {'ms':>7}  details")
-    for result in results:
-        path = result["path"] if len(result["path"]) <= width else "…" + result["path"][-(width - 1) :]
-        status = result["status"]
-        if status in (CheckStatus.UNREADABLE.value, CheckStatus.ERROR.value):
-            print(f"{path:<{width}}  {status:<14} {'':<24} {'':>7}  {result['reason']}")
-            continue
-        verdict = "safe" if not result["flagged"] else f"{result['level']}:{result['action']}"
-        scores = result["scores"]
-        top = max(scores.items(), key=lambda item: item[1]) if scores else None
-        top_text = f"{top[0]} {top[1]:.2f}" if top else "repeat match"
-        labels = ", ".join(f"{label['label']} {label['score']:.2f}" for label in result["labels"][:3])
-        details = result["reason"] if result["flagged"] else labels
-        print(f"{path:<{width}}  {verdict:<14} {top_text:<24} {result['elapsed_ms']:>7.0f}  {details}")
-    flagged = sum(1 for r in results if r["flagged"])
-    print(f"\n{len(results)} image(s), {flagged} flagged")

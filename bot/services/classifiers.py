@@ -57,6 +57,8 @@ class ClassifierDetector:
         self.registry = registry
         self.batch = batch or BatchConfig(max_batch_size=16, max_wait_ms=10.0)
         self._registered: dict[str, RegisteredClassifier] = {}
+        # The registry re-raises a failed load until it retries; one warning per failure, not per image.
+        self._reported_failures: dict[str, ModelUnavailable] = {}
         self._sync_lock = asyncio.Lock()
 
     async def scores(
@@ -82,12 +84,22 @@ class ClassifierDetector:
                 rules.setdefault(entry.category, rule)
         return rules
 
+    def unavailable(self) -> dict[int, str]:
+        """Classifiers whose model failed to load at its last attempt, by id, with the reason."""
+        failed = {status.name: status.error for status in self.registry.snapshot() if status.error}
+        return {entry.id: failed[key] for key, entry in self._registered.items() if key in failed}
+
     async def _score(self, entry: RegisteredClassifier, decoded: DecodedImage) -> float | None:
         key = ModelKey[ClassifierInput, ClassScores](entry.model_key)
         try:
             handle = await self.registry.get(key)
             outputs = await asyncio.gather(*(handle.predict(frame) for frame in decoded.frames))
-        except (ModelUnavailable, QueueFull, BatcherClosed) as error:
+        except ModelUnavailable as error:
+            if self._reported_failures.get(entry.model_key) is not error:
+                self._reported_failures[entry.model_key] = error
+                log.warning("custom classifier #%s (%s) left out: %s", entry.id, entry.category, error)
+            return None
+        except (QueueFull, BatcherClosed) as error:
             log.warning("custom classifier #%s (%s) left out: %s", entry.id, entry.category, error)
             return None
         return max(output.positive for output in outputs)
@@ -101,6 +113,7 @@ class ClassifierDetector:
             for key in [key for key in self._registered if key not in wanted]:
                 await self.registry.unregister(key)
                 del self._registered[key]
+                self._reported_failures.pop(key, None)
                 log.info("custom classifier %s unloaded (no longer registered)", key)
             for key, entry in wanted.items():
                 if key not in self._registered and not self.registry.is_registered(key):
