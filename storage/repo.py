@@ -417,12 +417,21 @@ async def list_job_assets(*, session: AsyncSession, job_id: str) -> list[StoredA
 
 
 async def jobs_with_files_before(*, session: AsyncSession, before: datetime, limit: int = 100) -> list[str]:
-    """Ids of jobs that still have files stored before `before`, the oldest files first."""
+    """Ids of finished jobs (done, failed, canceled) whose newest stored file is from `before` or earlier.
+
+    Jobs still running are never returned, whatever the age of their partial files. The oldest come first.
+    """
+    newest = sa.func.max(StoredAsset.created_at)
     statement = (
         select(StoredAsset.owner_id)
-        .where(StoredAsset.owner_kind == AssetOwner.JOB.value, col(StoredAsset.created_at) <= before)
+        .join(GenerationJob, col(GenerationJob.id) == col(StoredAsset.owner_id))
+        .where(
+            StoredAsset.owner_kind == AssetOwner.JOB.value,
+            col(GenerationJob.state).in_(sorted(TERMINAL_JOB_STATES)),
+        )
         .group_by(col(StoredAsset.owner_id))
-        .order_by(sa.func.min(StoredAsset.created_at), col(StoredAsset.owner_id))
+        .having(newest <= before)
+        .order_by(newest, col(StoredAsset.owner_id))
         .limit(limit)
     )
     return list((await session.exec(statement)).all())

@@ -157,6 +157,8 @@ class GenerationService:
             if job is None:
                 raise JobNotFound("That 3D job does not exist (it may have been deleted).")
             rows = await repo.list_job_assets(session=session, job_id=job_id)
+        if files_expired_note(job) is not None:
+            rows = []  # blobs whose deletion failed wait for the next clean-up; they are not offered
         return JobResult(job, [asset_from_row(row) for row in rows])
 
     async def read_asset(self, key: str) -> bytes:

@@ -2,10 +2,12 @@
 
 The job row stays (``/3d history`` still lists it, the viewer still shows its prompt). Its options record
 when the files went and how long they had been kept, so the history, the viewer and old download links
-say "files expired after N days" instead of pointing at nothing. A job's age is the age of its stored
-files. The clean-up runs once at start (catching up on whatever expired while Lumi was down) and then
-every ``interval_s``; rows change in one transaction, blobs are deleted after it commits because a blob
-deletion cannot be rolled back.
+say "files expired after N days" instead of pointing at nothing. Only finished jobs (done, failed,
+canceled) expire, aged by their newest stored file, so a job resumed after a long downtime keeps its
+partial files. The clean-up runs once at start (catching up on whatever expired while Lumi was down) and
+then every ``interval_s``. It marks the jobs expired first (from then on their download links answer 410),
+then deletes each blob and only after that its asset row: a blob whose deletion failed keeps its row and
+is tried again by the next round.
 """
 
 from __future__ import annotations
@@ -64,44 +66,61 @@ class GeneratedFileRetention:
         self.keep_days = keep_days
 
     async def purge_expired(self, *, now: datetime | None = None) -> list[str]:
-        """Delete the files of every job past the retention time; returns those jobs' ids."""
+        """Delete the files of every finished job past the retention time; returns those jobs' ids.
+
+        A job whose blob could not be deleted last time is returned again when this round deletes it.
+        """
         if self.keep_days == 0:
             return []
         now = now or utcnow()
         before = now - timedelta(days=self.keep_days)
         expired: list[str] = []
+        seen: set[str] = set()
         while True:
-            batch, keys = await self._expire_batch(before, now)
-            await self._delete_blobs(keys)
-            expired.extend(batch)
-            if len(batch) < _BATCH:
+            batch = await self._mark_batch(before, now)
+            fresh = [job_id for job_id in batch if job_id not in seen]
+            seen.update(batch)
+            for job_id in fresh:
+                if await self._delete_files(job_id):
+                    expired.append(job_id)
+            # Jobs whose blobs keep failing come back first; stop once a batch brings nothing new.
+            if len(batch) < _BATCH or not fresh:
                 break
         if expired:
             log.info("deleted the files of %d 3D job(s) older than %d days", len(expired), self.keep_days)
         return expired
 
-    async def _expire_batch(self, before: datetime, now: datetime) -> tuple[list[str], list[str]]:
-        keys: list[str] = []
+    async def _mark_batch(self, before: datetime, now: datetime) -> list[str]:
+        """Mark a batch of jobs past the retention time as expired (once); returns their ids."""
         async with self.database.session() as session:
             job_ids = await repo.jobs_with_files_before(session=session, before=before, limit=_BATCH)
             for job_id in job_ids:
-                for asset in await repo.list_job_assets(session=session, job_id=job_id):
-                    keys.append(asset.key)
-                    await repo.delete_asset(session=session, key=asset.key)
                 job = await repo.get_job(session=session, job_id=job_id)
-                if job is not None:
+                if job is not None and FILES_EXPIRED_AT not in job.options:
                     marked = {FILES_EXPIRED_AT: now.isoformat(), FILES_KEPT_DAYS: self.keep_days}
                     await repo.update_job(session=session, job=job, options={**job.options, **marked})
             await session.commit()
-        return job_ids, keys
+        return job_ids
 
-    async def _delete_blobs(self, keys: list[str]) -> None:
+    async def _delete_files(self, job_id: str) -> bool:
+        """Delete the job's blobs, each row after its blob; False when a blob is left for the next round."""
+        async with self.database.session() as session:
+            keys = [asset.key for asset in await repo.list_job_assets(session=session, job_id=job_id)]
+        deleted: list[str] = []
         for key in keys:
             try:
                 await self.blobs.delete(key)
             except Exception:
-                # The row is gone, so nothing links to the blob any more; it only takes space.
-                log.exception("could not delete expired blob %s", key)
+                # The row stays, so the next round tries again; the job is marked, so links answer 410.
+                log.exception("could not delete expired blob %s; will retry", key)
+            else:
+                deleted.append(key)
+        if deleted:
+            async with self.database.session() as session:
+                for key in deleted:
+                    await repo.delete_asset(session=session, key=key)
+                await session.commit()
+        return len(deleted) == len(keys)
 
 
 class GeneratedFileCleanup(PeriodicTask):

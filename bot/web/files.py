@@ -1,7 +1,7 @@
 """`/files/<signed token>`: streams a stored asset when its link is genuine and not expired.
 
-A file deleted by the 3D retention answers 410 with a sentence saying so, even when the link itself
-expired too: a fresh link would not bring the file back.
+A file of a job whose files expired under the 3D retention answers 410 with a sentence saying so, even
+when its blob is still stored (deletion pending) or the link itself expired too.
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ async def download(request: web.Request) -> web.StreamResponse:
     except LinkTampered:
         raise web.HTTPForbidden(text="This download link is not valid.") from None
 
+    # An expired job's blob may outlive its expiry (a failed deletion waits for the next clean-up round).
+    note = await runtime.generation.expired_file_note(key)
+    if note is not None:
+        raise web.HTTPGone(text=note)
     info = await runtime.blobs.stat(key)
     if info is None:
-        note = await runtime.generation.expired_file_note(key)
-        if note is not None:
-            raise web.HTTPGone(text=note)
         raise web.HTTPNotFound(text="This file is no longer stored.")
     async with runtime.database.session() as session:
         asset = await repo.get_asset(session=session, key=key)

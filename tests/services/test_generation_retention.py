@@ -50,12 +50,22 @@ async def service(database: Database, blobs: LocalBlobStore) -> AsyncIterator[Ge
         await generation.close()
 
 
-async def finished_job(database: Database, blobs: LocalBlobStore, prompt: str, *, age_days: float) -> str:
-    """A done job whose files were stored ``age_days`` ago."""
+async def finished_job(
+    database: Database,
+    blobs: LocalBlobStore,
+    prompt: str,
+    *,
+    age_days: float,
+    state: JobState = JobState.DONE,
+    newest_age_days: float | None = None,
+) -> str:
+    """A job in ``state`` whose files were stored ``age_days`` ago (the last one ``newest_age_days`` ago)."""
     async with database.session() as session:
         job = await repo.create_job(session=session, user_id=USER, guild_id=GUILD, prompt=prompt)
-        await repo.update_job(session=session, job=job, state=JobState.DONE, progress=100)
-        for name in FILES:
+        await repo.update_job(
+            session=session, job=job, state=state, progress=100 if state.is_terminal else 50
+        )
+        for index, name in enumerate(FILES):
             key = f"jobs/{job.id}/{name}"
             info = await blobs.put(key, f"{prompt}:{name}".encode())
             asset = await repo.add_asset(
@@ -68,7 +78,8 @@ async def finished_job(database: Database, blobs: LocalBlobStore, prompt: str, *
                 owner_kind=AssetOwner.JOB.value,
                 owner_id=job.id,
             )
-            asset.created_at = utcnow() - timedelta(days=age_days)
+            last = index == len(FILES) - 1 and newest_age_days is not None
+            asset.created_at = utcnow() - timedelta(days=newest_age_days if last else age_days)
         await session.commit()
         return job.id
 
@@ -106,6 +117,43 @@ async def test_old_files_are_deleted_and_new_ones_kept(
 
     result = await service.result(old)
     assert result.assets == [] and result.job.id == old
+
+
+async def test_running_jobs_are_left_alone(
+    database: Database, blobs: LocalBlobStore, service: GenerationService
+) -> None:
+    # Resumed after a downtime longer than the retention time: its partial files are old but still needed.
+    running = await finished_job(database, blobs, "a resumed fox", age_days=40, state=JobState.DOWNLOADING)
+    keys = await job_files(database, running)
+
+    assert await service.purge_expired_files() == []
+
+    assert await job_files(database, running) == keys
+    assert all([await blobs.exists(key) for key in keys])
+    job = await service.get_job(running)
+    assert job is not None and files_expired_note(job) is None
+
+    # Once it finishes, its files age like any other job's.
+    async with database.session() as session:
+        row = await repo.get_job(session=session, job_id=running)
+        assert row is not None
+        await repo.update_job(session=session, job=row, state=JobState.FAILED)
+        await session.commit()
+    assert await service.purge_expired_files() == [running]
+
+
+async def test_a_job_is_aged_by_its_newest_file(
+    database: Database, blobs: LocalBlobStore, service: GenerationService
+) -> None:
+    job_id = await finished_job(database, blobs, "a refined fox", age_days=40, newest_age_days=2)
+    keys = await job_files(database, job_id)
+
+    assert await service.purge_expired_files() == []
+
+    assert await job_files(database, job_id) == keys
+    assert all([await blobs.exists(key) for key in keys])
+    assert await service.purge_expired_files(now=utcnow() + timedelta(days=29)) == [job_id]
+    assert await job_files(database, job_id) == []
 
 
 async def test_history_says_the_files_expired(

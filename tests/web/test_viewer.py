@@ -24,6 +24,7 @@ from bot.runtime import Runtime
 from bot.services.generation import GenerationOptions, GenerationRequest
 from bot.web.app import WebServer
 from bot.web.generation import viewer_assets_installed
+from storage.blobs import LocalBlobStore
 from storage.models import utcnow
 from tests.conftest import make_settings
 from tests.fakes.meshy_server import FakeMeshy, FakeMeshyConfig
@@ -54,6 +55,20 @@ def chromium() -> str:
     if os.environ.get("LUMI_REQUIRE_BROWSER") == "1":
         pytest.fail(f"LUMI_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+class DeletesFailOnce(LocalBlobStore):
+    """The real blob store, except that the first deletion fails as a full or read-only disk would."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.failed: list[str] = []
+
+    async def delete(self, key: str) -> bool:
+        if not self.failed:
+            self.failed.append(key)
+            raise OSError(f"cannot delete {key}")
+        return await super().delete(key)
 
 
 class Site:
@@ -154,6 +169,35 @@ async def test_expired_files_answer_410_and_the_viewer_says_so(site: Site) -> No
         async with http.get(f"{site.server.url}/view/{job_id}") as response:
             assert response.status == 200
             assert 'id="files-expired"' in await response.text()
+
+
+async def test_a_blob_whose_deletion_failed_answers_410_and_goes_next_round(site: Site) -> None:
+    job_id = await site.finished_job()
+    generation = site.runtime.generation
+    blobs = DeletesFailOnce(site.runtime.blobs.root)
+    generation.file_retention.blobs = blobs
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{site.server.url}/jobs/{job_id}") as response:
+            glb_url = (await response.json())["glb_url"]
+        later = utcnow() + timedelta(days=31)
+
+        # The job is marked expired, but one blob could not be deleted: its row stays for the next round.
+        assert await generation.purge_expired_files(now=later) == []
+        [stuck] = blobs.failed
+        assert await blobs.exists(stuck)
+        async with http.get(f"{site.server.url}/files/{site.runtime.links.sign(stuck)}") as response:
+            assert response.status == 410
+            assert "expired after 30 days" in await response.text()
+        async with http.get(f"{site.server.url}/jobs/{job_id}") as response:
+            body = await response.json()
+        assert body["assets"] == [] and body["glb_url"] is None and "expired" in body["files_expired"]
+
+        assert await generation.purge_expired_files(now=later) == [job_id]
+        assert not await blobs.exists(stuck)
+        assert (await generation.result(job_id)).assets == []
+        assert await generation.purge_expired_files(now=later) == []
+        async with http.get(glb_url) as response:
+            assert response.status == 410
 
 
 async def _run_browser(*args: str, profile: Path) -> bytes:
