@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from bot.services.generation_assets import job_of_key
 from bot.services.generation_events import JobEvents, Listener
@@ -32,6 +32,7 @@ from bot.services.generation_models import (
     GenerationRequest,
     JobAsset,
     JobNotFound,
+    JobOrigin,
     JobResult,
     ModeratorAlert,
     PromptRejected,
@@ -70,6 +71,7 @@ __all__ = [
     "GenerationService",
     "JobAsset",
     "JobNotFound",
+    "JobOrigin",
     "JobResult",
     "ModeratorAlert",
     "PromptRejected",
@@ -198,48 +200,20 @@ class GenerationService:
         job_id: str,
         *,
         user_id: int,
-        guild_id: int | None = None,
-        channel_id: int | None = None,
-        interaction_token: str | None = None,
-        application_id: int | None = None,
-        message_id: int | None = None,
-        enforce_quotas: bool = True,
+        **origin: Unpack[JobOrigin],
     ) -> GenerationJob:
         """A new job that textures ``job_id``'s finished shape (its Meshy preview), skipping the preview."""
-        return await self.submission.refine(
-            job_id,
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            interaction_token=interaction_token,
-            application_id=application_id,
-            message_id=message_id,
-            enforce_quotas=enforce_quotas,
-        )
+        return await self.submission.refine(job_id, user_id=user_id, **origin)
 
     async def regenerate(
         self,
         job_id: str,
         *,
         user_id: int,
-        guild_id: int | None = None,
-        channel_id: int | None = None,
-        interaction_token: str | None = None,
-        application_id: int | None = None,
-        message_id: int | None = None,
-        enforce_quotas: bool = True,
+        **origin: Unpack[JobOrigin],
     ) -> GenerationJob:
         """A new job with the same prompt, enhanced prompt and options: a new shape from Meshy."""
-        return await self.submission.regenerate(
-            job_id,
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            interaction_token=interaction_token,
-            application_id=application_id,
-            message_id=message_id,
-            enforce_quotas=enforce_quotas,
-        )
+        return await self.submission.regenerate(job_id, user_id=user_id, **origin)
 
     async def set_message(
         self, job_id: str, *, message_id: int | None = None, channel_message_id: int | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from bot.errors import UserFacingError
 from bot.services.generation_progress import JobSnapshot
@@ -75,6 +75,17 @@ class GenerationRequest:
     message_id: int | None = None
     # Jobs from the command line or a benchmark skip quotas.
     enforce_quotas: bool = True
+
+
+class JobOrigin(TypedDict, total=False):
+    """Where a job is asked for from: the `GenerationRequest` fields besides user, prompt and options."""
+
+    guild_id: int | None
+    channel_id: int | None
+    interaction_token: str | None
+    application_id: int | None
+    message_id: int | None
+    enforce_quotas: bool
 
 
 @dataclass(frozen=True)

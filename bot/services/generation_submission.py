@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from bot.errors import UserFacingError
 from bot.services.generation_models import (
     GenerationConfig,
     GenerationOptions,
     GenerationRequest,
+    JobOrigin,
     ModeratorAlert,
     PromptRejected,
     QuotaExceeded,
@@ -152,12 +153,7 @@ class JobSubmission:
         job_id: str,
         *,
         user_id: int,
-        guild_id: int | None = None,
-        channel_id: int | None = None,
-        interaction_token: str | None = None,
-        application_id: int | None = None,
-        message_id: int | None = None,
-        enforce_quotas: bool = True,
+        **origin: Unpack[JobOrigin],
     ) -> GenerationJob:
         """A new job that textures ``job_id``'s finished shape (its Meshy preview), skipping the preview."""
         parent = await self._finished_parent(job_id)
@@ -174,12 +170,7 @@ class JobSubmission:
                 polycount=options.polycount,
                 formats=options.formats,
             ),
-            guild_id=guild_id,
-            channel_id=channel_id,
-            interaction_token=interaction_token,
-            application_id=application_id,
-            message_id=message_id,
-            enforce_quotas=enforce_quotas,
+            **origin,
         )
         return await self._child(parent, request, preview_task_id=parent.preview_task_id)
 
@@ -188,12 +179,7 @@ class JobSubmission:
         job_id: str,
         *,
         user_id: int,
-        guild_id: int | None = None,
-        channel_id: int | None = None,
-        interaction_token: str | None = None,
-        application_id: int | None = None,
-        message_id: int | None = None,
-        enforce_quotas: bool = True,
+        **origin: Unpack[JobOrigin],
     ) -> GenerationJob:
         """A new job with the same prompt, enhanced prompt and options: a new shape from Meshy."""
         parent = await require_job(self.database, job_id)
@@ -201,12 +187,7 @@ class JobSubmission:
             user_id=user_id,
             prompt=parent.prompt,
             options=GenerationOptions.from_json(parent.options),
-            guild_id=guild_id,
-            channel_id=channel_id,
-            interaction_token=interaction_token,
-            application_id=application_id,
-            message_id=message_id,
-            enforce_quotas=enforce_quotas,
+            **origin,
         )
         return await self._child(parent, request, preview_task_id=None)
 
