@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +16,6 @@ import pytest
 from PIL import Image
 
 from bot.errors import UserFacingError
-from bot.services.image_fetch import FetchedImage
 from bot.services.moderation import CaseChoice, ModerationService, PostContext, allowed_choices
 from bot.services.moderation_checker import CheckStatus, ImageChecker
 from bot.services.moderation_extra import OpenAIImageDetector
@@ -31,11 +28,11 @@ from inference.remote.moderation_api import OpenAIModerationClient
 from inference.runners.nudenet import NudeNetRunner
 from inference.runners.open_nsfw import OpenNsfwRunner
 from storage import repo
-from storage.blobs import LocalBlobStore
 from storage.db import Database
 from storage.models import ANONYMOUS_USER_ID, CaseAction, CaseStatus, utcnow
 from tests.fakes import images as corpus
 from tests.fakes.openai_server import FakeOpenAI
+from tests.services.moderation_parts import fetched, moderation
 
 GUILD = 111_111_111_111_111_111
 CHANNEL = 222_222_222_222_222_222
@@ -59,23 +56,6 @@ def reencoded(data: bytes, *, scale: float = 0.8) -> bytes:
 
 def post(message_id: int = 1, author_id: int = AUTHOR) -> PostContext:
     return PostContext(guild_id=GUILD, channel_id=CHANNEL, message_id=message_id, author_id=author_id)
-
-
-def fetched(name: str, data: bytes) -> FetchedImage:
-    return FetchedImage(url=f"https://cdn.discordapp.com/attachments/1/2/{name}", filename=name, data=data)
-
-
-@asynccontextmanager
-async def moderation(db: Database, root: Path) -> AsyncIterator[ModerationService]:
-    registry = ModelRegistry(device="cpu")
-    service = ModerationService(
-        database=db, blobs=LocalBlobStore(root / "blobs"), checker=ImageChecker(registry)
-    )
-    try:
-        yield service
-    finally:
-        await service.close()
-        await registry.close()
 
 
 async def test_package_photos_come_out_safe(sqlite_database: Database, tmp_path: Path) -> None:

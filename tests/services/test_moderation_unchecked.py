@@ -6,27 +6,23 @@ image too large to download is one the fetcher refused from its declared size, b
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from bot.services.image_fetch import FetchedImage, FetchError, ImageFetcher
+from bot.services.image_fetch import FetchError, ImageFetcher
 from bot.services.moderation import (
     CaseChoice,
-    ModerationService,
     PostContext,
     RefusedDownload,
     allowed_choices,
     refused_downloads,
 )
-from bot.services.moderation_checker import CheckStatus, ImageChecker
-from inference.registry import ModelRegistry
-from storage.blobs import LocalBlobStore
+from bot.services.moderation_checker import CheckStatus
 from storage.db import Database
 from storage.models import CaseAction, CaseStatus
 from tests.fakes import images as corpus
+from tests.services.moderation_parts import fetched, moderation
 
 GUILD = 555_555_555_555_555_555
 CHANNEL = 666_666_666_666_666_666
@@ -39,23 +35,6 @@ TOO_LARGE_TO_DOWNLOAD = "image too large for Lumi to download (`poster.png`, 38.
 
 def post(message_id: int = 1) -> PostContext:
     return PostContext(guild_id=GUILD, channel_id=CHANNEL, message_id=message_id, author_id=AUTHOR)
-
-
-def fetched(name: str, data: bytes) -> FetchedImage:
-    return FetchedImage(url=f"https://cdn.discordapp.com/attachments/1/2/{name}", filename=name, data=data)
-
-
-@asynccontextmanager
-async def moderation(db: Database, root: Path) -> AsyncIterator[ModerationService]:
-    registry = ModelRegistry(device="cpu")
-    service = ModerationService(
-        database=db, blobs=LocalBlobStore(root / "blobs"), checker=ImageChecker(registry)
-    )
-    try:
-        yield service
-    finally:
-        await service.close()
-        await registry.close()
 
 
 async def test_image_too_large_to_check_is_alerted_by_default(database: Database, tmp_path: Path) -> None:
