@@ -176,6 +176,12 @@ class JobRunner:
         )
         return job
 
+    async def _reach(self, job: GenerationJob, state: JobState, *, textured: bool) -> GenerationJob:
+        """Enter ``state``, unless the job (resumed after a restart) is there or past it already."""
+        if _STAGE_ORDER[job.state] < _STAGE_ORDER[state]:
+            return await self._enter(job.id, state, textured=textured)
+        return job
+
     def _creator(self) -> TaskCreator:
         require_meshy(self.meshy)
         assert self._tasks_creator is not None
@@ -200,24 +206,21 @@ class JobRunner:
 
         final: MeshyTask | None = None
         if job.refine_task_id is None and not job.options.get("preview_from_parent"):
-            if _STAGE_ORDER[job.state] < _STAGE_ORDER[JobState.PREVIEW]:
-                job = await self._enter(job_id, JobState.PREVIEW, textured=textured)
+            job = await self._reach(job, JobState.PREVIEW, textured=textured)
             if job.preview_task_id is None:
                 job = await self._creator().create(job, "preview")
             assert job.preview_task_id is not None
             final = await self._follow(job_id, job.preview_task_id, JobState.PREVIEW, textured=textured)
 
         if textured:
-            if _STAGE_ORDER[job.state] < _STAGE_ORDER[JobState.REFINING]:
-                job = await self._enter(job_id, JobState.REFINING, textured=textured)
+            job = await self._reach(job, JobState.REFINING, textured=textured)
             if job.refine_task_id is None:
                 job = await self._creator().create(job, "refine")
             assert job.refine_task_id is not None
             final = await self._follow(job_id, job.refine_task_id, JobState.REFINING, textured=textured)
 
         assert final is not None
-        if _STAGE_ORDER[job.state] < _STAGE_ORDER[JobState.DOWNLOADING]:
-            job = await self._enter(job_id, JobState.DOWNLOADING, textured=textured)
+        job = await self._reach(job, JobState.DOWNLOADING, textured=textured)
         await self._download(job, final, textured=textured)
         job = await self.save(job_id, state=JobState.DONE, progress=100, stage_detail="")
         self.events.publish(snapshot_from_row(job))
