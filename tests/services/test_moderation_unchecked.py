@@ -32,6 +32,17 @@ TOO_LARGE_REASON = "image too large for Lumi to check (10000×5000 px); please l
 MB = 1024 * 1024
 TOO_LARGE_TO_DOWNLOAD = "image too large for Lumi to download (`poster.png`, 38.2 MB, limit 25 MB)"
 
+# A review threshold of 0 flags any image as sexual_explicit: the harmless cat photo stands in for one.
+FLAG_EVERY_IMAGE = {"categories": {"sexual_explicit": {"review": 0}}}
+
+
+@pytest.fixture
+def cat_photo() -> bytes:
+    photo = corpus.photo_bytes("chelsea")
+    if photo is None:
+        pytest.skip("the package that ships the chelsea photo is not installed")
+    return photo
+
 
 def post(message_id: int = 1) -> PostContext:
     return PostContext(guild_id=GUILD, channel_id=CHANNEL, message_id=message_id, author_id=AUTHOR)
@@ -89,15 +100,12 @@ async def test_corrupt_files_alone_raise_no_case(sqlite_database: Database, tmp_
         assert await service.list_cases(GUILD) == []
 
 
-async def test_a_flagged_image_takes_precedence(sqlite_database: Database, tmp_path: Path) -> None:
-    photo = corpus.photo_bytes("chelsea")
-    if photo is None:
-        pytest.skip("the package that ships the chelsea photo is not installed")
+async def test_a_flagged_image_takes_precedence(
+    sqlite_database: Database, tmp_path: Path, cat_photo: bytes
+) -> None:
     async with moderation(sqlite_database, tmp_path) as service:
-        config = await service.configure(
-            GUILD, policy_changes={"categories": {"sexual_explicit": {"review": 0}}}
-        )
-        cat = fetched("cat.png", photo)
+        config = await service.configure(GUILD, policy_changes=FLAG_EVERY_IMAGE)
+        cat = fetched("cat.png", cat_photo)
         outcome = await service.moderate_post(post(), [fetched("huge.png", HUGE_PNG), cat], config=config)
         assert outcome is not None and outcome.flagged_image is cat
         assert outcome.case.reason.startswith("sexual_explicit")
@@ -174,16 +182,11 @@ async def test_too_large_to_decode_and_to_download_in_one_post_give_one_case(
 
 
 async def test_a_flagged_image_takes_precedence_over_one_too_large_to_download(
-    sqlite_database: Database, tmp_path: Path
+    sqlite_database: Database, tmp_path: Path, cat_photo: bytes
 ) -> None:
-    photo = corpus.photo_bytes("chelsea")
-    if photo is None:
-        pytest.skip("the package that ships the chelsea photo is not installed")
     async with moderation(sqlite_database, tmp_path) as service:
-        config = await service.configure(
-            GUILD, policy_changes={"categories": {"sexual_explicit": {"review": 0}}}
-        )
-        cat = fetched("cat.png", photo)
+        config = await service.configure(GUILD, policy_changes=FLAG_EVERY_IMAGE)
+        cat = fetched("cat.png", cat_photo)
         outcome = await service.moderate_post(post(), [cat], config=config, refused=await refused_poster())
         assert outcome is not None and outcome.flagged_image is cat
         assert outcome.case.reason.startswith("sexual_explicit")
