@@ -24,9 +24,9 @@ def measure_ranges(
     commenter: LocalCommenter, label_lists: Sequence[Sequence[str]]
 ) -> dict[str, tuple[float, float]]:
     """Input range of each per-token linear layer while `commenter` (float32) decodes `label_lists`."""
+    model = commenter.model  # loads it first: the precision in use is known only after loading
     if commenter.precision != "float32":
         raise ValueError("ranges must be measured on the float32 model")
-    model = commenter.model
     ranges: dict[str, tuple[float, float]] = {}
 
     def recorder(name: str):  # type: ignore[no-untyped-def]

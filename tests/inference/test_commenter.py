@@ -288,6 +288,11 @@ def test_default_model_decodes_in_int8_close_to_float32(default_commenter) -> No
         name for name, module in default_commenter.model.named_modules() if isinstance(module, Int8Linear)
     ]
     assert swapped and all(name.startswith(("decoder.", "lm_head")) for name in swapped)
+    # Ranges are measured in float32 only; an int8 model, even one not loaded yet, is refused.
+    from inference.commenter.calibration import measure_ranges
+
+    with pytest.raises(ValueError, match="float32"):
+        measure_ranges(LocalCommenter(DEFAULT_MODEL_DIR, device="cpu"), [["기쁨"]])
     reference = LocalCommenter(DEFAULT_MODEL_DIR, device="cpu", precision="float32")
     assert reference.model is not default_commenter.model and reference.precision == "float32"
     int8 = default_commenter.generate(OBJECT_LABEL_LISTS, num_candidates=1)
