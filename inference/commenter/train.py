@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 import random
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ from inference.commenter.data import CommentPair, file_sha256, load_pairs, promp
 from inference.commenter.decoding import DecodeSettings
 from inference.commenter.evaluation import CommentScores, score_comments
 from inference.commenter.generate import METADATA_FILE, LocalCommenter
-from inference.commenter.int8 import RANGES_FILE
 from inference.commenter.model import (
     WEIGHTS_FILE,
     ModelShape,
@@ -37,10 +35,9 @@ from inference.commenter.model import (
     parameter_count,
     save_model,
 )
+from inference.commenter.model_card import SPLIT_FILE, write_card
 from inference.commenter.tokenizer import CommentTokenizer
 
-SPLIT_FILE = "split.json"
-CARD_FILE = "MODEL_CARD.md"
 IGNORE_INDEX = -100
 
 
@@ -193,58 +190,6 @@ def _write_metadata(out_dir: Path, config: TrainConfig, tokenizer: CommentTokeni
     (out_dir / METADATA_FILE).write_text(
         json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
-
-
-def _invocation() -> str:
-    """How this process was started, as a user would type it."""
-    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
-    arguments = " ".join(sys.argv[1:])
-    if program == "train.py":
-        return f"python -m inference.commenter.train {arguments}"
-    return f"{program} {arguments}".strip() or "train_commenter(config)"
-
-
-def _write_card(out_dir: Path, config: TrainConfig, report: TrainReport, data_sha: str) -> None:
-    def scores(label: str, value: CommentScores | None) -> str:
-        if value is None:
-            return f"- {label}: not measured\n"
-        bleu = " / ".join(f"{value.bleu[name]:.4f}" for name in ("bleu1", "bleu2", "bleu3", "bleu4"))
-        return (
-            f"- {label}: char BLEU-1/2/3/4 {bleu}; "
-            f"names ≥1 object in {value.any_object_rate:.1%} of comments; "
-            f"object recall {value.object_recall:.1%}; length ratio {value.length_ratio:.3f} "
-            f"({value.count} dev pairs)\n"
-        )
-
-    card = (
-        "# Lumi commenter model card\n\n"
-        "A T5-architecture encoder-decoder trained from scratch (no pretrained weights) to turn a list of "
-        "Korean labels (emotions and object names) into a short SNS-style comment with emojis.\n\n"
-        "## How it was produced\n"
-        f"- Command: `{_invocation()}`\n"
-        f"- Data: `{config.data_path.name}` (sha256 `{data_sha[:16]}…`), {report.train_pairs} train pairs, "
-        f"{report.dev_pairs} dev pairs; the dev split is by a hash of each pair's content "
-        f"(fraction {config.dev_fraction}); the dev pair ids are in `{SPLIT_FILE}`.\n"
-        f"- Tokenizer: BPE ({config.vocab_size} tokens) trained by `tokenizers` on the train split only.\n"
-        f"- Model: {report.parameters:,} parameters; weights stored as float16 in `{WEIGHTS_FILE}` "
-        f"({report.weights_bytes / 1e6:.1f} MB).\n"
-        f"- Training: {report.epochs:.1f} epochs, {report.steps} steps of {config.batch_size} pairs, "
-        f"AdamW lr {config.learning_rate} with {config.warmup_steps} warm-up steps and cosine decay, "
-        f"label smoothing {config.label_smoothing}; saved weights average the last {config.average_last} "
-        f"epoch ends; autocast: {report.autocast}; {report.seconds / 60:.1f} minutes on "
-        f"{config.threads or 'all'} CPU thread(s).\n"
-        f"- Int8 decoding: activation ranges measured on training label lists in `{RANGES_FILE}`.\n\n"
-        "## Dev scores (CPU decoding in int8, the default)\n"
-        + scores("greedy decoding", report.dev_greedy)
-        + scores(
-            f"default decoding ({config.decode.num_candidates} candidates, MBR + object bonus)",
-            report.dev_default,
-        )
-        + "\n## Full configuration\n```json\n"
-        + json.dumps(dataclasses.asdict(config), indent=2, ensure_ascii=False, default=str)
-        + "\n```\n"
-    )
-    (out_dir / CARD_FILE).write_text(card, encoding="utf-8")
 
 
 def train_commenter(config: TrainConfig, progress: Callable[[str], None] | None = None) -> TrainReport:
@@ -415,7 +360,7 @@ def _train(config: TrainConfig, say: Callable[[str], None]) -> TrainReport:
         report.dev_default = evaluate_dir(out_dir, split.dev, num_candidates=None)
         greedy_bleu4, default_bleu4 = report.dev_greedy.bleu["bleu4"], report.dev_default.bleu["bleu4"]
         say(f"dev BLEU-4 greedy {greedy_bleu4:.4f}, default {default_bleu4:.4f}")
-    _write_card(out_dir, config, report, file_sha256(config.data_path))
+    write_card(out_dir, config, report, file_sha256(config.data_path))
     return report
 
 
