@@ -30,7 +30,7 @@ from bot.services.generation_progress import JobSnapshot
 from bot.services.prompt_check import PromptChecker
 from bot.services.prompt_enhancer import KeywordEnhancer, PromptEnhancer
 from inference.remote.meshy import MeshyClient
-from storage import repo
+from storage import repo_assets
 from storage.blobs import LocalBlobStore
 from storage.db import Database, default_sqlite_url
 from storage.models import JobState
@@ -104,7 +104,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             finals = await asyncio.gather(*(service.wait(job.id) for job in jobs))
             wall = time.monotonic() - started
             async with database.session() as session:
-                stored = [len(await repo.list_job_assets(session=session, job_id=job.id)) for job in jobs]
+                stored = [
+                    len(await repo_assets.list_job_assets(session=session, job_id=job.id)) for job in jobs
+                ]
             states = Counter(job.state.value for job in finals)
             durations = [
                 (job.finished_at - job.created_at).total_seconds()

@@ -55,7 +55,7 @@ class Database:
     db = Database(url)
     await db.upgrade()
     async with db.session() as session:
-        case = await repo.create_case(session=session, ...)
+        case = await repo_cases.create_case(session=session, ...)
         await session.commit()
     await db.close()
     ```

@@ -16,7 +16,7 @@ from bot.cli.sync import publish_commands
 from bot.client import EXTENSIONS, LumiBot
 from bot.errors import UserFacingError
 from bot.runtime import Runtime
-from storage import repo
+from storage import repo_jobs
 from tests.conftest import make_settings
 from tests.fakes.discord_payloads import JsonDict
 from tests.fakes.discord_server import FakeDiscord, redirect_discord_py
@@ -128,7 +128,7 @@ async def test_sync_leaves_the_work_of_a_serving_lumi_alone(tmp_path: Path, serv
     runtime = await Runtime.open(make_settings(tmp_path))
     try:
         async with runtime.database.session() as session:
-            await repo.create_job(
+            await repo_jobs.create_job(
                 session=session, user_id=1, guild_id=server.guild.id, prompt="a brass lantern"
             )
             await session.commit()

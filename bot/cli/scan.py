@@ -29,8 +29,9 @@ from bot.services.classifiers import (
     classifier_catalog,
 )
 from bot.services.moderation_checker import ExtraDetector, ImageChecker, Verdict
-from bot.services.moderation_policy import DEFAULT_POLICY, Policy, PolicyError, parse_policy
-from inference.images import ImageLimits
+from bot.services.moderation_policy import DEFAULT_POLICY, Policy
+from bot.services.moderation_policy_json import PolicyError, parse_policy
+from inference.image_limits import ImageLimits
 from inference.registry import ModelRegistry
 from inference.threads import apply_thread_policy
 

@@ -38,7 +38,8 @@ from typing import Any, Final
 from PIL import Image
 
 from bot.errors import UserFacingError
-from bot.services.moderation_policy import CATEGORIES, Action, CategoryRule, category_scores
+from bot.services.moderation_decisions import category_scores
+from bot.services.moderation_policy import CATEGORIES, Action, CategoryRule
 from inference.classifier_metadata import (
     METADATA_FILE,
     ClassifierMetadata,

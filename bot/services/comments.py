@@ -35,7 +35,8 @@ from bot.services.comment_backends import (
 from bot.services.comment_gate import VERDICT_WAIT_S, ModerationGate, ScreenContext
 from bot.services.image_fetch import ImageFetcher
 from bot.services.moderation import ModerationService
-from inference.images import ImageLimits, ImageRejected, decode_image_async
+from inference.image_limits import ImageLimits, ImageRejected
+from inference.images import decode_image_async
 from inference.labels import LANGUAGES, Label, Language, label_from_text
 from inference.perception import (
     Perceiver,
@@ -48,7 +49,7 @@ from inference.registry import ModelRegistry
 from inference.remote.chat import ChatClient
 from inference.runners.commenter import register_commenter
 from inference.runners.faces import FaceDetector
-from storage import repo
+from storage import repo_comments, repo_guilds
 from storage.db import Database
 from storage.models import GuildSettings
 
@@ -193,7 +194,7 @@ class CommentService:
         if cached is not None:
             return cached
         async with self._db().session() as session:
-            row = await repo.get_guild_settings(session=session, guild_id=guild_id)
+            row = await repo_guilds.get_guild_settings(session=session, guild_id=guild_id)
             await session.commit()
         config = _config_from_row(row)
         self._configs[guild_id] = config
@@ -224,7 +225,7 @@ class CommentService:
                 raise UserFacingError(f"The cooldown must be between 0 and {MAX_COOLDOWN_S} seconds.")
             changes["comment_cooldown_s"] = cooldown_s
         async with self._db().session() as session:
-            row = await repo.get_guild_settings(session=session, guild_id=guild_id)
+            row = await repo_guilds.get_guild_settings(session=session, guild_id=guild_id)
             removed = set(disable_channels)
             channels = [channel for channel in row.comment_channel_ids if channel not in removed]
             for channel in enable_channels:
@@ -233,7 +234,7 @@ class CommentService:
             if channels != list(row.comment_channel_ids):
                 changes["comment_channel_ids"] = channels
             if changes:
-                row = await repo.update_guild_settings(session=session, guild_id=guild_id, **changes)
+                row = await repo_guilds.update_guild_settings(session=session, guild_id=guild_id, **changes)
             await session.commit()
         config = _config_from_row(row)
         self._configs[guild_id] = config
@@ -293,7 +294,7 @@ class CommentService:
         """Store a posted comment. The channel's cooldown runs from now: writing it may have taken long."""
         self._last_comment[post.channel_id] = time.monotonic()
         async with self._db().session() as session:
-            await repo.add_comment_record(
+            await repo_comments.add_comment_record(
                 session=session,
                 guild_id=post.guild_id,
                 channel_id=post.channel_id,

@@ -54,7 +54,7 @@ from bot.services.generation_submission import JobSubmission
 from bot.services.prompt_check import PromptChecker, PromptVerdict
 from bot.services.prompt_enhancer import PromptEnhancer
 from inference.remote.meshy import MeshyClient
-from storage import repo
+from storage import repo_assets, repo_jobs
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import GenerationJob
@@ -155,10 +155,10 @@ class GenerationService:
 
     async def result(self, job_id: str) -> JobResult:
         async with self.database.session() as session:
-            job = await repo.get_job(session=session, job_id=job_id)
+            job = await repo_jobs.get_job(session=session, job_id=job_id)
             if job is None:
                 raise JobNotFound("That 3D job does not exist (it may have been deleted).")
-            rows = await repo.list_job_assets(session=session, job_id=job_id)
+            rows = await repo_assets.list_job_assets(session=session, job_id=job_id)
         if files_expired_note(job) is not None:
             rows = []  # blobs whose deletion failed wait for the next clean-up; they are not offered
         return JobResult(job, [asset_from_row(row) for row in rows])
@@ -176,7 +176,9 @@ class GenerationService:
         self, *, user_id: int, guild_id: int | None = None, limit: int = 10
     ) -> list[GenerationJob]:
         async with self.database.session() as session:
-            return await repo.list_user_jobs(session=session, user_id=user_id, guild_id=guild_id, limit=limit)
+            return await repo_jobs.list_user_jobs(
+                session=session, user_id=user_id, guild_id=guild_id, limit=limit
+            )
 
     # -- checks and new jobs ------------------------------------------------------------------------
 
@@ -226,9 +228,9 @@ class GenerationService:
             changes["channel_message_id"] = channel_message_id
         if changes:
             async with self.database.session() as session:
-                job = await repo.get_job(session=session, job_id=job_id)
+                job = await repo_jobs.get_job(session=session, job_id=job_id)
                 if job is not None:
-                    await repo.update_job(session=session, job=job, **changes)
+                    await repo_jobs.update_job(session=session, job=job, **changes)
                     await session.commit()
 
     # -- running ------------------------------------------------------------------------------------
@@ -238,7 +240,7 @@ class GenerationService:
         if self.meshy is None:
             return 0
         async with self.database.session() as session:
-            jobs = await repo.list_unfinished_jobs(session=session)
+            jobs = await repo_jobs.list_unfinished_jobs(session=session)
         started = 0
         for job in jobs:
             if not self.runner.is_running(job.id):

@@ -25,7 +25,7 @@ from inference.remote.meshy import (
     MeshyProtocolError,
     MeshyTask,
 )
-from storage import repo
+from storage import repo_assets
 from storage.blobs import BlobInfo, BlobStore
 from storage.db import Database
 from storage.models import AssetOwner, GenerationJob
@@ -165,7 +165,7 @@ class AssetSaver:
         A crash in between leaves blobs without rows, which the resumed job simply downloads again.
         """
         async with self.database.session() as session:
-            existing = {row.key for row in await repo.list_job_assets(session=session, job_id=job.id)}
+            existing = {row.key for row in await repo_assets.list_job_assets(session=session, job_id=job.id)}
         plan = download_plan(job, task)
         if not plan:
             raise MeshyProtocolError(f"Meshy task {task.id} succeeded without any file", status=None)
@@ -194,7 +194,7 @@ class AssetSaver:
             return
         async with self.database.session() as session:
             for filename, info in stored:
-                await repo.add_asset(
+                await repo_assets.add_asset(
                     session=session,
                     key=info.key,
                     content_type=info.content_type,

@@ -11,7 +11,7 @@ from bot.services.generation_models import JobNotFound, snapshot_from_row
 from bot.services.generation_rows import require_job, task_shared
 from bot.services.generation_runner import JobRunner
 from inference.remote.meshy import MeshyClient, MeshyError
-from storage import repo
+from storage import repo_assets, repo_jobs
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import GenerationJob, JobState
@@ -43,11 +43,11 @@ class JobRemoval:
             raise UserFacingError(f"That 3D job already ended ({job.state.value}).")
         await self.runner.stop(job_id)
         async with self.database.session() as session:
-            row = await repo.get_job(session=session, job_id=job_id)
+            row = await repo_jobs.get_job(session=session, job_id=job_id)
             if row is None:
                 raise JobNotFound("That 3D job does not exist any more.")
             if not row.state.is_terminal:
-                await repo.update_job(
+                await repo_jobs.update_job(
                     session=session, job=row, state=JobState.CANCELED, stage_detail="canceled"
                 )
             await session.commit()
@@ -63,11 +63,11 @@ class JobRemoval:
             raise UserFacingError("Only the person who made this 3D model (or a moderator) can delete it.")
         await self.runner.stop(job_id)
         async with self.database.session() as session:
-            rows = await repo.list_job_assets(session=session, job_id=job_id)
+            rows = await repo_assets.list_job_assets(session=session, job_id=job_id)
             keys = [row.key for row in rows]
             for key in keys:
-                await repo.delete_asset(session=session, key=key)
-            row = await repo.get_job(session=session, job_id=job_id)
+                await repo_assets.delete_asset(session=session, key=key)
+            row = await repo_jobs.get_job(session=session, job_id=job_id)
             if row is not None:
                 await session.delete(row)
             await session.commit()

@@ -16,7 +16,7 @@ import logging
 from datetime import datetime, timedelta
 
 from bot.services.periodic import PeriodicTask
-from storage import repo
+from storage import repo_assets, repo_jobs
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import GenerationJob, utcnow
@@ -93,19 +93,19 @@ class GeneratedFileRetention:
     async def _mark_batch(self, before: datetime, now: datetime) -> list[str]:
         """Mark a batch of jobs past the retention time as expired (once); returns their ids."""
         async with self.database.session() as session:
-            job_ids = await repo.jobs_with_files_before(session=session, before=before, limit=_BATCH)
+            job_ids = await repo_assets.jobs_with_files_before(session=session, before=before, limit=_BATCH)
             for job_id in job_ids:
-                job = await repo.get_job(session=session, job_id=job_id)
+                job = await repo_jobs.get_job(session=session, job_id=job_id)
                 if job is not None and FILES_EXPIRED_AT not in job.options:
                     marked = {FILES_EXPIRED_AT: now.isoformat(), FILES_KEPT_DAYS: self.keep_days}
-                    await repo.update_job(session=session, job=job, options={**job.options, **marked})
+                    await repo_jobs.update_job(session=session, job=job, options={**job.options, **marked})
             await session.commit()
         return job_ids
 
     async def _delete_files(self, job_id: str) -> bool:
         """Delete the job's blobs, each row after its blob; False when a blob is left for the next round."""
         async with self.database.session() as session:
-            keys = [asset.key for asset in await repo.list_job_assets(session=session, job_id=job_id)]
+            keys = [asset.key for asset in await repo_assets.list_job_assets(session=session, job_id=job_id)]
         deleted: list[str] = []
         for key in keys:
             try:
@@ -118,7 +118,7 @@ class GeneratedFileRetention:
         if deleted:
             async with self.database.session() as session:
                 for key in deleted:
-                    await repo.delete_asset(session=session, key=key)
+                    await repo_assets.delete_asset(session=session, key=key)
                 await session.commit()
         return len(deleted) == len(keys)
 

@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.generation_models import JobGone, JobNotFound
-from storage import repo
+from storage import repo_jobs
 from storage.db import Database
 from storage.models import TERMINAL_JOB_STATES, GenerationJob, JobState
 
@@ -23,7 +23,7 @@ async def get_job(database: Database, job_id: str) -> GenerationJob | None:
     if not _JOB_ID.fullmatch(job_id):
         return None
     async with database.session() as session:
-        return await repo.get_job(session=session, job_id=job_id)
+        return await repo_jobs.get_job(session=session, job_id=job_id)
 
 
 async def require_job(database: Database, job_id: str) -> GenerationJob:
@@ -36,10 +36,10 @@ async def require_job(database: Database, job_id: str) -> GenerationJob:
 async def write_job(database: Database, job_id: str, **changes: Any) -> GenerationJob:
     """Write changes to the row, refusing to touch a row that was canceled or deleted meanwhile."""
     async with database.session() as session:
-        job = await repo.get_job(session=session, job_id=job_id)
+        job = await repo_jobs.get_job(session=session, job_id=job_id)
         if job is None or job.state is JobState.CANCELED:
             raise JobGone(job_id)
-        await repo.update_job(session=session, job=job, **changes)
+        await repo_jobs.update_job(session=session, job=job, **changes)
         await session.commit()
     return job
 

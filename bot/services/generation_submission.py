@@ -24,7 +24,7 @@ from bot.services.generation_rows import count_active, require_job
 from bot.services.prompt_check import PromptChecker, PromptVerdict
 from bot.services.prompt_enhancer import STYLES
 from inference.remote.meshy import MeshyClient
-from storage import repo
+from storage import repo_guilds, repo_jobs
 from storage.db import Database
 from storage.models import GenerationJob, JobState
 
@@ -69,7 +69,7 @@ class JobSubmission:
             )
             log.info("blocked a 3D prompt from user %s in guild %s: %s", user_id, guild_id, reason)
             async with self.database.session() as session:
-                settings = await repo.get_guild_settings(session=session, guild_id=guild_id)
+                settings = await repo_guilds.get_guild_settings(session=session, guild_id=guild_id)
                 await session.commit()
             alert = ModeratorAlert(guild_id, channel_id, user_id, prompt, reason, settings.mod_channel_id)
         raise PromptRejected(verdict, alert)
@@ -81,7 +81,7 @@ class JobSubmission:
         async with self.database.session() as session:
             user_limit, guild_limit = config.daily_user_limit, config.daily_guild_limit
             if request.guild_id is not None:
-                settings = await repo.get_guild_settings(session=session, guild_id=request.guild_id)
+                settings = await repo_guilds.get_guild_settings(session=session, guild_id=request.guild_id)
                 await session.commit()
                 if settings.generation_daily_user_limit is not None:
                     user_limit = settings.generation_daily_user_limit
@@ -96,7 +96,7 @@ class JobSubmission:
             since = day_start()
             reset = int((since + timedelta(days=1)).timestamp())
             # Failed jobs cost nothing at Meshy, so they do not count against anyone.
-            used = await repo.count_jobs_since(
+            used = await repo_jobs.count_jobs_since(
                 session=session, since=since, user_id=request.user_id, exclude_states=[JobState.FAILED]
             )
             if used >= user_limit:
@@ -105,7 +105,7 @@ class JobSubmission:
                     f"The count resets <t:{reset}:R>."
                 )
             if request.guild_id is not None:
-                used = await repo.count_jobs_since(
+                used = await repo_jobs.count_jobs_since(
                     session=session, since=since, guild_id=request.guild_id, exclude_states=[JobState.FAILED]
                 )
                 if used >= guild_limit:
@@ -131,7 +131,7 @@ class JobSubmission:
             )
         await self.check_quotas(request)
         async with self.database.session() as session:
-            job = await repo.create_job(
+            job = await repo_jobs.create_job(
                 session=session,
                 user_id=request.user_id,
                 prompt=request.prompt.strip(),
@@ -142,7 +142,7 @@ class JobSubmission:
                 application_id=request.application_id,
             )
             if request.message_id is not None:
-                await repo.update_job(session=session, job=job, message_id=request.message_id)
+                await repo_jobs.update_job(session=session, job=job, message_id=request.message_id)
             await session.commit()
         log.info("3D job %s created for user %s: %r", job.id, request.user_id, job.prompt[:80])
         self._start(job)
@@ -200,7 +200,7 @@ class JobSubmission:
         if preview_task_id is not None:
             options["preview_from_parent"] = True
         async with self.database.session() as session:
-            job = await repo.create_job(
+            job = await repo_jobs.create_job(
                 session=session,
                 user_id=request.user_id,
                 prompt=request.prompt,
@@ -219,7 +219,7 @@ class JobSubmission:
             if preview_task_id is not None:
                 changes["preview_task_id"] = preview_task_id
             if changes:
-                await repo.update_job(session=session, job=job, **changes)
+                await repo_jobs.update_job(session=session, job=job, **changes)
             await session.commit()
         log.info("3D job %s created from %s for user %s", job.id, parent.id, request.user_id)
         self._start(job)

@@ -1,10 +1,17 @@
-"""Moderation cases as moderators see them: the button choices, which apply when, and why one is refused."""
+"""Moderation cases as moderators see them: the button choices, which apply when, and why one is refused.
+
+Also the look-up of a case that must still exist, shared by everything that changes one.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.errors import UserFacingError
+from storage import repo_cases
 from storage.models import CaseAction, CaseStatus, ModerationCase
 
 __all__ = [
@@ -13,6 +20,8 @@ __all__ = [
     "PendingDecision",
     "allowed_choices",
     "case_category",
+    "case_id_of",
+    "case_or_error",
     "refusal",
 ]
 
@@ -86,3 +95,16 @@ def refusal(case: ModerationCase, choice: CaseChoice, *, evidence_missing: bool 
             return f"{number}: the post was never removed, so there is nothing to restore."
         return f"{number}: the evidence is gone (expired or deleted), nothing to restore."
     return f"{number} cannot be {choice.value}ed now."
+
+
+def case_id_of(case: ModerationCase) -> int:
+    if case.id is None:  # pragma: no cover - every case read from the database has an id
+        raise RuntimeError("moderation case without an id")
+    return case.id
+
+
+async def case_or_error(session: AsyncSession, case_id: int) -> ModerationCase:
+    case = await repo_cases.get_case_by_id(session=session, case_id=case_id)
+    if case is None:
+        raise UserFacingError("That case no longer exists.")
+    return case

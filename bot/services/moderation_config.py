@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.services.moderation_policy import DEFAULT_POLICY, Policy, PolicyError, parse_policy
+from bot.services.moderation_policy import DEFAULT_POLICY, Policy
+from bot.services.moderation_policy_json import PolicyError, parse_policy
 from storage.models import GuildSettings
 
 __all__ = ["GuildModeration", "config_from_row", "edit_ids", "merge_policy"]

@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.image_fetch import FetchedImage
 from bot.services.moderation_cases import EvidenceFile
-from storage import repo
+from storage import repo_assets
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import AssetOwner, ModerationCase, StoredAsset, utcnow
@@ -50,7 +50,7 @@ class EvidenceStore:
             await self.delete_blobs(keys)
             raise
         for image, info in infos:
-            await repo.add_asset(
+            await repo_assets.add_asset(
                 session=session,
                 key=info.key,
                 content_type=info.content_type,
@@ -82,7 +82,7 @@ class EvidenceStore:
         if case.evidence_key is None:
             return None
         async with self.database.session() as session:
-            asset = await repo.get_asset(session=session, key=case.evidence_key)
+            asset = await repo_assets.get_asset(session=session, key=case.evidence_key)
         try:
             data = await self.blobs.read(case.evidence_key)
         except Exception:
@@ -97,7 +97,7 @@ class EvidenceStore:
         if case.evidence_key is not None:
             keys.add(case.evidence_key)
         for key in keys:
-            await repo.delete_asset(session=session, key=key)
+            await repo_assets.delete_asset(session=session, key=key)
         return sorted(keys)
 
     async def delete_blobs(self, keys: Iterable[str]) -> None:
@@ -109,7 +109,7 @@ class EvidenceStore:
 
 
 async def case_assets(session: AsyncSession, case_id: int) -> list[StoredAsset]:
-    # storage.repo lists assets of jobs only; cases own theirs the same way (owner kind "case").
+    # storage.repo_assets lists assets of jobs only; cases own theirs the same way (owner kind "case").
     statement = (
         select(StoredAsset)
         .where(StoredAsset.owner_kind == AssetOwner.CASE.value, StoredAsset.owner_id == str(case_id))

@@ -14,14 +14,8 @@ from typing import Final
 
 from bot.services.image_fetch import FetchedImage, FetchError, megabytes
 from bot.services.moderation_checker import CheckStatus, Verdict
-from bot.services.moderation_policy import (
-    Action,
-    Decision,
-    Level,
-    Policy,
-    too_large_to_check,
-    unchecked_decision,
-)
+from bot.services.moderation_decisions import Decision, Level, too_large_to_check, unchecked_decision
+from bot.services.moderation_policy import Action, Policy
 
 __all__ = ["RefusedDownload", "refused_downloads", "unchecked_case"]
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from bot.services.moderation import ModerationService, PurgedEvidence
+from bot.services.moderation import ModerationService
+from bot.services.moderation_privacy import PurgedEvidence
 from bot.services.periodic import PeriodicTask
 
 __all__ = ["EvidenceRetentionJob"]

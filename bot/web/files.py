@@ -12,7 +12,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bot.web.keys import RUNTIME
-from storage import repo
+from storage import repo_assets
 from storage.links import LinkExpired, LinkTampered
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     if info is None:
         raise web.HTTPNotFound(text="This file is no longer stored.")
     async with runtime.database.session() as session:
-        asset = await repo.get_asset(session=session, key=key)
+        asset = await repo_assets.get_asset(session=session, key=key)
     filename = asset.filename if asset is not None and asset.filename else key.rsplit("/", 1)[-1]
     content_type = asset.content_type if asset is not None and asset.content_type else info.content_type
 

@@ -14,14 +14,11 @@ from discord.ext import commands
 
 from bot.client import LumiBot
 from bot.errors import UserFacingError
-from bot.services.moderation import (
-    CaseChoice,
-    GuildModeration,
-    ModerationService,
-    PendingDecision,
-    PurgedEvidence,
-)
+from bot.services.moderation import ModerationService
+from bot.services.moderation_cases import CaseChoice, PendingDecision
 from bot.services.moderation_checker import Verdict
+from bot.services.moderation_config import GuildModeration
+from bot.services.moderation_privacy import PurgedEvidence
 from bot.services.retention import EvidenceRetentionJob
 from cogs.moderation import render
 from cogs.moderation.enforcement import Enforcer, fetch_images, image_file, image_sources

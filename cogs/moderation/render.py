@@ -12,8 +12,9 @@ from datetime import datetime
 import discord
 
 from bot.services.classifiers import RegisteredClassifier
-from bot.services.moderation import GuildModeration, allowed_choices, case_category
+from bot.services.moderation_cases import allowed_choices, case_category
 from bot.services.moderation_checker import CheckStatus, Verdict
+from bot.services.moderation_config import GuildModeration
 from bot.services.moderation_policy import CategoryRule, Policy, describe_policy
 from storage.models import ANONYMOUS_USER_ID, CaseAction, CaseStatus, ModerationCase
 

@@ -1,27 +1,14 @@
 """Meshy text-to-3D: the public surface (client, task shape, errors).
 
-The implementation lives in ``meshy_models`` (task dataclass, error hierarchy) and ``meshy_client``
-(HTTP, retries, SSE, polling fallback, downloads); import from here.
+The implementation lives in ``meshy_models`` (task dataclass, error hierarchy), ``meshy_protocol``
+(endpoints, argument checks, response decoding, status-to-error mapping), ``meshy_sse`` (progress
+stream parsing), ``meshy_transport`` (HTTP session, retries, downloads) and ``meshy_client`` (task
+creation, reads, SSE with polling fallback); import from here.
 """
 
 from __future__ import annotations
 
-from inference.remote.meshy_client import (
-    DEFAULT_BASE_URL,
-    KIND_ASSET,
-    KIND_BALANCE,
-    KIND_CREATE,
-    KIND_DELETE,
-    KIND_GET,
-    KIND_LIST,
-    KIND_STREAM,
-    MeshyClient,
-    ProgressCallback,
-    RetryPolicy,
-    SseEvent,
-    SseParser,
-    error_for_status,
-)
+from inference.remote.meshy_client import MeshyClient, ProgressCallback
 from inference.remote.meshy_models import (
     MAX_PROMPT_CHARS,
     MESHY_TEST_MODE_KEY,
@@ -45,6 +32,19 @@ from inference.remote.meshy_models import (
     MeshyTaskNotFound,
     MeshyTimeout,
 )
+from inference.remote.meshy_protocol import (
+    DEFAULT_BASE_URL,
+    KIND_ASSET,
+    KIND_BALANCE,
+    KIND_CREATE,
+    KIND_DELETE,
+    KIND_GET,
+    KIND_LIST,
+    KIND_STREAM,
+    error_for_status,
+)
+from inference.remote.meshy_sse import SseEvent, SseParser
+from inference.remote.meshy_transport import RetryPolicy
 
 __all__ = [
     "DEFAULT_BASE_URL",

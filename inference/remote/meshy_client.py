@@ -1,305 +1,65 @@
-"""Meshy text-to-3D HTTP client on aiohttp.
+"""Meshy text-to-3D API client: task creation, reads, and following a task to its end.
 
-Retry policy, and why it differs per call:
-- reads (GET, list, balance) and DELETE are retried on timeouts, broken connections, 429 rate limits
-  (honouring ``Retry-After``) and 5xx, a bounded number of times with jittered exponential backoff;
-- task creation is not idempotent on Meshy's side (no idempotency key), so it is retried only when the
-  request certainly did not create a task: the connection never opened, a 429 rate limit, or a 5xx
-  that Meshy's API itself answered with its JSON error body. A timeout or a proxy's HTML 502 after the
-  request was sent may hide a created task, so those surface to the caller instead;
-- 429 ``NoMoreConcurrentTasks``/``NoMorePendingTasks`` is never retried here: the account's queue is
-  full, and waiting for a slot is the job scheduler's decision, not a request-level retry.
+A task is followed over Meshy's SSE progress stream; when the stream breaks, stalls or is refused, the
+client falls back to polling. The HTTP session, retries and asset downloads live in ``MeshyTransport``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import inspect
-import json
 import logging
-import os
-import random
 import time
-from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
-from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 
 from inference.remote.meshy_models import (
     AI_MODELS,
     MAX_POLYCOUNT,
-    MAX_PROMPT_CHARS,
-    MESHY_TEST_MODE_KEY,
     MIN_POLYCOUNT,
     MODEL_TYPES,
     POSE_MODES,
-    QUEUE_FULL_MARKERS,
-    TARGET_FORMATS,
     TOPOLOGIES,
-    MeshyAssetUnavailable,
     MeshyAuthError,
     MeshyBadRequest,
-    MeshyConnectionError,
     MeshyDeadlineExceeded,
-    MeshyDownloadTooLarge,
     MeshyError,
-    MeshyForbidden,
     MeshyNoCredits,
     MeshyProtocolError,
-    MeshyQueueFull,
-    MeshyRateLimited,
-    MeshyServerError,
     MeshyStatus,
     MeshyStreamBroken,
     MeshyTask,
-    MeshyTaskNotFound,
-    MeshyTimeout,
 )
+from inference.remote.meshy_protocol import (
+    BALANCE_PATH,
+    KIND_BALANCE,
+    KIND_CREATE,
+    KIND_DELETE,
+    KIND_GET,
+    KIND_LIST,
+    KIND_STREAM,
+    TASKS_PATH,
+    check_choice,
+    check_formats,
+    check_prompt,
+    decode_json,
+    error_for_status,
+    error_text,
+    parse_retry_after,
+    result_id,
+    task_path,
+)
+from inference.remote.meshy_sse import SseParser, task_from_event
+from inference.remote.meshy_transport import MeshyTransport
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BASE_URL = "https://api.meshy.ai"
-TASKS_PATH = "/openapi/v2/text-to-3d"
-BALANCE_PATH = "/openapi/v1/balance"
-
-# Keys of ``MeshyClient.request_counts``: one per method and path shape, ids left out.
-KIND_CREATE = f"POST {TASKS_PATH}"
-KIND_GET = f"GET {TASKS_PATH}/{{id}}"
-KIND_LIST = f"GET {TASKS_PATH}"
-KIND_DELETE = f"DELETE {TASKS_PATH}/{{id}}"
-KIND_STREAM = f"GET {TASKS_PATH}/{{id}}/stream"
-KIND_BALANCE = f"GET {BALANCE_PATH}"
-KIND_ASSET = "GET asset"
 
 ProgressCallback = Callable[[MeshyTask], Awaitable[None] | None]
 
 
-# ------------------------------------------------------------------------------------------------ SSE
-
-
-@dataclass(frozen=True)
-class SseEvent:
-    event: str
-    data: str
-
-
-class SseParser:
-    """Incremental ``text/event-stream`` parser.
-
-    Keeps the parts of the WHATWG rules a JSON-event client needs: ``event:`` and ``data:`` fields,
-    multi-line data joined with newlines, ``:`` comment lines (keep-alives) ignored, a blank line ends
-    an event. Chunks may split lines anywhere, so bytes wait in a buffer until their newline arrives.
-    """
-
-    def __init__(self, *, max_line_bytes: int = 4 * 1024 * 1024) -> None:
-        self._buffer = bytearray()
-        self._event = ""
-        self._data: list[str] = []
-        self._max_line_bytes = max_line_bytes
-
-    def feed(self, chunk: bytes) -> list[SseEvent]:
-        self._buffer += chunk
-        events: list[SseEvent] = []
-        while (newline := self._buffer.find(b"\n")) >= 0:
-            line = bytes(self._buffer[:newline])
-            del self._buffer[: newline + 1]
-            event = self._take_line(line.removesuffix(b"\r").decode("utf-8", errors="replace"))
-            if event is not None:
-                events.append(event)
-        if len(self._buffer) > self._max_line_bytes:
-            raise MeshyProtocolError(f"an SSE line exceeded {self._max_line_bytes} bytes")
-        return events
-
-    def close(self) -> list[SseEvent]:
-        """Flush at end of stream.
-
-        The standard drops an event that lacks its closing blank line, but servers that close the
-        connection right after the last ``data:`` line exist, and that last event is usually the
-        terminal one, so it is kept.
-        """
-        events: list[SseEvent] = []
-        if self._buffer:
-            line = bytes(self._buffer).removesuffix(b"\r")
-            self._buffer.clear()
-            event = self._take_line(line.decode("utf-8", errors="replace"))
-            if event is not None:
-                events.append(event)
-        event = self._take_line("")
-        if event is not None:
-            events.append(event)
-        return events
-
-    def _take_line(self, line: str) -> SseEvent | None:
-        if not line:
-            if not self._data:
-                self._event = ""
-                return None
-            event = SseEvent(self._event or "message", "\n".join(self._data))
-            self._event = ""
-            self._data = []
-            return event
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "event":
-            self._event = value
-        elif name == "data":
-            self._data.append(value)
-        return None
-
-
-# -------------------------------------------------------------------------------------------- helpers
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounds for request-level retries.
-
-    Backoff is jittered so that many jobs hitting the same 5xx do not come back in lockstep.
-    """
-
-    max_retries: int = 3
-    backoff_initial: float = 0.5
-    backoff_max: float = 8.0
-    max_retry_after: float = 60.0
-
-    def backoff(self, attempt: int) -> float:
-        base = min(self.backoff_max, self.backoff_initial * (2.0**attempt))
-        return base * random.uniform(0.75, 1.0)
-
-
-def _redact_url(url: str) -> str:
-    """Signed asset URLs carry credentials in the query string; logs keep only scheme, host and path."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _error_text(body: bytes) -> tuple[str, bool]:
-    """The error message and whether the body was Meshy's own JSON error shape."""
-    text = body.decode("utf-8", errors="replace").strip()
-    try:
-        data = json.loads(text) if text else None
-    except ValueError:
-        return " ".join(text.split())[:300], False
-    if isinstance(data, Mapping):
-        for key in ("message", "error", "detail"):
-            value = data.get(key)
-            if isinstance(value, str) and value.strip():
-                return value.strip()[:500], True
-            if isinstance(value, Mapping) and isinstance(value.get("message"), str):
-                return str(value["message"]).strip()[:500], True
-        return text[:300], True
-    return text[:300], False
-
-
-def error_for_status(
-    status: int, message: str, *, context: str, retry_after: float | None = None
-) -> MeshyError:
-    """Map an HTTP status (or an SSE ``event: error`` status) to the matching ``MeshyError``."""
-    detail = f"Meshy {context} -> HTTP {status}: {message or '(no message)'}"
-    if status in (400, 422):
-        return MeshyBadRequest(detail, message=message or "invalid request", status=status)
-    if status == 401:
-        return MeshyAuthError(detail, status=status)
-    if status == 402:
-        return MeshyNoCredits(detail, status=status)
-    if status == 403:
-        return MeshyForbidden(detail, status=status)
-    if status == 404:
-        return MeshyTaskNotFound(detail, status=status)
-    if status == 429:
-        for marker in QUEUE_FULL_MARKERS:
-            if marker.lower() in message.lower():
-                return MeshyQueueFull(detail, reason=marker, status=status)
-        return MeshyRateLimited(detail, retry_after=retry_after, status=status)
-    if status >= 500:
-        return MeshyServerError(detail, status=status)
-    return MeshyError(detail, status=status)
-
-
-def _decode_json(body: bytes, *, context: str) -> object:
-    if not body.strip():
-        return None
-    try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise MeshyProtocolError(f"Meshy {context}: response is not JSON: {body[:200]!r}") from exc
-
-
-def _check_prompt(name: str, text: str, *, required: bool) -> None:
-    if required and not text.strip():
-        raise MeshyBadRequest(f"{name} is empty", message=f"the {name} is empty.", status=None)
-    if len(text) > MAX_PROMPT_CHARS:
-        raise MeshyBadRequest(
-            f"{name} has {len(text)} characters (limit {MAX_PROMPT_CHARS})",
-            message=f"the {name} has {len(text)} characters; Meshy takes at most {MAX_PROMPT_CHARS}.",
-            status=None,
-        )
-
-
-def _check_choice(name: str, value: str | None, allowed: frozenset[str]) -> None:
-    if value is not None and value not in allowed:
-        choices = ", ".join(sorted(repr(choice) for choice in allowed))
-        raise MeshyBadRequest(
-            f"{name}={value!r} not in {choices}", message=f"{name} must be one of {choices}.", status=None
-        )
-
-
-def _check_formats(formats: Sequence[str] | None) -> list[str] | None:
-    if formats is None:
-        return None
-    unknown = [fmt for fmt in formats if fmt not in TARGET_FORMATS]
-    if unknown or not formats:
-        allowed = ", ".join(sorted(TARGET_FORMATS))
-        raise MeshyBadRequest(
-            f"target_formats={list(formats)!r}",
-            message=f"target formats must be a non-empty list of: {allowed}.",
-            status=None,
-        )
-    return list(dict.fromkeys(formats))
-
-
-def _result_id(data: object, *, context: str) -> str:
-    if isinstance(data, Mapping):
-        result = data.get("result")
-        if isinstance(result, str) and result:
-            return result
-    raise MeshyProtocolError(f"Meshy {context}: no task id in response {str(data)[:200]}")
-
-
-def _task_path(task_id: str) -> str:
-    if not task_id or not task_id.strip():
-        raise MeshyBadRequest("empty task id", message="the task id is empty.", status=None)
-    return f"{TASKS_PATH}/{quote(task_id, safe='')}"
-
-
-# --------------------------------------------------------------------------------------------- client
-
-
-class MeshyClient:
+class MeshyClient(MeshyTransport):
     """Async client for Meshy's text-to-3D API.
 
     Pass ``session`` to share an aiohttp session (the caller then closes it); otherwise the client
@@ -307,145 +67,8 @@ class MeshyClient:
     holds one streaming connection for its whole life, so the own session allows ``max_connections``
     (aiohttp's default of 100 would make the 101st concurrent job wait for a free slot).
     ``request_counts`` counts every HTTP request sent, retries included, keyed by ``KIND_*``.
+    The constructor, session handling, retries and asset downloads come from ``MeshyTransport``.
     """
-
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        session: aiohttp.ClientSession | None = None,
-        timeout: float = 30.0,
-        stream_idle_timeout: float = 45.0,
-        download_timeout: float = 300.0,
-        retry: RetryPolicy | None = None,
-        user_agent: str = "lumi-bot (+meshy client)",
-        max_connections: int = 512,
-    ) -> None:
-        if not api_key:
-            raise ValueError("a Meshy API key is required (the test-mode key works for trials)")
-        self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
-        self._session = session
-        self._owns_session = session is None
-        self._timeout_s = timeout
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        # Meshy re-sends the task about every 10 s, so silence well beyond that means a dead stream.
-        self._stream_idle_timeout = stream_idle_timeout
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=timeout, sock_read=stream_idle_timeout
-        )
-        self._download_timeout = aiohttp.ClientTimeout(total=download_timeout, sock_read=timeout)
-        self.retry = retry or RetryPolicy()
-        self._user_agent = user_agent
-        self._max_connections = max_connections
-        self.request_counts: Counter[str] = Counter()
-
-    # -- lifecycle
-
-    @property
-    def is_test_mode(self) -> bool:
-        return self._api_key == MESHY_TEST_MODE_KEY
-
-    @property
-    def total_requests(self) -> int:
-        return sum(self.request_counts.values())
-
-    async def __aenter__(self) -> MeshyClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._owns_session and self._session is not None and not self._session.closed:
-            await self._session.close()
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or (self._owns_session and self._session.closed):
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._max_connections))
-            self._owns_session = True
-        return self._session
-
-    def _headers(self, accept: str = "application/json") -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {self._api_key}",
-            "Accept": accept,
-            "User-Agent": self._user_agent,
-        }
-
-    # -- one JSON request with retries
-
-    async def _request_json(
-        self,
-        method: str,
-        path: str,
-        *,
-        kind: str,
-        body: Mapping[str, object] | None = None,
-        params: Mapping[str, str] | None = None,
-        creates_task: bool = False,
-    ) -> object:
-        context = f"{method} {path}"
-        attempt = 0
-        while True:
-            self.request_counts[kind] += 1
-            error: MeshyError
-            retry_safe = True
-            try:
-                async with self._http().request(
-                    method,
-                    self.base_url + path,
-                    json=body,
-                    params=params,
-                    headers=self._headers(),
-                    timeout=self._timeout,
-                ) as response:
-                    payload = await response.read()
-                    if response.status < 300:
-                        return _decode_json(payload, context=context)
-                    message, from_api = _error_text(payload)
-                    error = error_for_status(
-                        response.status,
-                        message,
-                        context=context,
-                        retry_after=_parse_retry_after(response.headers.get("Retry-After")),
-                    )
-                    if creates_task and response.status >= 500 and not from_api:
-                        retry_safe = False
-            except aiohttp.ClientConnectorError as exc:
-                # The TCP/TLS connection never opened, so nothing reached Meshy: safe to resend.
-                error = MeshyConnectionError(f"Meshy {context}: cannot connect: {exc}")
-            except TimeoutError:
-                error = MeshyTimeout(f"Meshy {context}: no answer within {self._timeout_s:g} s")
-                retry_safe = not creates_task
-            except aiohttp.ClientError as exc:
-                error = MeshyConnectionError(f"Meshy {context}: {type(exc).__name__}: {exc}")
-                retry_safe = not creates_task
-            delay = self._retry_delay(error, attempt)
-            if not retry_safe or delay is None:
-                raise error
-            attempt += 1
-            log.warning("%s; retry %d/%d in %.2f s", error.detail, attempt, self.retry.max_retries, delay)
-            await asyncio.sleep(delay)
-
-    def _retry_delay(self, error: MeshyError, attempt: int) -> float | None:
-        if not error.retryable or isinstance(error, MeshyQueueFull):
-            return None
-        if attempt >= self.retry.max_retries:
-            return None
-        if isinstance(error, MeshyRateLimited) and error.retry_after is not None:
-            if error.retry_after > self.retry.max_retry_after:
-                return None
-            return error.retry_after
-        return self.retry.backoff(attempt)
-
-    # -- task creation
 
     async def create_preview(
         self,
@@ -460,11 +83,11 @@ class MeshyClient:
         target_formats: Sequence[str] | None = None,
     ) -> str:
         """Start a geometry (preview) task and return its id. Options left as ``None`` are not sent."""
-        _check_prompt("prompt", prompt, required=True)
-        _check_choice("ai_model", ai_model, AI_MODELS)
-        _check_choice("model_type", model_type, MODEL_TYPES)
-        _check_choice("topology", topology, TOPOLOGIES)
-        _check_choice("pose_mode", pose_mode, POSE_MODES)
+        check_prompt("prompt", prompt, required=True)
+        check_choice("ai_model", ai_model, AI_MODELS)
+        check_choice("model_type", model_type, MODEL_TYPES)
+        check_choice("topology", topology, TOPOLOGIES)
+        check_choice("pose_mode", pose_mode, POSE_MODES)
         if target_polycount is not None and not MIN_POLYCOUNT <= target_polycount <= MAX_POLYCOUNT:
             raise MeshyBadRequest(
                 f"target_polycount={target_polycount}",
@@ -479,11 +102,11 @@ class MeshyClient:
             "topology": topology,
             "target_polycount": target_polycount,
             "pose_mode": pose_mode,
-            "target_formats": _check_formats(target_formats),
+            "target_formats": check_formats(target_formats),
         }
         body.update({key: value for key, value in optional.items() if value is not None})
         data = await self._request_json("POST", TASKS_PATH, kind=KIND_CREATE, body=body, creates_task=True)
-        return _result_id(data, context=f"POST {TASKS_PATH}")
+        return result_id(data, context=f"POST {TASKS_PATH}")
 
     async def create_refine(
         self,
@@ -497,10 +120,10 @@ class MeshyClient:
         target_formats: Sequence[str] | None = None,
     ) -> str:
         """Start a texture (refine) task on a SUCCEEDED preview and return its id."""
-        _task_path(preview_task_id)
+        task_path(preview_task_id)
         if texture_prompt is not None:
-            _check_prompt("texture prompt", texture_prompt, required=False)
-        _check_choice("ai_model", ai_model, AI_MODELS)
+            check_prompt("texture prompt", texture_prompt, required=False)
+        check_choice("ai_model", ai_model, AI_MODELS)
         body: dict[str, object] = {"mode": "refine", "preview_task_id": preview_task_id}
         optional: dict[str, object | None] = {
             "enable_pbr": enable_pbr,
@@ -508,16 +131,16 @@ class MeshyClient:
             "texture_image_url": texture_image_url,
             "remove_lighting": remove_lighting,
             "ai_model": ai_model,
-            "target_formats": _check_formats(target_formats),
+            "target_formats": check_formats(target_formats),
         }
         body.update({key: value for key, value in optional.items() if value is not None})
         data = await self._request_json("POST", TASKS_PATH, kind=KIND_CREATE, body=body, creates_task=True)
-        return _result_id(data, context=f"POST {TASKS_PATH}")
+        return result_id(data, context=f"POST {TASKS_PATH}")
 
     # -- reading
 
     async def get_task(self, task_id: str) -> MeshyTask:
-        path = _task_path(task_id)
+        path = task_path(task_id)
         data = await self._request_json("GET", path, kind=KIND_GET)
         return MeshyTask.from_json(data)
 
@@ -530,7 +153,7 @@ class MeshyClient:
                 message="page_num must be at least 1 and page_size between 1 and 50.",
                 status=None,
             )
-        _check_choice("sort_by", sort_by, frozenset({"+created_at", "-created_at"}))
+        check_choice("sort_by", sort_by, frozenset({"+created_at", "-created_at"}))
         params = {"page_num": str(page_num), "page_size": str(page_size), "sort_by": sort_by}
         data = await self._request_json("GET", TASKS_PATH, kind=KIND_LIST, params=params)
         if isinstance(data, Mapping):
@@ -547,7 +170,7 @@ class MeshyClient:
         return tasks
 
     async def delete_task(self, task_id: str) -> None:
-        await self._request_json("DELETE", _task_path(task_id), kind=KIND_DELETE)
+        await self._request_json("DELETE", task_path(task_id), kind=KIND_DELETE)
 
     async def balance(self) -> int:
         data = await self._request_json("GET", BALANCE_PATH, kind=KIND_BALANCE)
@@ -565,7 +188,7 @@ class MeshyClient:
         the mapped ``MeshyError`` for an HTTP error or an ``event: error`` payload. Not retried: the
         caller (``follow_task``) decides between reopening and polling.
         """
-        path = _task_path(task_id) + "/stream"
+        path = task_path(task_id) + "/stream"
         context = f"GET {path}"
         self.request_counts[KIND_STREAM] += 1
         try:
@@ -575,16 +198,16 @@ class MeshyClient:
                 timeout=self._stream_timeout,
             ) as response:
                 if response.status >= 300:
-                    message, _ = _error_text(await response.read())
+                    message, _ = error_text(await response.read())
                     raise error_for_status(
                         response.status,
                         message,
                         context=context,
-                        retry_after=_parse_retry_after(response.headers.get("Retry-After")),
+                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
                     )
                 if "text/event-stream" not in response.headers.get("Content-Type", ""):
                     # A proxy or an older API version may answer plain task JSON; use it, not fail.
-                    snapshot = MeshyTask.from_json(_decode_json(await response.read(), context=context))
+                    snapshot = MeshyTask.from_json(decode_json(await response.read(), context=context))
                     yield snapshot
                     if snapshot.is_terminal:
                         return
@@ -592,14 +215,14 @@ class MeshyClient:
                 parser = SseParser()
                 async for chunk in response.content.iter_any():
                     for event in parser.feed(chunk):
-                        task = self._task_from_event(task_id, event, context=context)
+                        task = task_from_event(task_id, event, context=context)
                         if task is None:
                             continue
                         yield task
                         if task.is_terminal:
                             return
                 for event in parser.close():
-                    task = self._task_from_event(task_id, event, context=context)
+                    task = task_from_event(task_id, event, context=context)
                     if task is not None:
                         yield task
                         if task.is_terminal:
@@ -609,27 +232,6 @@ class MeshyClient:
         except aiohttp.ClientError as exc:
             raise MeshyStreamBroken(f"Meshy {context}: {type(exc).__name__}: {exc}") from exc
         raise MeshyStreamBroken(f"Meshy {context}: stream ended before the task finished")
-
-    @staticmethod
-    def _task_from_event(task_id: str, event: SseEvent, *, context: str) -> MeshyTask | None:
-        try:
-            data: Any = json.loads(event.data)
-        except ValueError:
-            if event.event == "error":
-                raise MeshyStreamBroken(f"Meshy {context}: event: error {event.data[:200]!r}") from None
-            log.debug("ignoring non-JSON SSE event %r on %s", event.event, context)
-            return None
-        if event.event == "error":
-            status = data.get("status_code") if isinstance(data, Mapping) else None
-            message, _ = _error_text(event.data.encode())
-            if isinstance(status, int) and not isinstance(status, bool):
-                raise error_for_status(status, message, context=f"{context} (event: error)")
-            raise MeshyStreamBroken(f"Meshy {context}: event: error {message}")
-        if not isinstance(data, Mapping) or "status" not in data:
-            return None
-        if not data.get("id"):
-            data = {**data, "id": task_id}
-        return MeshyTask.from_json(data)
 
     async def follow_task(
         self,
@@ -711,84 +313,3 @@ class MeshyClient:
         if missing_urls or missing_reason:
             return await self.get_task(task.id)
         return task
-
-    # -- assets
-
-    async def iter_download(
-        self, url: str, *, max_bytes: int, chunk_size: int = 64 * 1024
-    ) -> AsyncGenerator[bytes, None]:
-        """Stream an asset URL in chunks, stopping with ``MeshyDownloadTooLarge`` past ``max_bytes``.
-
-        Asset URLs are pre-signed, so the API key is never sent with them (they may point at another
-        host). Not retried, because chunks may already have been consumed; ``download`` retries.
-        """
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise MeshyAssetUnavailable(f"not an http(s) asset URL: {_redact_url(url)!r}")
-        safe_url = _redact_url(url)
-        self.request_counts[KIND_ASSET] += 1
-        try:
-            async with self._http().get(
-                url, timeout=self._download_timeout, headers={"User-Agent": self._user_agent}
-            ) as response:
-                if response.status >= 500:
-                    raise MeshyServerError(
-                        f"GET {safe_url} -> HTTP {response.status}", status=response.status
-                    )
-                if response.status >= 300:
-                    raise MeshyAssetUnavailable(
-                        f"GET {safe_url} -> HTTP {response.status}", status=response.status
-                    )
-                if response.content_length is not None and response.content_length > max_bytes:
-                    raise MeshyDownloadTooLarge(
-                        f"GET {safe_url}: {response.content_length} bytes > limit {max_bytes}"
-                    )
-                received = 0
-                async for chunk in response.content.iter_chunked(chunk_size):
-                    received += len(chunk)
-                    if received > max_bytes:
-                        raise MeshyDownloadTooLarge(f"GET {safe_url}: more than {max_bytes} bytes")
-                    yield chunk
-        except TimeoutError as exc:
-            raise MeshyTimeout(f"GET {safe_url}: download timed out") from exc
-        except aiohttp.ClientError as exc:
-            raise MeshyConnectionError(f"GET {safe_url}: {type(exc).__name__}: {exc}") from exc
-
-    async def download(self, url: str, *, max_bytes: int) -> bytes:
-        """Fetch a whole asset into memory, retrying transient failures like other reads."""
-        attempt = 0
-        while True:
-            buffer = bytearray()
-            try:
-                async with contextlib.aclosing(self.iter_download(url, max_bytes=max_bytes)) as chunks:
-                    async for chunk in chunks:
-                        buffer += chunk
-                return bytes(buffer)
-            except MeshyError as exc:
-                delay = self._retry_delay(exc, attempt)
-                if delay is None:
-                    raise
-                attempt += 1
-                log.warning("%s; retry %d/%d in %.2f s", exc.detail, attempt, self.retry.max_retries, delay)
-                await asyncio.sleep(delay)
-
-    async def download_to_file(self, url: str, destination: Path, *, max_bytes: int) -> int:
-        """Stream an asset to ``destination`` (written off the event loop); returns the byte count.
-
-        Writes to a temporary name and renames at the end, so a failed download leaves no partial file.
-        """
-        partial = destination.with_name(destination.name + ".part")
-        handle = await asyncio.to_thread(partial.open, "wb")
-        written = 0
-        try:
-            async with contextlib.aclosing(self.iter_download(url, max_bytes=max_bytes)) as chunks:
-                async for chunk in chunks:
-                    await asyncio.to_thread(handle.write, chunk)
-                    written += len(chunk)
-            await asyncio.to_thread(handle.close)
-            await asyncio.to_thread(os.replace, partial, destination)
-        except BaseException:
-            await asyncio.to_thread(handle.close)
-            await asyncio.to_thread(partial.unlink, True)
-            raise
-        return written

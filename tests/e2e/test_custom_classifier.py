@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot.services.classifiers import classifier_catalog
-from storage import repo
+from storage import repo_cases
 from tests.e2e.test_moderation import setup_moderation, wait_for_alert
 from tests.fakes.discord_server import message_text
 from tests.fakes.patterns import png_bytes
@@ -49,7 +49,7 @@ async def test_registered_classifier_raises_the_alert(make_lumi: Any, pattern_cl
 
     await asyncio.sleep(1.0)  # the dots post was checked alongside; it must not have opened a case
     async with lumi.bot.runtime.database.session() as session:
-        cases = await repo.list_cases(session=session, guild_id=lumi.guild_id)
+        cases = await repo_cases.list_cases(session=session, guild_id=lumi.guild_id)
     assert [(case.message_id, case.scores["violence"] > 0.5) for case in cases] == [(int(post["id"]), True)]
     assert not any(r.method == "DELETE" and post["id"] in r.path for r in server.requests)
     loaded = {model.name: model.loaded for model in lumi.bot.runtime.registry.snapshot()}

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from storage import repo
+from storage import repo_guilds
 from storage.models import JobState
 from tests.e2e.conftest import LumiFactory, LumiHarness
 from tests.fakes.discord_payloads import JsonDict
@@ -186,7 +186,9 @@ async def test_blocked_prompt_is_refused_privately_and_reported(
     lumi = await start_lumi(make_lumi, meshy)
     mod_log = lumi.server.channel("mod-log")
     async with lumi.bot.runtime.database.session() as session:
-        await repo.update_guild_settings(session=session, guild_id=lumi.guild_id, mod_channel_id=mod_log.id)
+        await repo_guilds.update_guild_settings(
+            session=session, guild_id=lumi.guild_id, mod_channel_id=mod_log.id
+        )
         await session.commit()
     since = len(lumi.server.created_messages)
     interaction = await lumi.server.slash_command(

@@ -15,7 +15,7 @@ from PIL import Image
 
 from bot.services.moderation_policy import CATEGORIES
 from cogs.moderation.cog import Category
-from storage import repo
+from storage import repo_cases
 from storage.models import CaseAction, CaseStatus, ModerationCase
 from tests.e2e.conftest import LumiHarness
 from tests.fakes import images as corpus
@@ -52,7 +52,7 @@ async def wait_for_alert(lumi: LumiHarness, since: int, title: str) -> JsonDict:
 
 async def case_number(lumi: LumiHarness, number: int) -> ModerationCase:
     async with lumi.bot.runtime.database.session() as session:
-        case = await repo.get_case(session=session, guild_id=lumi.guild_id, case_number=number)
+        case = await repo_cases.get_case(session=session, guild_id=lumi.guild_id, case_number=number)
     assert case is not None
     return case
 
@@ -96,7 +96,7 @@ async def test_text_only_messages_cost_nothing(lumi: LumiHarness) -> None:
     assert len(lumi.server.rest.cdn_requests) == 0
     assert not any(model.loaded for model in lumi.bot.runtime.registry.snapshot())
     async with lumi.bot.runtime.database.session() as session:
-        assert await repo.list_cases(session=session, guild_id=lumi.guild_id) == []
+        assert await repo_cases.list_cases(session=session, guild_id=lumi.guild_id) == []
 
 
 async def test_flagged_post_is_held_alerted_and_restored_after_a_restart(make_lumi: Any) -> None:
@@ -212,7 +212,7 @@ async def cases_by_message(lumi: LumiHarness, count: int, text: str) -> dict[int
     deadline = asyncio.get_running_loop().time() + WAIT_S
     while True:
         async with lumi.bot.runtime.database.session() as session:
-            cases = await repo.list_cases(session=session, guild_id=lumi.guild_id)
+            cases = await repo_cases.list_cases(session=session, guild_id=lumi.guild_id)
         found = {case.message_id: case for case in cases if case.message_id is not None}
         done = sum(text in case.reason for case in found.values()) >= count
         if done or asyncio.get_running_loop().time() > deadline:
@@ -337,7 +337,7 @@ async def test_scan_command_and_context_menu_answer_privately(lumi: LumiHarness)
     assert reply["flags"] & 64
     assert "**a.png**: ✅ safe" in text and "This file is text, not an image." in text
     async with lumi.bot.runtime.database.session() as session:
-        assert await repo.list_cases(session=session, guild_id=lumi.guild_id) == []
+        assert await repo_cases.list_cases(session=session, guild_id=lumi.guild_id) == []
 
 
 async def test_forget_scrubs_the_users_alerts(lumi: LumiHarness) -> None:

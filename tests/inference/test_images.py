@@ -9,17 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.images import (
-    DecodedImage,
-    ImageLimits,
-    ImageRejected,
-    decode_image,
-    decode_image_async,
-    hamming,
-    heif_supported,
-    phash,
-    sample_frame_indices,
-)
+from inference.image_formats import heif_supported
+from inference.image_hash import hamming, phash
+from inference.image_limits import ImageLimits, ImageRejected
+from inference.images import DecodedImage, decode_image, decode_image_async, sample_frame_indices
 from tests.fakes import images as fake
 from tests.fakes.images import PHOTO_NAMES, photo_bytes
 

@@ -116,7 +116,8 @@ def test_lookup_by_either_language_and_generic_classes() -> None:
 def test_importing_ultralytics_leaves_pillow_alone() -> None:
     from PIL import Image
 
-    from inference.images import ImageRejected, decode_image
+    from inference.image_limits import ImageRejected
+    from inference.images import decode_image
     from tests.fakes.images import PLAIN_TEXT
 
     import_yolo()

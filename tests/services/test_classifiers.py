@@ -15,7 +15,8 @@ import pytest
 from bot.errors import UserFacingError
 from bot.services.classifiers import REGISTRY_FILE, ClassifierCatalog, ClassifierDetector, verify_classifier
 from bot.services.moderation_checker import ImageChecker
-from bot.services.moderation_policy import DEFAULT_POLICY, Action, Level
+from bot.services.moderation_decisions import Level
+from bot.services.moderation_policy import DEFAULT_POLICY, Action
 from inference.registry import ModelRegistry
 from tests.fakes.patterns import png_bytes
 

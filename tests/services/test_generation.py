@@ -34,7 +34,7 @@ from bot.services.generation_progress import (
 from bot.services.prompt_check import PromptChecker
 from bot.services.prompt_enhancer import KeywordEnhancer, PromptEnhancer
 from inference.remote.meshy import MeshyClient, MeshyStatus, MeshyTask, MeshyTaskFailed, RetryPolicy
-from storage import repo
+from storage import repo_guilds, repo_jobs
 from storage.blobs import LocalBlobStore
 from storage.db import Database, default_sqlite_url
 from storage.models import JobState
@@ -232,7 +232,7 @@ async def test_a_task_created_but_never_recorded_is_adopted_not_created_again(en
     service = env.service()
     # The state a crash leaves between Meshy's answer and the commit: a request time, no task id.
     async with env.database.session() as session:
-        job = await repo.create_job(
+        job = await repo_jobs.create_job(
             session=session,
             user_id=1,
             prompt="a brass telescope",
@@ -243,7 +243,7 @@ async def test_a_task_created_but_never_recorded_is_adopted_not_created_again(en
                 "preview_requested_at": int(time.time() * 1000),
             },
         )
-        await repo.update_job(
+        await repo_jobs.update_job(
             session=session, job=job, state=JobState.PREVIEW, enhanced_prompt="a brass telescope, detailed"
         )
         await session.commit()
@@ -363,7 +363,7 @@ async def test_daily_and_concurrent_quotas(env: Env) -> None:
 
 async def test_blocked_prompt_raises_with_a_moderator_alert(env: Env) -> None:
     async with env.database.session() as session:
-        await repo.update_guild_settings(session=session, guild_id=GUILD, mod_channel_id=MOD_CHANNEL)
+        await repo_guilds.update_guild_settings(session=session, guild_id=GUILD, mod_channel_id=MOD_CHANNEL)
         await session.commit()
     service = env.service()
     with pytest.raises(PromptRejected) as caught:

@@ -15,7 +15,7 @@ from bot.services.generation_retention import GeneratedFileCleanup
 from bot.services.prompt_check import PromptChecker
 from bot.services.prompt_enhancer import KeywordEnhancer, PromptEnhancer
 from cogs.generate3d.render import history_embed
-from storage import repo
+from storage import repo_assets, repo_jobs
 from storage.blobs import LocalBlobStore
 from storage.db import Database
 from storage.models import AssetOwner, GenerationJob, JobState, utcnow
@@ -61,14 +61,14 @@ async def finished_job(
 ) -> str:
     """A job in ``state`` whose files were stored ``age_days`` ago (the last one ``newest_age_days`` ago)."""
     async with database.session() as session:
-        job = await repo.create_job(session=session, user_id=USER, guild_id=GUILD, prompt=prompt)
-        await repo.update_job(
+        job = await repo_jobs.create_job(session=session, user_id=USER, guild_id=GUILD, prompt=prompt)
+        await repo_jobs.update_job(
             session=session, job=job, state=state, progress=100 if state.is_terminal else 50
         )
         for index, name in enumerate(FILES):
             key = f"jobs/{job.id}/{name}"
             info = await blobs.put(key, f"{prompt}:{name}".encode())
-            asset = await repo.add_asset(
+            asset = await repo_assets.add_asset(
                 session=session,
                 key=key,
                 content_type=info.content_type,
@@ -86,7 +86,7 @@ async def finished_job(
 
 async def job_files(database: Database, job_id: str) -> list[str]:
     async with database.session() as session:
-        return [asset.key for asset in await repo.list_job_assets(session=session, job_id=job_id)]
+        return [asset.key for asset in await repo_assets.list_job_assets(session=session, job_id=job_id)]
 
 
 async def test_old_files_are_deleted_and_new_ones_kept(
@@ -135,9 +135,9 @@ async def test_running_jobs_are_left_alone(
 
     # Once it finishes, its files age like any other job's.
     async with database.session() as session:
-        row = await repo.get_job(session=session, job_id=running)
+        row = await repo_jobs.get_job(session=session, job_id=running)
         assert row is not None
-        await repo.update_job(session=session, job=row, state=JobState.FAILED)
+        await repo_jobs.update_job(session=session, job=row, state=JobState.FAILED)
         await session.commit()
     assert await service.purge_expired_files() == [running]
 

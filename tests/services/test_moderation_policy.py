@@ -2,19 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from bot.services.moderation_policy import (
-    DEFAULT_POLICY,
-    Action,
+from bot.services.moderation_decisions import (
     Level,
-    PolicyError,
     category_scores,
     decide,
-    describe_policy,
-    parse_policy,
-    policy_to_json,
     repeat_decision,
     unchecked_decision,
 )
+from bot.services.moderation_policy import DEFAULT_POLICY, Action, describe_policy
+from bot.services.moderation_policy_json import PolicyError, parse_policy, policy_to_json
 
 
 def test_everyday_labels_count_for_nothing() -> None:

@@ -16,18 +16,22 @@ import pytest
 from PIL import Image
 
 from bot.errors import UserFacingError
-from bot.services.moderation import CaseChoice, ModerationService, PostContext, allowed_choices
+from bot.services.moderation import ModerationService
+from bot.services.moderation_cases import CaseChoice, allowed_choices
 from bot.services.moderation_checker import CheckStatus, ImageChecker
+from bot.services.moderation_decisions import Level
 from bot.services.moderation_extra import OpenAIImageDetector
-from bot.services.moderation_policy import DEFAULT_POLICY, Level
+from bot.services.moderation_policy import DEFAULT_POLICY
+from bot.services.moderation_recording import PostContext
 from bot.services.retention import EvidenceRetentionJob
-from inference.images import decode_image, phash
+from inference.image_hash import phash
+from inference.images import decode_image
 from inference.moderation import NUDENET, OPEN_NSFW
 from inference.registry import ModelRegistry
 from inference.remote.moderation_api import OpenAIModerationClient
 from inference.runners.nudenet import NudeNetRunner
 from inference.runners.open_nsfw import OpenNsfwRunner
-from storage import repo
+from storage import repo_cases, repo_guilds
 from storage.db import Database
 from storage.models import ANONYMOUS_USER_ID, CaseAction, CaseStatus, utcnow
 from tests.fakes import images as corpus
@@ -201,7 +205,7 @@ async def test_confirmed_image_is_caught_again_without_the_models(database: Data
         assert pending.case.status is CaseStatus.CONFIRMED
         assert allowed_choices(pending.case) == {CaseChoice.TIMEOUT}
         async with database.session() as session:
-            hashes = await repo.list_image_hashes(session=session, guild_id=GUILD)
+            hashes = await repo_cases.list_image_hashes(session=session, guild_id=GUILD)
         assert [(row.phash, row.case_id) for row in hashes] == [(outcome.case.image_phash, outcome.case.id)]
         await service.configure(GUILD, reset_policy=True)
 
@@ -312,7 +316,9 @@ async def test_configuration_is_validated_and_merged(sqlite_database: Database, 
         assert config.exemption(channel_ids=[1], channel_nsfw=True, role_ids=[]) == "age-restricted channel"
         # A policy a newer Lumi wrote (unknown key) does not stop moderation: defaults apply, problem shown.
         async with sqlite_database.session() as session:
-            await repo.update_guild_settings(session=session, guild_id=GUILD, moderation_policy={"future": 1})
+            await repo_guilds.update_guild_settings(
+                session=session, guild_id=GUILD, moderation_policy={"future": 1}
+            )
             await session.commit()
         config = await service.guild_config(GUILD)
         assert config.policy == DEFAULT_POLICY and config.policy_problem and "future" in config.policy_problem
@@ -335,9 +341,9 @@ async def test_retention_job_deletes_expired_evidence(database: Database, tmp_pa
         service.evidence_retention = timedelta(seconds=0)
         job = EvidenceRetentionJob(service, interval_s=3600, on_purged=scrub)
         async with database.session() as session:
-            case = await repo.get_case_by_id(session=session, case_id=_id(outcome.case))
+            case = await repo_cases.get_case_by_id(session=session, case_id=_id(outcome.case))
             assert case is not None
-            await repo.update_case(
+            await repo_cases.update_case(
                 session=session, case=case, evidence_expires_at=utcnow() - timedelta(seconds=1)
             )
             await session.commit()
@@ -380,7 +386,7 @@ async def _seed_confirmed_hash(service: ModerationService, db: Database, data: b
     """Confirm ``data`` once (case #1), the way a moderator's Confirm click does; no model runs."""
     image_hash = phash(decode_image(data).frames[0])
     async with db.session() as session:
-        case = await repo.create_case(
+        case = await repo_cases.create_case(
             session=session, guild_id=GUILD, channel_id=CHANNEL, author_id=AUTHOR, image_phash=image_hash
         )
         await session.commit()

@@ -11,14 +11,10 @@ from pathlib import Path
 import pytest
 
 from bot.services.image_fetch import FetchError, ImageFetcher
-from bot.services.moderation import (
-    CaseChoice,
-    PostContext,
-    RefusedDownload,
-    allowed_choices,
-    refused_downloads,
-)
+from bot.services.moderation_cases import CaseChoice, allowed_choices
 from bot.services.moderation_checker import CheckStatus
+from bot.services.moderation_recording import PostContext
+from bot.services.moderation_unchecked import RefusedDownload, refused_downloads
 from storage.db import Database
 from storage.models import CaseAction, CaseStatus
 from tests.fakes import images as corpus

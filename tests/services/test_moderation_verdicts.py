@@ -7,7 +7,8 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from bot.services.moderation_checker import CheckStatus, Verdict
-from bot.services.moderation_policy import Action, Decision, Level
+from bot.services.moderation_decisions import Decision, Level
+from bot.services.moderation_policy import Action
 from bot.services.moderation_verdicts import PostVerdict, PostVerdicts
 
 PASSED = PostVerdict(

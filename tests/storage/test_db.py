@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import StatementError
 
-from storage import repo
+from storage import repo_cases, repo_guilds
 from storage.db import Database, DatabaseUnavailable, default_sqlite_url
 from storage.models import ModerationCase
 from tests.fakes.databases import run_sql
@@ -70,7 +70,7 @@ async def test_sqlite_connections_use_wal_and_foreign_keys(sqlite_database: Data
 
 async def test_uncommitted_work_is_rolled_back_when_the_session_ends(database: Database) -> None:
     async with database.session() as session:
-        await repo.get_guild_settings(session=session, guild_id=1)
+        await repo_guilds.get_guild_settings(session=session, guild_id=1)
     async with database.session() as session:
         count = (await run_sql(session, "SELECT count(*) FROM guild_settings")).scalar_one()
     assert count == 0
@@ -78,7 +78,7 @@ async def test_uncommitted_work_is_rolled_back_when_the_session_ends(database: D
 
 async def test_objects_stay_readable_after_commit(database: Database) -> None:
     async with database.session() as session:
-        settings = await repo.get_guild_settings(session=session, guild_id=7)
+        settings = await repo_guilds.get_guild_settings(session=session, guild_id=7)
         await session.commit()
     # expire_on_commit=False: no lazy reload (which would need IO) after the session is gone.
     assert settings.comment_language == "ko"
@@ -88,7 +88,7 @@ async def test_datetimes_come_back_aware_utc_and_naive_ones_are_refused(database
     kst = timezone(timedelta(hours=9))
     expires = datetime(2030, 1, 2, 12, 0, tzinfo=kst)
     async with database.session() as session:
-        case = await repo.create_case(
+        case = await repo_cases.create_case(
             session=session,
             guild_id=1,
             channel_id=2,
@@ -99,7 +99,7 @@ async def test_datetimes_come_back_aware_utc_and_naive_ones_are_refused(database
         await session.commit()
         case_id = case.id
     async with database.session() as session:
-        loaded = await repo.get_case_by_id(session=session, case_id=case_id or 0)
+        loaded = await repo_cases.get_case_by_id(session=session, case_id=case_id or 0)
         assert loaded is not None
         await session.refresh(loaded)
         assert loaded.evidence_expires_at == expires
@@ -108,12 +108,12 @@ async def test_datetimes_come_back_aware_utc_and_naive_ones_are_refused(database
         assert loaded.created_at.tzinfo == UTC
 
         with pytest.raises(StatementError, match="naive datetime"):
-            await repo.update_case(session=session, case=loaded, decided_at=datetime(2030, 1, 1))
+            await repo_cases.update_case(session=session, case=loaded, decided_at=datetime(2030, 1, 1))
 
 
 async def test_enums_are_stored_as_their_string_values(database: Database) -> None:
     async with database.session() as session:
-        await repo.create_case(session=session, guild_id=1, channel_id=2, author_id=3)
+        await repo_cases.create_case(session=session, guild_id=1, channel_id=2, author_id=3)
         stored = (await run_sql(session, "SELECT status, action FROM moderation_case")).one()
     assert tuple(stored) == ("open", "none")
     assert ModerationCase.__table__.c.status.type.length == 32  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from storage import repo
+from storage import repo_cases, repo_comments, repo_guilds
 from storage.db import Database
 from storage.models import CaseAction, CaseStatus, GuildSettings, ModerationCase
 from tests.fakes.databases import run_sql
@@ -21,8 +21,8 @@ SNOWFLAKE = 1_234_567_890_123_456_789  # beyond 32 bits, as real Discord ids are
 
 async def test_guild_settings_defaults_are_created_once(database: Database) -> None:
     async with database.session() as session:
-        settings = await repo.get_guild_settings(session=session, guild_id=GUILD)
-        again = await repo.get_guild_settings(session=session, guild_id=GUILD)
+        settings = await repo_guilds.get_guild_settings(session=session, guild_id=GUILD)
+        again = await repo_guilds.get_guild_settings(session=session, guild_id=GUILD)
         await session.commit()
     assert again is settings
     assert settings.guild_id == GUILD
@@ -45,7 +45,7 @@ async def test_guild_settings_defaults_are_created_once(database: Database) -> N
 async def test_concurrent_first_reads_create_a_single_row(database: Database) -> None:
     async def first_read() -> int:
         async with database.session() as session:
-            settings = await repo.get_guild_settings(session=session, guild_id=GUILD)
+            settings = await repo_guilds.get_guild_settings(session=session, guild_id=GUILD)
             await session.commit()
             return settings.guild_id
 
@@ -54,9 +54,9 @@ async def test_concurrent_first_reads_create_a_single_row(database: Database) ->
 
 async def test_update_guild_settings_persists_and_refuses_bad_fields(database: Database) -> None:
     async with database.session() as session:
-        before = await repo.get_guild_settings(session=session, guild_id=GUILD)
+        before = await repo_guilds.get_guild_settings(session=session, guild_id=GUILD)
         created = before.created_at
-        await repo.update_guild_settings(
+        await repo_guilds.update_guild_settings(
             session=session,
             guild_id=GUILD,
             mod_channel_id=SNOWFLAKE,
@@ -65,13 +65,13 @@ async def test_update_guild_settings_persists_and_refuses_bad_fields(database: D
             comment_cooldown_s=10,
         )
         with pytest.raises(TypeError, match="no field colour"):
-            await repo.update_guild_settings(session=session, guild_id=GUILD, colour="red")
+            await repo_guilds.update_guild_settings(session=session, guild_id=GUILD, colour="red")
         with pytest.raises(ValueError, match="cannot be changed"):
-            await repo.update_guild_settings(session=session, guild_id=GUILD, created_at=created)
+            await repo_guilds.update_guild_settings(session=session, guild_id=GUILD, created_at=created)
         await session.commit()
 
     async with database.session() as session:
-        settings = await repo.get_guild_settings(session=session, guild_id=GUILD)
+        settings = await repo_guilds.get_guild_settings(session=session, guild_id=GUILD)
     assert settings.mod_channel_id == SNOWFLAKE
     assert settings.moderation_policy == {"nudity": {"threshold": 0.8, "action": "delete"}}
     assert settings.exempt_channel_ids == [SNOWFLAKE, 5]
@@ -81,25 +81,29 @@ async def test_update_guild_settings_persists_and_refuses_bad_fields(database: D
 
 async def test_json_lists_mutated_in_place_are_saved_when_passed_to_update(database: Database) -> None:
     async with database.session() as session:
-        settings = await repo.get_guild_settings(session=session, guild_id=GUILD)
+        settings = await repo_guilds.get_guild_settings(session=session, guild_id=GUILD)
         await session.commit()
     async with database.session() as session:
-        settings = await repo.get_guild_settings(session=session, guild_id=GUILD)
+        settings = await repo_guilds.get_guild_settings(session=session, guild_id=GUILD)
         settings.comment_channel_ids.append(SNOWFLAKE)
-        await repo.update_guild_settings(
+        await repo_guilds.update_guild_settings(
             session=session, guild_id=GUILD, comment_channel_ids=settings.comment_channel_ids
         )
         await session.commit()
     async with database.session() as session:
-        reloaded = await repo.get_guild_settings(session=session, guild_id=GUILD)
+        reloaded = await repo_guilds.get_guild_settings(session=session, guild_id=GUILD)
     assert reloaded.comment_channel_ids == [SNOWFLAKE]
 
 
 async def test_cases_are_numbered_per_guild(database: Database) -> None:
     async with database.session() as session:
-        first = await repo.create_case(session=session, guild_id=GUILD, channel_id=1, author_id=SNOWFLAKE)
-        second = await repo.create_case(session=session, guild_id=GUILD, channel_id=1, author_id=2)
-        elsewhere = await repo.create_case(session=session, guild_id=OTHER_GUILD, channel_id=1, author_id=2)
+        first = await repo_cases.create_case(
+            session=session, guild_id=GUILD, channel_id=1, author_id=SNOWFLAKE
+        )
+        second = await repo_cases.create_case(session=session, guild_id=GUILD, channel_id=1, author_id=2)
+        elsewhere = await repo_cases.create_case(
+            session=session, guild_id=OTHER_GUILD, channel_id=1, author_id=2
+        )
         await session.commit()
     assert (first.case_number, second.case_number, elsewhere.case_number) == (1, 2, 1)
     assert first.id is not None and second.id is not None and first.id != second.id
@@ -119,7 +123,7 @@ async def test_concurrent_creators_get_distinct_numbers_and_keep_their_other_wor
     async def create(index: int) -> int:
         async with database.session() as session:
             # Earlier work in the same transaction must survive a retried case insert.
-            await repo.add_comment_record(
+            await repo_comments.add_comment_record(
                 session=session,
                 guild_id=GUILD,
                 channel_id=1,
@@ -131,7 +135,9 @@ async def test_concurrent_creators_get_distinct_numbers_and_keep_their_other_wor
                 comment="",
                 latency_ms=1.0,
             )
-            case = await repo.create_case(session=session, guild_id=GUILD, channel_id=1, author_id=index)
+            case = await repo_cases.create_case(
+                session=session, guild_id=GUILD, channel_id=1, author_id=index
+            )
             # Holding the transaction open makes the other creators compute the same number meanwhile.
             await asyncio.sleep(0.02)
             await session.commit()
@@ -141,7 +147,7 @@ async def test_concurrent_creators_get_distinct_numbers_and_keep_their_other_wor
     assert sorted(numbers) == list(range(1, 11))
     async with database.session() as session:
         comments = (await run_sql(session, "SELECT count(*) FROM comment_record")).scalar_one()
-        listed = await repo.list_cases(session=session, guild_id=GUILD, limit=100)
+        listed = await repo_cases.list_cases(session=session, guild_id=GUILD, limit=100)
     assert comments == 10
     assert [case.case_number for case in listed] == list(range(10, 0, -1))
     if database.backend == "postgresql":
@@ -150,7 +156,7 @@ async def test_concurrent_creators_get_distinct_numbers_and_keep_their_other_wor
 
 async def test_case_number_is_unique_per_guild_in_the_schema(database: Database) -> None:
     async with database.session() as session:
-        await repo.create_case(session=session, guild_id=GUILD, channel_id=1, author_id=2)
+        await repo_cases.create_case(session=session, guild_id=GUILD, channel_id=1, author_id=2)
         await session.commit()
         with pytest.raises(IntegrityError):
             await session.exec(
@@ -160,7 +166,7 @@ async def test_case_number_is_unique_per_guild_in_the_schema(database: Database)
 
 async def test_get_list_and_update_cases(database: Database) -> None:
     async with database.session() as session:
-        case = await repo.create_case(
+        case = await repo_cases.create_case(
             session=session,
             guild_id=GUILD,
             channel_id=1,
@@ -173,45 +179,48 @@ async def test_get_list_and_update_cases(database: Database) -> None:
             reason="nudity 0.97 over 0.85",
             image_phash="f0e1d2c3b4a59687",
         )
-        await repo.create_case(session=session, guild_id=GUILD, channel_id=1, author_id=3)
+        await repo_cases.create_case(session=session, guild_id=GUILD, channel_id=1, author_id=3)
         await session.commit()
 
     async with database.session() as session:
-        loaded = await repo.get_case(session=session, guild_id=GUILD, case_number=case.case_number)
+        loaded = await repo_cases.get_case(session=session, guild_id=GUILD, case_number=case.case_number)
         assert loaded is not None
         assert loaded.scores == {"nudity": 0.97, "violence": 0.1}
         assert loaded.labels[0]["box"] == [1, 2, 3, 4]
         assert loaded.message_id == SNOWFLAKE
         assert (
-            await repo.get_case(session=session, guild_id=OTHER_GUILD, case_number=case.case_number) is None
+            await repo_cases.get_case(session=session, guild_id=OTHER_GUILD, case_number=case.case_number)
+            is None
         )
-        assert (await repo.get_case_by_id(session=session, case_id=case.id or 0)) is loaded
+        assert (await repo_cases.get_case_by_id(session=session, case_id=case.id or 0)) is loaded
 
-        auto = await repo.list_cases(session=session, guild_id=GUILD, status=CaseStatus.AUTO_ACTIONED)
+        auto = await repo_cases.list_cases(session=session, guild_id=GUILD, status=CaseStatus.AUTO_ACTIONED)
         assert [c.case_number for c in auto] == [1]
-        assert [c.case_number for c in await repo.list_cases(session=session, guild_id=GUILD, limit=1)] == [2]
         assert [
-            c.case_number for c in await repo.list_cases(session=session, guild_id=GUILD, author_id=3)
+            c.case_number for c in await repo_cases.list_cases(session=session, guild_id=GUILD, limit=1)
+        ] == [2]
+        assert [
+            c.case_number for c in await repo_cases.list_cases(session=session, guild_id=GUILD, author_id=3)
         ] == [2]
 
-        await repo.update_case(session=session, case=loaded, status="confirmed", decided_by=SNOWFLAKE)
+        await repo_cases.update_case(session=session, case=loaded, status="confirmed", decided_by=SNOWFLAKE)
         assert loaded.status is CaseStatus.CONFIRMED
         assert loaded.decided_at is not None
         with pytest.raises(ValueError, match="case_number cannot be changed"):
-            await repo.update_case(session=session, case=loaded, case_number=9)
+            await repo_cases.update_case(session=session, case=loaded, case_number=9)
         with pytest.raises(ValueError):
-            await repo.update_case(session=session, case=loaded, status="maybe")
+            await repo_cases.update_case(session=session, case=loaded, status="maybe")
         await session.commit()
 
     async with database.session() as session:
-        confirmed = await repo.list_cases(session=session, guild_id=GUILD, status=CaseStatus.CONFIRMED)
+        confirmed = await repo_cases.list_cases(session=session, guild_id=GUILD, status=CaseStatus.CONFIRMED)
     assert [c.decided_by for c in confirmed] == [SNOWFLAKE]
 
 
 async def test_image_hashes_and_expired_evidence(database: Database) -> None:
     now = datetime(2030, 6, 1, tzinfo=UTC)
     async with database.session() as session:
-        old = await repo.create_case(
+        old = await repo_cases.create_case(
             session=session,
             guild_id=GUILD,
             channel_id=1,
@@ -219,7 +228,7 @@ async def test_image_hashes_and_expired_evidence(database: Database) -> None:
             evidence_key="evidence/old.jpg",
             evidence_expires_at=now - timedelta(seconds=1),
         )
-        await repo.create_case(
+        await repo_cases.create_case(
             session=session,
             guild_id=GUILD,
             channel_id=1,
@@ -227,15 +236,15 @@ async def test_image_hashes_and_expired_evidence(database: Database) -> None:
             evidence_key="evidence/new.jpg",
             evidence_expires_at=now + timedelta(days=1),
         )
-        await repo.create_case(session=session, guild_id=GUILD, channel_id=1, author_id=2)
-        await repo.add_image_hash(session=session, guild_id=GUILD, phash="aaaa", case_id=old.id)
-        await repo.add_image_hash(session=session, guild_id=GUILD, phash="bbbb")
-        await repo.add_image_hash(session=session, guild_id=OTHER_GUILD, phash="cccc")
+        await repo_cases.create_case(session=session, guild_id=GUILD, channel_id=1, author_id=2)
+        await repo_cases.add_image_hash(session=session, guild_id=GUILD, phash="aaaa", case_id=old.id)
+        await repo_cases.add_image_hash(session=session, guild_id=GUILD, phash="bbbb")
+        await repo_cases.add_image_hash(session=session, guild_id=OTHER_GUILD, phash="cccc")
         await session.commit()
 
     async with database.session() as session:
-        expired = await repo.expired_evidence(session=session, now=now)
-        hashes = await repo.list_image_hashes(session=session, guild_id=GUILD)
+        expired = await repo_cases.expired_evidence(session=session, now=now)
+        hashes = await repo_cases.list_image_hashes(session=session, guild_id=GUILD)
     assert [case.evidence_key for case in expired] == ["evidence/old.jpg"]
     assert [(h.phash, h.case_id) for h in hashes] == [("aaaa", old.id), ("bbbb", None)]
 
@@ -243,4 +252,4 @@ async def test_image_hashes_and_expired_evidence(database: Database) -> None:
 async def test_image_hash_must_point_at_an_existing_case(database: Database) -> None:
     async with database.session() as session:
         with pytest.raises(IntegrityError):
-            await repo.add_image_hash(session=session, guild_id=GUILD, phash="dead", case_id=424242)
+            await repo_cases.add_image_hash(session=session, guild_id=GUILD, phash="dead", case_id=424242)

@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage import repo
+from storage import repo_assets, repo_cases, repo_comments, repo_jobs, repo_user_data
 from storage.db import Database
 from storage.models import (
     ANONYMOUS_USER_ID,
@@ -27,7 +27,7 @@ OTHER_USER = 800_000_000_000_000_002
 
 async def test_job_lifecycle(database: Database) -> None:
     async with database.session() as session:
-        job = await repo.create_job(
+        job = await repo_jobs.create_job(
             session=session,
             user_id=USER,
             guild_id=GUILD,
@@ -42,24 +42,26 @@ async def test_job_lifecycle(database: Database) -> None:
     assert job.state is JobState.QUEUED and job.progress == 0 and job.finished_at is None
 
     async with database.session() as session:
-        loaded = await repo.get_job(session=session, job_id=job.id)
+        loaded = await repo_jobs.get_job(session=session, job_id=job.id)
         assert loaded is not None
         assert loaded.options == {"art_style": "realistic", "topology": "quad"}
-        await repo.update_job(
+        await repo_jobs.update_job(
             session=session, job=loaded, state=JobState.PREVIEW, preview_task_id="task-1", progress=40
         )
         assert loaded.finished_at is None
         with pytest.raises(ValueError, match="between 0 and 100"):
-            await repo.update_job(session=session, job=loaded, progress=101)
+            await repo_jobs.update_job(session=session, job=loaded, progress=101)
         with pytest.raises(ValueError, match="id cannot be changed"):
-            await repo.update_job(session=session, job=loaded, id="x")
-        await repo.update_job(session=session, job=loaded, state="done", progress=100, stage_detail="ready")
+            await repo_jobs.update_job(session=session, job=loaded, id="x")
+        await repo_jobs.update_job(
+            session=session, job=loaded, state="done", progress=100, stage_detail="ready"
+        )
         assert loaded.state is JobState.DONE
         assert loaded.finished_at is not None and loaded.finished_at.tzinfo == UTC
         await session.commit()
 
     async with database.session() as session:
-        done = await repo.get_job(session=session, job_id=job.id)
+        done = await repo_jobs.get_job(session=session, job_id=job.id)
     assert done is not None
     assert (done.state, done.preview_task_id, done.progress, done.stage_detail) == (
         JobState.DONE,
@@ -74,7 +76,7 @@ async def test_job_lifecycle(database: Database) -> None:
 
 async def test_progress_outside_0_to_100_is_refused_by_the_schema(database: Database) -> None:
     async with database.session() as session:
-        job = await repo.create_job(session=session, user_id=USER, prompt="p")
+        job = await repo_jobs.create_job(session=session, user_id=USER, prompt="p")
         job.progress = 150
         with pytest.raises(IntegrityError):
             await session.flush()
@@ -86,21 +88,23 @@ async def test_unfinished_user_jobs_and_counts(database: Database) -> None:
         states = [JobState.QUEUED, JobState.REFINING, JobState.DONE, JobState.FAILED, JobState.CANCELED]
         jobs = []
         for index, state in enumerate(states):
-            job = await repo.create_job(session=session, user_id=USER, guild_id=GUILD, prompt=f"p{index}")
+            job = await repo_jobs.create_job(
+                session=session, user_id=USER, guild_id=GUILD, prompt=f"p{index}"
+            )
             job.created_at = now - timedelta(minutes=10 - index)
             if state is not JobState.QUEUED:
-                await repo.update_job(session=session, job=job, state=state)
+                await repo_jobs.update_job(session=session, job=job, state=state)
             jobs.append(job)
-        yesterday = await repo.create_job(session=session, user_id=USER, guild_id=GUILD, prompt="old")
+        yesterday = await repo_jobs.create_job(session=session, user_id=USER, guild_id=GUILD, prompt="old")
         yesterday.created_at = now - timedelta(days=1, minutes=1)
-        await repo.create_job(session=session, user_id=OTHER_USER, guild_id=GUILD, prompt="theirs")
-        await repo.create_job(session=session, user_id=USER, guild_id=OTHER_GUILD, prompt="elsewhere")
-        await repo.create_job(session=session, user_id=USER, prompt="from the command line")
+        await repo_jobs.create_job(session=session, user_id=OTHER_USER, guild_id=GUILD, prompt="theirs")
+        await repo_jobs.create_job(session=session, user_id=USER, guild_id=OTHER_GUILD, prompt="elsewhere")
+        await repo_jobs.create_job(session=session, user_id=USER, prompt="from the command line")
         await session.commit()
 
     day_ago = now - timedelta(days=1)
     async with database.session() as session:
-        unfinished = await repo.list_unfinished_jobs(session=session)
+        unfinished = await repo_jobs.list_unfinished_jobs(session=session)
         assert {job.prompt for job in unfinished} == {
             "p0",
             "p1",
@@ -111,11 +115,11 @@ async def test_unfinished_user_jobs_and_counts(database: Database) -> None:
         }
         assert unfinished[0].prompt == "old"  # oldest first
 
-        recent = await repo.list_user_jobs(session=session, user_id=USER, limit=3, guild_id=GUILD)
+        recent = await repo_jobs.list_user_jobs(session=session, user_id=USER, limit=3, guild_id=GUILD)
         assert [job.prompt for job in recent] == ["p4", "p3", "p2"]
-        assert len(await repo.list_user_jobs(session=session, user_id=USER, limit=50)) == 8
+        assert len(await repo_jobs.list_user_jobs(session=session, user_id=USER, limit=50)) == 8
 
-        count = repo.count_jobs_since
+        count = repo_jobs.count_jobs_since
         assert await count(session=session, since=day_ago, user_id=USER, guild_id=GUILD) == 5
         assert await count(session=session, since=day_ago, user_id=USER) == 7
         assert await count(session=session, since=day_ago, guild_id=GUILD) == 6
@@ -137,8 +141,8 @@ async def test_unfinished_user_jobs_and_counts(database: Database) -> None:
 async def test_assets(database: Database) -> None:
     now = datetime.now(UTC)
     async with database.session() as session:
-        job = await repo.create_job(session=session, user_id=USER, prompt="p")
-        glb = await repo.add_asset(
+        job = await repo_jobs.create_job(session=session, user_id=USER, prompt="p")
+        glb = await repo_assets.add_asset(
             session=session,
             key=f"jobs/{job.id}/model.glb",
             content_type="model/gltf-binary",
@@ -148,7 +152,7 @@ async def test_assets(database: Database) -> None:
             owner_kind=AssetOwner.JOB,
             owner_id=job.id,
         )
-        await repo.add_asset(
+        await repo_assets.add_asset(
             session=session,
             key=f"jobs/{job.id}/preview.png",
             content_type="image/png",
@@ -159,7 +163,7 @@ async def test_assets(database: Database) -> None:
             owner_id=job.id,
             expires_at=now - timedelta(seconds=1),
         )
-        await repo.add_asset(
+        await repo_assets.add_asset(
             session=session,
             key="evidence/1.jpg",
             content_type="image/jpeg",
@@ -173,22 +177,22 @@ async def test_assets(database: Database) -> None:
         await session.commit()
 
     async with database.session() as session:
-        fetched = await repo.get_asset(session=session, key=glb.key)
+        fetched = await repo_assets.get_asset(session=session, key=glb.key)
         assert fetched is not None
         assert (fetched.size, fetched.filename, fetched.owner_kind) == (3_000_000_000, "red fox.glb", "job")
-        assert await repo.get_asset(session=session, key="jobs/none") is None
-        listed = await repo.list_job_assets(session=session, job_id=job.id)
+        assert await repo_assets.get_asset(session=session, key="jobs/none") is None
+        listed = await repo_assets.list_job_assets(session=session, job_id=job.id)
         assert [asset.key.rsplit("/", 1)[1] for asset in listed] == ["model.glb", "preview.png"]
-        expired = await repo.expired_assets(session=session, now=now)
+        expired = await repo_assets.expired_assets(session=session, now=now)
         assert [asset.key for asset in expired] == [f"jobs/{job.id}/preview.png"]
-        assert await repo.delete_asset(session=session, key=expired[0].key) is True
-        assert await repo.delete_asset(session=session, key=expired[0].key) is False
+        assert await repo_assets.delete_asset(session=session, key=expired[0].key) is True
+        assert await repo_assets.delete_asset(session=session, key=expired[0].key) is False
         await session.commit()
 
     async with database.session() as session:
-        assert len(await repo.list_job_assets(session=session, job_id=job.id)) == 1
+        assert len(await repo_assets.list_job_assets(session=session, job_id=job.id)) == 1
         with pytest.raises(IntegrityError):
-            await repo.add_asset(
+            await repo_assets.add_asset(
                 session=session,
                 key=glb.key,
                 content_type="x",
@@ -202,7 +206,7 @@ async def test_assets(database: Database) -> None:
 
 async def test_comment_records(database: Database) -> None:
     async with database.session() as session:
-        record = await repo.add_comment_record(
+        record = await repo_comments.add_comment_record(
             session=session,
             guild_id=GUILD,
             channel_id=1,
@@ -223,7 +227,7 @@ async def test_comment_records(database: Database) -> None:
 
 
 async def _comment(session: AsyncSession, *, guild_id: int, author_id: int) -> None:
-    await repo.add_comment_record(
+    await repo_comments.add_comment_record(
         session=session,
         guild_id=guild_id,
         channel_id=1,
@@ -239,7 +243,7 @@ async def _comment(session: AsyncSession, *, guild_id: int, author_id: int) -> N
 
 async def test_delete_user_data(database: Database) -> None:
     async with database.session() as session:
-        authored = await repo.create_case(
+        authored = await repo_cases.create_case(
             session=session,
             guild_id=GUILD,
             channel_id=1,
@@ -248,7 +252,7 @@ async def test_delete_user_data(database: Database) -> None:
             evidence_key="evidence/a.jpg",
             evidence_expires_at=datetime.now(UTC) + timedelta(days=30),
         )
-        await repo.add_asset(
+        await repo_assets.add_asset(
             session=session,
             key="evidence/a.jpg",
             content_type="image/jpeg",
@@ -258,9 +262,13 @@ async def test_delete_user_data(database: Database) -> None:
             owner_kind=AssetOwner.CASE,
             owner_id=str(authored.id),
         )
-        decided = await repo.create_case(session=session, guild_id=GUILD, channel_id=1, author_id=OTHER_USER)
-        await repo.update_case(session=session, case=decided, status=CaseStatus.CONFIRMED, decided_by=USER)
-        elsewhere_case = await repo.create_case(
+        decided = await repo_cases.create_case(
+            session=session, guild_id=GUILD, channel_id=1, author_id=OTHER_USER
+        )
+        await repo_cases.update_case(
+            session=session, case=decided, status=CaseStatus.CONFIRMED, decided_by=USER
+        )
+        elsewhere_case = await repo_cases.create_case(
             session=session, guild_id=OTHER_GUILD, channel_id=1, author_id=USER
         )
 
@@ -269,8 +277,8 @@ async def test_delete_user_data(database: Database) -> None:
         await _comment(session, guild_id=GUILD, author_id=OTHER_USER)
         await _comment(session, guild_id=OTHER_GUILD, author_id=USER)
 
-        mine = await repo.create_job(session=session, user_id=USER, guild_id=GUILD, prompt="mine")
-        await repo.add_asset(
+        mine = await repo_jobs.create_job(session=session, user_id=USER, guild_id=GUILD, prompt="mine")
+        await repo_assets.add_asset(
             session=session,
             key=f"jobs/{mine.id}/model.glb",
             content_type="model/gltf-binary",
@@ -280,16 +288,16 @@ async def test_delete_user_data(database: Database) -> None:
             owner_kind=AssetOwner.JOB,
             owner_id=mine.id,
         )
-        remix = await repo.create_job(
+        remix = await repo_jobs.create_job(
             session=session, user_id=OTHER_USER, guild_id=GUILD, prompt="remix", parent_job_id=mine.id
         )
-        mine_elsewhere = await repo.create_job(
+        mine_elsewhere = await repo_jobs.create_job(
             session=session, user_id=USER, guild_id=OTHER_GUILD, prompt="x"
         )
         await session.commit()
 
     async with database.session() as session:
-        result = await repo.delete_user_data(session=session, guild_id=GUILD, user_id=USER)
+        result = await repo_user_data.delete_user_data(session=session, guild_id=GUILD, user_id=USER)
         await session.commit()
 
     assert result.blob_keys == ("evidence/a.jpg", f"jobs/{mine.id}/model.glb")
@@ -303,7 +311,7 @@ async def test_delete_user_data(database: Database) -> None:
     }
 
     async with database.session() as session:
-        case = await repo.get_case_by_id(session=session, case_id=authored.id or 0)
+        case = await repo_cases.get_case_by_id(session=session, case_id=authored.id or 0)
         assert case is not None
         assert (case.author_id, case.message_id, case.evidence_key, case.evidence_expires_at) == (
             ANONYMOUS_USER_ID,
@@ -312,9 +320,9 @@ async def test_delete_user_data(database: Database) -> None:
             None,
         )
         assert case.case_number == authored.case_number
-        other = await repo.get_case_by_id(session=session, case_id=decided.id or 0)
+        other = await repo_cases.get_case_by_id(session=session, case_id=decided.id or 0)
         assert other is not None and other.decided_by == ANONYMOUS_USER_ID and other.author_id == OTHER_USER
-        untouched = await repo.get_case_by_id(session=session, case_id=elsewhere_case.id or 0)
+        untouched = await repo_cases.get_case_by_id(session=session, case_id=elsewhere_case.id or 0)
         assert untouched is not None and untouched.author_id == USER
 
         comments = (
@@ -322,12 +330,12 @@ async def test_delete_user_data(database: Database) -> None:
         ).all()
         assert sorted(tuple(row) for row in comments) == [(GUILD, OTHER_USER), (OTHER_GUILD, USER)]
 
-        assert await repo.get_job(session=session, job_id=mine.id) is None
-        assert await repo.get_asset(session=session, key="evidence/a.jpg") is None
+        assert await repo_jobs.get_job(session=session, job_id=mine.id) is None
+        assert await repo_assets.get_asset(session=session, key="evidence/a.jpg") is None
         surviving_remix = await session.get(GenerationJob, remix.id, populate_existing=True)
         assert surviving_remix is not None and surviving_remix.parent_job_id is None
-        assert await repo.get_job(session=session, job_id=mine_elsewhere.id) is not None
+        assert await repo_jobs.get_job(session=session, job_id=mine_elsewhere.id) is not None
 
     async with database.session() as session:
-        again = await repo.delete_user_data(session=session, guild_id=GUILD, user_id=USER)
+        again = await repo_user_data.delete_user_data(session=session, guild_id=GUILD, user_id=USER)
     assert again.counts() == dict.fromkeys(again.counts(), 0)

@@ -9,7 +9,7 @@ import pytest
 
 from bot.runtime import Runtime
 from bot.web.app import WebServer
-from storage import repo
+from storage import repo_assets
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ async def server(runtime: Runtime) -> AsyncIterator[WebServer]:
 async def _store(runtime: Runtime, key: str, data: bytes, content_type: str, filename: str) -> None:
     info = await runtime.blobs.put(key, data, content_type)
     async with runtime.database.session() as session:
-        await repo.add_asset(
+        await repo_assets.add_asset(
             session=session,
             key=key,
             content_type=content_type,

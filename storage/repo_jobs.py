@@ -1,0 +1,107 @@
+"""Queries over 3D generation jobs: creation, state updates, resumption after a restart and quotas.
+
+Session handling follows `storage.repo_common`: flush, never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import TERMINAL_JOB_STATES, GenerationJob, JobState, utcnow
+from storage.repo_common import apply_changes
+
+
+async def create_job(
+    *,
+    session: AsyncSession,
+    user_id: int,
+    prompt: str,
+    guild_id: int | None = None,
+    channel_id: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    parent_job_id: str | None = None,
+    interaction_token: str | None = None,
+    application_id: int | None = None,
+    job_id: str | None = None,
+) -> GenerationJob:
+    job = GenerationJob(
+        user_id=user_id,
+        prompt=prompt,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        options=dict(options or {}),
+        parent_job_id=parent_job_id,
+        interaction_token=interaction_token,
+        application_id=application_id,
+    )
+    if job_id is not None:
+        job.id = job_id
+    session.add(job)
+    await session.flush()
+    return job
+
+
+async def get_job(*, session: AsyncSession, job_id: str) -> GenerationJob | None:
+    return await session.get(GenerationJob, job_id)
+
+
+async def update_job(*, session: AsyncSession, job: GenerationJob, **changes: Any) -> GenerationJob:
+    """Change fields of a job; entering done/failed/canceled stamps `finished_at` unless given."""
+    progress = changes.get("progress")
+    if progress is not None and not 0 <= progress <= 100:
+        raise ValueError(f"progress must be between 0 and 100, got {progress}")
+    state = changes.get("state")
+    if state is not None and JobState(state) in TERMINAL_JOB_STATES and "finished_at" not in changes:
+        changes["finished_at"] = job.finished_at or utcnow()
+    apply_changes(job, changes, immutable={"id"})
+    await session.flush()
+    return job
+
+
+async def list_unfinished_jobs(*, session: AsyncSession) -> list[GenerationJob]:
+    """Jobs not yet done, failed or canceled, oldest first: what to resume after a restart."""
+    statement = (
+        select(GenerationJob)
+        .where(col(GenerationJob.state).not_in(sorted(TERMINAL_JOB_STATES)))
+        .order_by(col(GenerationJob.created_at))
+    )
+    return list((await session.exec(statement)).all())
+
+
+async def list_user_jobs(
+    *, session: AsyncSession, user_id: int, limit: int = 10, guild_id: int | None = None
+) -> list[GenerationJob]:
+    """Newest first."""
+    statement = select(GenerationJob).where(GenerationJob.user_id == user_id)
+    if guild_id is not None:
+        statement = statement.where(GenerationJob.guild_id == guild_id)
+    statement = statement.order_by(col(GenerationJob.created_at).desc()).limit(limit)
+    return list((await session.exec(statement)).all())
+
+
+async def count_jobs_since(
+    *,
+    session: AsyncSession,
+    since: datetime,
+    user_id: int | None = None,
+    guild_id: int | None = None,
+    exclude_states: Iterable[JobState] = (),
+) -> int:
+    """Jobs created at or after `since`, for daily quotas."""
+    statement = (
+        select(sa.func.count()).select_from(GenerationJob).where(col(GenerationJob.created_at) >= since)
+    )
+    if user_id is not None:
+        statement = statement.where(GenerationJob.user_id == user_id)
+    if guild_id is not None:
+        statement = statement.where(GenerationJob.guild_id == guild_id)
+    excluded = [JobState(state) for state in exclude_states]
+    if excluded:
+        statement = statement.where(col(GenerationJob.state).not_in(excluded))
+    return int((await session.exec(statement)).one())
