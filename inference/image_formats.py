@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
+import warnings
 import zlib
 from functools import cache
 from typing import Final
@@ -100,9 +102,25 @@ def _looks_like_text(data: bytes) -> bool:
     return bool(text) and all(ch.isprintable() or ch in "\r\n\t" for ch in text)
 
 
+# `warnings.catch_warnings` swaps the process's filter list and puts it back on exit, which is not safe
+# when two threads overlap: one could restore the other's list. Lumi's own openings (worker threads) take
+# turns through this lock; it is held for the header parse only, never while pixels are decoded.
+_OPEN_LOCK: Final = threading.Lock()
+
+
 def open_image(data: bytes) -> Image.Image:
+    """Open untrusted bytes (header only), or raise ``ImageRejected``.
+
+    Lumi's ``ImageLimits`` are the only size limit that decides: the caller checks the declared size
+    right after opening. Pillow's ``DecompressionBombWarning`` (past ~89 MP, below Lumi's 120 MP for
+    JPEG) is therefore silenced here, for this call only; its ``DecompressionBombError`` (past ~179 MP)
+    still ends in Lumi's "too many pixels" rejection.
+    """
+    formats = _allowed_formats()
     try:
-        return Image.open(io.BytesIO(data), formats=_allowed_formats())
+        with _OPEN_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data), formats=formats)
     except Image.DecompressionBombError as exc:
         raise too_many_pixels() from exc
     except UnidentifiedImageError as exc:

@@ -97,6 +97,11 @@ class Database:
         """The URL with any password masked, for logs and status pages."""
         return self._url.render_as_string(hide_password=True)
 
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file; None for PostgreSQL, in-memory SQLite and URI filenames."""
+        return self._sqlite_file()
+
     def __repr__(self) -> str:
         return f"Database({self.url!r})"
 

@@ -30,6 +30,11 @@ async def get_guild_settings(*, session: AsyncSession, guild_id: int) -> GuildSe
     return settings
 
 
+async def find_guild_settings(*, session: AsyncSession, guild_id: int) -> GuildSettings | None:
+    """The guild's settings row, or None when it has none; unlike `get_guild_settings`, writes nothing."""
+    return await session.get(GuildSettings, guild_id)
+
+
 async def update_guild_settings(*, session: AsyncSession, guild_id: int, **changes: Any) -> GuildSettings:
     settings = await get_guild_settings(session=session, guild_id=guild_id)
     apply_changes(settings, changes, immutable={"guild_id"})

@@ -5,14 +5,19 @@ Custom classifiers are the pattern classifier (stripes flagged, dots harmless), 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.cli import main
+from bot.cli import main, scan
+from bot.cli.common import settings_and_logging
 from bot.services.classifiers import ClassifierCatalog, classifier_catalog
+from bot.services.moderation_policy import DEFAULT_POLICY
+from storage import repo_guilds
+from storage.db import Database, default_sqlite_url
 from tests.fakes import images as corpus
 from tests.fakes.patterns import png_bytes
 
@@ -181,3 +186,75 @@ def test_a_damaged_classifier_registry_is_refused_before_loading_anything(
     code = main(["scan", str(photos)])
     assert code == 2
     assert "(--no-custom scans without the custom classifiers)" in capsys.readouterr().err
+
+
+_FLAG_EVERYTHING = {"categories": {"sexual_explicit": {"review": 0}}, "review_action": "alert"}
+
+
+async def _in_database(data_dir: Path, guild_id: int, **changes: Any) -> bool:
+    """Store ``changes`` in the guild's settings (none: only look); whether the guild has a settings row."""
+    database = Database(default_sqlite_url(data_dir))
+    try:
+        await database.upgrade()
+        async with database.session() as session:
+            if changes:
+                await repo_guilds.update_guild_settings(session=session, guild_id=guild_id, **changes)
+                await session.commit()
+            return await repo_guilds.find_guild_settings(session=session, guild_id=guild_id) is not None
+    finally:
+        await database.close()
+
+
+def test_guild_judges_by_the_servers_stored_policy_unless_policy_is_given(
+    photos: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = photos.parent / "data"
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    cat = str(photos / "cat.png")
+
+    # No database yet: the scan says so and uses the defaults, and creates no database.
+    code = main(["scan", "--guild", "42", cat])
+    out = capsys.readouterr().out
+    assert code == 0
+    (line,) = [line for line in out.splitlines() if line.startswith("policy: ")]
+    assert line.startswith("policy: default (cannot read server 42's stored policy: there is no SQLite")
+    assert not (data_dir / "lumi.db").exists()
+
+    assert asyncio.run(_in_database(data_dir, 42, moderation_policy=_FLAG_EVERYTHING))
+    code, document, err = _scan_json(capsys, "--guild", "42", cat)
+    assert code == 1
+    assert (document["policy"], document["policy_source"]) == ("custom", "guild")
+    assert "policy: stored policy of server 42" in err.splitlines()
+    (result,) = document["results"]
+    assert (result["flagged"], result["category"], result["action"]) == (True, "sexual_explicit", "alert")
+
+    # --policy takes precedence over the stored policy.
+    code, document, err = _scan_json(capsys, "--guild", "42", "--policy", "{}", cat)
+    assert code == 0 and document["policy_source"] == "option"
+    assert "policy: from --policy (server 42's stored policy not read)" in err.splitlines()
+
+
+def test_a_server_without_usable_stored_settings_is_scanned_with_the_defaults(
+    photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = photos.parent / "data"
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    settings = settings_and_logging()
+    assert asyncio.run(_in_database(data_dir, 9, moderation_policy={"future": 1}))
+
+    choice = scan._choose_policy(None, 7, settings)
+    assert (choice.policy, choice.source) == (DEFAULT_POLICY, "default")
+    assert choice.description.startswith("default (server 7 has no stored moderation settings in sqlite")
+    assert not asyncio.run(_in_database(data_dir, 7))  # read only: no settings row was created
+
+    choice = scan._choose_policy(None, 9, settings)
+    assert (choice.policy, choice.source) == (DEFAULT_POLICY, "default")
+    assert choice.description.startswith("default (server 9's stored policy is invalid: ")
+    assert "unknown setting(s) future" in choice.description
+
+    assert asyncio.run(_in_database(data_dir, 5, moderation_enabled=False))
+    choice = scan._choose_policy(None, 5, settings)
+    assert (choice.policy, choice.source) == (DEFAULT_POLICY, "guild")
+    assert choice.description == (
+        "stored policy of server 5 (the same as the default; moderation is turned off in that server)"
+    )

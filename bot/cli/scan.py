@@ -1,11 +1,15 @@
-"""`lumi scan PATH...`: check image files offline with the moderation models and policy defaults.
+"""`lumi scan PATH...`: check image files offline with the moderation models and a moderation policy.
 
 The custom classifiers registered for all servers run beside the built-in models (``--guild``: those
 that apply to that server; ``--no-custom``: none), through the same check moderation makes. A registered
 classifier that cannot load is reported and left out; the others still run.
 
+The policy is ``--policy`` when given, else with ``--guild`` that server's stored policy, else the
+defaults; one line says which. Reading a server's policy opens the configured database read only; when
+it cannot be read, or the server has no stored settings, the line says so and the defaults apply.
+
 Exit status: 0 when nothing is flagged, 1 when at least one image is flagged, 2 for bad usage.
-Nothing is stored and no database is opened (the classifier registry is a file under DATA_DIR).
+Nothing is stored (the classifier registry is a file under DATA_DIR).
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bot.cli.common import settings_and_logging
 from bot.cli.scan_report import classifier_json, print_table, print_unavailable_classifiers
+from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.services.classifiers import (
     ClassifierCatalog,
@@ -29,11 +34,13 @@ from bot.services.classifiers import (
     classifier_catalog,
 )
 from bot.services.moderation_checker import ExtraDetector, ImageChecker, Verdict
+from bot.services.moderation_config import stored_guild_config
 from bot.services.moderation_policy import DEFAULT_POLICY, Policy
 from bot.services.moderation_policy_json import PolicyError, parse_policy
 from inference.image_limits import ImageLimits
 from inference.registry import ModelRegistry
 from inference.threads import apply_thread_policy
+from storage.db import Database, DatabaseUnavailable
 
 _IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
@@ -48,22 +55,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Check image files with the moderation models and policy. Folders are searched "
         "for images. The custom classifiers registered for all servers (lumi models add-classifier) run "
         "too, and their categories score and flag as in moderation. A registered classifier that cannot "
-        "load is reported and left out. Exit status 1 when an image is flagged.",
+        "load is reported and left out. The policy is --policy when given, else with --guild that "
+        "server's stored policy (read from the database), else the defaults; a line says which. "
+        "Exit status 1 when an image is flagged.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout instead of a table")
     parser.add_argument(
         "--policy",
         metavar="JSON",
-        help='policy overrides, e.g. \'{"categories": {"suggestive": {"review": 0.5}}}\'',
+        help='policy overrides over the defaults, e.g. \'{"categories": {"suggestive": {"review": 0.5}}}\'; '
+        "takes precedence over the stored policy of --guild",
     )
     custom = parser.add_mutually_exclusive_group()
     custom.add_argument(
         "--guild",
         type=_server_id,
         metavar="ID",
-        help="run the custom classifiers that apply to this server, as moderation would for a post there "
-        "(its own classifiers and those for all servers; the server's policy is not read: use --policy)",
+        help="check as moderation would for a post in this server: the custom classifiers that apply "
+        "there (its own and those for all servers) and its stored moderation policy, read from the "
+        "database (the defaults when it cannot be read or the server has none; --policy overrides it)",
     )
     custom.add_argument(
         "--no-custom", action="store_true", help="only the built-in models, no custom classifiers"
@@ -86,7 +97,8 @@ class ScanOutcome:
 
 def _scan_command(args: argparse.Namespace) -> int:
     settings = settings_and_logging()
-    policy = _policy(args.policy)
+    choice = _choose_policy(args.policy, args.guild, settings)
+    policy = choice.policy
     files = list(_expand(args.paths))
     limits = ImageLimits(max_bytes=int(settings.moderation_max_image_mb * 1024 * 1024))
     catalog = None if args.no_custom else classifier_catalog(settings.data_dir)
@@ -106,9 +118,13 @@ def _scan_command(args: argparse.Namespace) -> int:
     unavailable = outcome.unavailable_classifiers
     print_unavailable_classifiers(classifiers, unavailable)
     results = outcome.results
+    # On stderr with --json, so that stdout stays one JSON document.
+    print(f"policy: {choice.description}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         document = {
             "policy": "default" if policy == DEFAULT_POLICY else "custom",
+            "policy_source": choice.source,
+            "policy_description": choice.description,
             "guild_id": args.guild,
             "custom_classifiers": [classifier_json(c, unavailable.get(c.id)) for c in classifiers],
             "results": results,
@@ -128,9 +144,57 @@ def _registered_for(catalog: ClassifierCatalog, guild_id: int | None) -> list[Re
     return [classifier for classifier in registered if classifier.applies_to(guild_id)]
 
 
-def _policy(raw: str | None) -> Policy:
-    if not raw:
-        return DEFAULT_POLICY
+@dataclass(frozen=True)
+class PolicyChoice:
+    """The policy a scan judges by, where it came from, and the line that tells the user."""
+
+    policy: Policy
+    source: Literal["option", "guild", "default"]
+    description: str
+
+
+def _choose_policy(raw: str | None, guild_id: int | None, settings: Settings) -> PolicyChoice:
+    """``--policy`` first, then the stored policy of ``--guild``, then the defaults."""
+    if raw:
+        ignored = f" (server {guild_id}'s stored policy not read)" if guild_id is not None else ""
+        return PolicyChoice(_policy(raw), "option", f"from --policy{ignored}")
+    if guild_id is None:
+        return PolicyChoice(DEFAULT_POLICY, "default", "default")
+    return asyncio.run(_stored_policy(settings.resolved_database_url, guild_id))
+
+
+async def _stored_policy(database_url: str, guild_id: int) -> PolicyChoice:
+    database = Database(database_url)
+    try:
+        config = await stored_guild_config(database, guild_id)
+    except DatabaseUnavailable as error:
+        return PolicyChoice(
+            DEFAULT_POLICY, "default", f"default (cannot read server {guild_id}'s stored policy: {error})"
+        )
+    finally:
+        await database.close()
+    if config is None:
+        return PolicyChoice(
+            DEFAULT_POLICY,
+            "default",
+            f"default (server {guild_id} has no stored moderation settings in {database.url})",
+        )
+    if config.policy_problem is not None:
+        return PolicyChoice(
+            DEFAULT_POLICY,
+            "default",
+            f"default (server {guild_id}'s stored policy is invalid: {config.policy_problem})",
+        )
+    notes = []
+    if config.policy == DEFAULT_POLICY:
+        notes.append("the same as the default")
+    if not config.enabled:
+        notes.append("moderation is turned off in that server")
+    suffix = f" ({'; '.join(notes)})" if notes else ""
+    return PolicyChoice(config.policy, "guild", f"stored policy of server {guild_id}{suffix}")
+
+
+def _policy(raw: str) -> Policy:
     try:
         return parse_policy(json.loads(raw))
     except json.JSONDecodeError as error:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+
 from bot.services.moderation_policy import DEFAULT_POLICY, Policy
 from bot.services.moderation_policy_json import PolicyError, parse_policy
+from storage import repo_guilds
+from storage.db import Database, DatabaseUnavailable
 from storage.models import GuildSettings
 
-__all__ = ["GuildModeration", "config_from_row", "edit_ids", "merge_policy"]
+__all__ = ["GuildModeration", "config_from_row", "edit_ids", "merge_policy", "stored_guild_config"]
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +86,22 @@ def config_from_row(row: GuildSettings) -> GuildModeration:
         exempt_role_ids=frozenset(row.exempt_role_ids or ()),
         policy_problem=problem,
     )
+
+
+async def stored_guild_config(database: Database, guild_id: int) -> GuildModeration | None:
+    """The guild's stored moderation settings, read only (no row is created); None when it has none.
+
+    Raises ``DatabaseUnavailable`` when the database cannot be opened or read: a SQLite file that does
+    not exist yet is reported as such, not created.
+    """
+    path = database.sqlite_path
+    if path is not None and not await asyncio.to_thread(path.is_file):
+        raise DatabaseUnavailable(f"there is no SQLite database at {path}")
+    await database.ping()
+    try:
+        async with database.session() as session:
+            row = await repo_guilds.find_guild_settings(session=session, guild_id=guild_id)
+    except sa.exc.SQLAlchemyError as error:  # e.g. a database that was never migrated
+        reason = str(error.orig) if isinstance(error, sa.exc.DBAPIError) else str(error)
+        raise DatabaseUnavailable(f"cannot read guild settings from {database.url}: {reason}") from error
+    return None if row is None else config_from_row(row)

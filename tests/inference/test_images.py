@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
+import warnings
 import zlib
 from collections.abc import Callable
 
@@ -81,6 +83,26 @@ def test_large_jpeg_is_checked_at_a_reduced_decoding_scale() -> None:
     # At full resolution for the models, the cap alone picks the scale: 1/2 is 27 MP.
     full = decode_image(data, limits=ImageLimits(max_side_for_models=None))
     assert full.frames[0].size == (6_000, 4_500)
+
+
+def test_pillows_bomb_warning_is_not_raised_for_sizes_lumi_decides_on() -> None:
+    """Past ~89 MP Pillow warns; Lumi's own caps decide instead, with no warning in the log."""
+    data = fake.large_jpeg(12_000, 9_000)  # 108 MP: accepted by Lumi's 120 MP ceiling for JPEG
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        filters_before = list(warnings.filters)
+        decoded = decode_image(data)
+        with pytest.raises(ImageRejected) as rejected:
+            decode_image(fake.jpeg_declaring(11_000, 12_000))  # 132 MP: refused by Lumi, not Pillow
+        with pytest.raises(ImageRejected) as absurd:
+            decode_image(fake.jpeg_declaring(65_535, 65_535))  # Pillow's DecompressionBombError
+        assert warnings.filters == filters_before  # nothing changed for the rest of the process
+    assert [w.message for w in caught if issubclass(w.category, Image.DecompressionBombWarning)] == []
+    assert (decoded.width, decoded.height) == (12_000, 9_000)
+    assert rejected.value.reason_code == absurd.value.reason_code == "too_many_pixels"
+    # Only Lumi's own openings are exempt: Pillow still warns anyone else in the process.
+    with pytest.warns(Image.DecompressionBombWarning):
+        Image.open(io.BytesIO(data)).close()
 
 
 def test_png_of_the_same_size_is_still_too_many_pixels() -> None:
