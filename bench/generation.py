@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.services.generation import GenerationConfig, GenerationOptions, GenerationRequest, GenerationService
 from bot.services.generation_progress import JobSnapshot
 from bot.services.prompt_check import PromptChecker
-from bot.services.prompt_enhancer import KeywordEnhancer, PromptEnhancer
+from bot.services.prompt_enhancer import PromptEnhancer
+from bot.services.prompt_keywords import KeywordEnhancer
 from inference.remote.meshy import MeshyClient
 from storage import repo_assets
 from storage.blobs import LocalBlobStore

@@ -18,7 +18,7 @@ from bot.errors import UserFacingError
 from bot.runtime import Runtime
 from storage import repo_jobs
 from tests.conftest import make_settings
-from tests.fakes.discord_payloads import JsonDict
+from tests.fakes.discord_protocol import JsonDict
 from tests.fakes.discord_server import FakeDiscord, redirect_discord_py
 from tests.fakes.meshy_server import FakeMeshy
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.discord_payloads import JsonDict
+from tests.fakes.discord_protocol import JsonDict
 from tests.fakes.discord_server import FakeDiscord, message_text
 from tests.fakes.meshy_server import FakeMeshy, FakeMeshyConfig
 

@@ -15,6 +15,10 @@ For the built-in categories (violence, violence_graphic, self_harm...) the guild
 set with `/moderation setup`. A classifier may also bring a category of its own (``weapons``): its review
 threshold defaults to the one recommended at training, it alerts moderators and takes no automatic
 action unless registered with ``--act``.
+
+This module keeps the registry file (reading, caching, adding, removing); an entry is a
+``RegisteredClassifier`` (``classifier_entries``) and what a registration must pass is in
+``classifier_checks``.
 """
 
 from __future__ import annotations
@@ -22,171 +26,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
-
-from PIL import Image
+from typing import Final
 
 from bot.errors import UserFacingError
-from bot.services.moderation_decisions import category_scores
-from bot.services.moderation_policy import CATEGORIES, Action, CategoryRule
-from inference.classifier_metadata import (
-    METADATA_FILE,
-    ClassifierMetadata,
-    MetadataError,
-    classifier_files,
-    read_metadata,
+from bot.services.classifier_checks import (
+    check_category,
+    custom_rule,
+    file_sha256,
+    validation_summary,
+    verify_classifier,
 )
+from bot.services.classifier_entries import RegisteredClassifier
+from bot.services.moderation_policy import Action
+from inference.classifier_metadata import METADATA_FILE, MetadataError, classifier_files, read_metadata
 from inference.registry import ModelUnavailable
-from inference.runners.keras_classifier import KerasClassifierRunner
 
-__all__ = [
-    "REGISTRY_FILE",
-    "ClassifierCatalog",
-    "RegisteredClassifier",
-    "classifier_catalog",
-    "verify_classifier",
-]
+__all__ = ["REGISTRY_FILE", "ClassifierCatalog", "classifier_catalog"]
 
 log = logging.getLogger(__name__)
 
 REGISTRY_FILE: Final = "registry.json"
 _REGISTRY_FORMAT: Final = "lumi-classifier-registry"
 _LOCK_FILE: Final = ".lock"
-_CATEGORY_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
-_REVIEW_ACTIONS: Final = (Action.ALERT, Action.HOLD)
-
-
-@dataclass(frozen=True)
-class RegisteredClassifier:
-    id: int
-    category: str
-    guild_id: int | None
-    folder: str
-    name: str
-    positive_class: str
-    classes: tuple[str, ...]
-    backbone: str
-    input_size: tuple[int, int]
-    recommended_threshold: float
-    sha256: str
-    added_at: str
-    source: str
-    # Only for categories outside the built-in ones; those follow the guild's policy.
-    review: float | None = None
-    act: float | None = None
-    review_action: Action = Action.ALERT
-    validation: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def model_key(self) -> str:
-        return f"classifier-{self.id}"
-
-    @property
-    def builtin_category(self) -> bool:
-        return self.category in CATEGORIES
-
-    @property
-    def scope(self) -> str:
-        return "global" if self.guild_id is None else f"guild {self.guild_id}"
-
-    def applies_to(self, guild_id: int | None) -> bool:
-        return self.guild_id is None or self.guild_id == guild_id
-
-    def rule(self) -> CategoryRule | None:
-        if self.builtin_category:
-            return None
-        return CategoryRule(review=self.review, act=self.act, review_action=self.review_action)
-
-    def thresholds_text(self) -> str:
-        if self.builtin_category:
-            return "thresholds: the server's policy for this category"
-        review = "off" if self.review is None else f"≥ {self.review:.2f} ({self.review_action.value})"
-        act = "off" if self.act is None else f"≥ {self.act:.2f}"
-        return f"review {review}, auto-action {act}"
-
-    def summary(self) -> str:
-        accuracy = self.validation.get("accuracy")
-        quality = f", validation accuracy {accuracy:.2f}" if isinstance(accuracy, int | float) else ""
-        return (
-            f"#{self.id} {self.category} ({self.scope}): {self.name}, {self.backbone} "
-            f"{self.input_size[0]}x{self.input_size[1]}, flags {self.positive_class!r}{quality}; "
-            f"{self.thresholds_text()}"
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "category": self.category,
-            "guild_id": self.guild_id,
-            "folder": self.folder,
-            "name": self.name,
-            "positive_class": self.positive_class,
-            "classes": list(self.classes),
-            "backbone": self.backbone,
-            "input_size": list(self.input_size),
-            "recommended_threshold": self.recommended_threshold,
-            "sha256": self.sha256,
-            "added_at": self.added_at,
-            "source": self.source,
-            "review": self.review,
-            "act": self.act,
-            "review_action": self.review_action.value,
-            "validation": dict(self.validation),
-        }
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> RegisteredClassifier:
-        size = raw["input_size"]
-        return cls(
-            id=int(raw["id"]),
-            category=str(raw["category"]),
-            guild_id=None if raw.get("guild_id") is None else int(raw["guild_id"]),
-            folder=str(raw["folder"]),
-            name=str(raw.get("name", raw["folder"])),
-            positive_class=str(raw["positive_class"]),
-            classes=tuple(str(name) for name in raw["classes"]),
-            backbone=str(raw.get("backbone", "unknown")),
-            input_size=(int(size[0]), int(size[1])),
-            recommended_threshold=float(raw["recommended_threshold"]),
-            sha256=str(raw.get("sha256", "")),
-            added_at=str(raw.get("added_at", "")),
-            source=str(raw.get("source", "")),
-            review=None if raw.get("review") is None else float(raw["review"]),
-            act=None if raw.get("act") is None else float(raw["act"]),
-            review_action=Action(raw.get("review_action", Action.ALERT.value)),
-            validation=dict(raw.get("validation", {})),
-        )
 
 
 def classifier_catalog(data_dir: Path) -> ClassifierCatalog:
     """The catalog the bot and the command line share: ``DATA_DIR/classifiers``."""
     return ClassifierCatalog(data_dir / "classifiers")
-
-
-def verify_classifier(folder: Path) -> None:
-    """Load the classifier and run one image through it; raises ``ModelUnavailable`` when that fails.
-
-    Imports TensorFlow (seconds): registration pays it once so a broken model is refused at the command
-    line instead of failing on the first posted image.
-    """
-    runner = KerasClassifierRunner(folder, "cpu", name=f"classifier {folder.name}")
-    runner.load()
-    try:
-        height, width = runner.metadata.input_size
-        runner.predict_batch([Image.new("RGB", (width, height), (128, 128, 128))])
-    finally:
-        runner.close()
 
 
 class ClassifierCatalog:
@@ -286,7 +160,7 @@ class ClassifierCatalog:
     ) -> RegisteredClassifier:
         """Copy the classifier at ``source`` in and register it; ``UserFacingError`` says what is wrong."""
         category = category.strip().lower()
-        _check_category(category)
+        check_category(category)
         if guild_id is not None and guild_id <= 0:
             raise UserFacingError("--guild must be a server id (a positive number)")
         try:
@@ -294,8 +168,8 @@ class ClassifierCatalog:
             metadata = read_metadata(metadata_path)
         except MetadataError as error:
             raise UserFacingError(str(error)) from None
-        rule = _custom_rule(category, metadata, review=review, act=act, review_action=review_action)
-        digest = _sha256(model_path)
+        rule = custom_rule(category, metadata, review=review, act=act, review_action=review_action)
+        digest = file_sha256(model_path)
         self.root.mkdir(parents=True, exist_ok=True)
         with self._locked():
             next_id, entries = self._read()
@@ -337,7 +211,7 @@ class ClassifierCatalog:
                 review=rule.review if rule else None,
                 act=rule.act if rule else None,
                 review_action=(rule.review_action or Action.ALERT) if rule else Action.ALERT,
-                validation=_validation_summary(metadata),
+                validation=validation_summary(metadata),
             )
             self._write(next_id + 1, [*entries, entry])
         self.invalidate()
@@ -374,65 +248,3 @@ class ClassifierCatalog:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _check_category(category: str) -> None:
-    if not _CATEGORY_NAME.match(category):
-        raise UserFacingError(
-            "a category name is 2-32 lowercase letters, digits or underscores, starting with a letter "
-            f"(built-in: {', '.join(CATEGORIES)})"
-        )
-    if category not in CATEGORIES and category not in category_scores(
-        (), None, {category: 1.0}, custom=[category]
-    ):
-        raise UserFacingError(f"{category!r} is another name for a built-in category; use that one instead")
-
-
-def _custom_rule(
-    category: str,
-    metadata: ClassifierMetadata,
-    *,
-    review: float | None,
-    act: float | None,
-    review_action: str | None,
-) -> CategoryRule | None:
-    if category in CATEGORIES:
-        if review is not None or act is not None or review_action is not None:
-            raise UserFacingError(
-                f"{category} is a built-in category: its thresholds are the server's moderation policy "
-                "(/moderation setup), not part of the classifier"
-            )
-        return None
-    for label, value in (("--review", review), ("--act", act)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise UserFacingError(f"{label} must be between 0 and 1 (got {value:g})")
-    chosen_review = metadata.recommended_threshold if review is None else review
-    if act is not None and act < chosen_review:
-        raise UserFacingError(f"--act ({act:g}) must not be below the review threshold ({chosen_review:g})")
-    action = Action.ALERT
-    if review_action is not None:
-        if review_action not in {choice.value for choice in _REVIEW_ACTIONS}:
-            raise UserFacingError("--review-action must be alert or hold")
-        action = Action(review_action)
-    return CategoryRule(review=chosen_review, act=act, review_action=action)
-
-
-def _validation_summary(metadata: ClassifierMetadata) -> dict[str, Any]:
-    metrics = metadata.metrics
-    summary: dict[str, Any] = {}
-    if isinstance(metrics.get("accuracy"), int | float):
-        summary["accuracy"] = float(metrics["accuracy"])
-    at_threshold = metrics.get("at_threshold")
-    if isinstance(at_threshold, Mapping):
-        for key in ("precision", "recall", "f1"):
-            if isinstance(at_threshold.get(key), int | float):
-                summary[key] = float(at_threshold[key])
-    return summary
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -12,13 +12,9 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
-from bot.services.classifier_catalog import (
-    REGISTRY_FILE,
-    ClassifierCatalog,
-    RegisteredClassifier,
-    classifier_catalog,
-    verify_classifier,
-)
+from bot.services.classifier_catalog import REGISTRY_FILE, ClassifierCatalog, classifier_catalog
+from bot.services.classifier_checks import verify_classifier
+from bot.services.classifier_entries import RegisteredClassifier
 from bot.services.moderation_policy import CategoryRule
 from inference.batcher import BatcherClosed, QueueFull
 from inference.device import Device
@@ -26,7 +22,7 @@ from inference.images import DecodedImage
 from inference.registry import BatchConfig, ModelKey, ModelRegistry, ModelUnavailable
 from inference.runners.keras_classifier import ClassifierInput, ClassScores, KerasClassifierRunner
 
-# The catalog's names are re-exported: callers import the feature from this one module.
+# The registration names (catalog, entries, checks) are re-exported: callers import the feature from here.
 __all__ = [
     "REGISTRY_FILE",
     "ClassifierCatalog",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.fakes.discord_payloads import JsonDict
+from tests.fakes.discord_protocol import JsonDict
 from tests.fakes.discord_recording import RecordedRequest
 from tests.fakes.discord_server import FakeDiscord, redirect_discord_py, running_client
 

@@ -17,7 +17,7 @@ import pytest
 from storage import repo_guilds
 from storage.models import JobState
 from tests.e2e.conftest import LumiFactory, LumiHarness
-from tests.fakes.discord_payloads import JsonDict
+from tests.fakes.discord_protocol import JsonDict
 from tests.fakes.discord_server import message_text
 from tests.fakes.meshy_server import FakeMeshy, FakeMeshyConfig
 

@@ -14,12 +14,12 @@ import pytest
 from PIL import Image
 
 from bot.services.moderation_policy import CATEGORIES
-from cogs.moderation.cog import Category
+from cogs.moderation.settings import Category
 from storage import repo_cases
 from storage.models import CaseAction, CaseStatus, ModerationCase
 from tests.e2e.conftest import LumiHarness
 from tests.fakes import images as corpus
-from tests.fakes.discord_payloads import JsonDict
+from tests.fakes.discord_protocol import JsonDict
 from tests.fakes.discord_server import message_text
 
 pytestmark = pytest.mark.e2e

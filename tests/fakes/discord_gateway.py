@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.discord_payloads import Intent, JsonDict
+from tests.fakes.discord_protocol import Intent, JsonDict
 
 if TYPE_CHECKING:
     from tests.fakes.discord_server import FakeDiscord

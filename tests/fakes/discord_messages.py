@@ -11,21 +11,15 @@ import time
 
 import yarl
 
+from tests.fakes.discord_entities import ChannelRef, FakeChannel, FakeMember, FakeUser
 from tests.fakes.discord_payloads import (
-    ChannelRef,
-    FakeChannel,
-    FakeMember,
-    FakeUser,
     HostedFile,
-    InteractionType,
-    JsonDict,
-    MessageFlag,
     attachment_payload,
     guess_content_type,
     mentioned_ids,
     message_payload,
-    now_iso,
 )
+from tests.fakes.discord_protocol import InteractionType, JsonDict, MessageFlag, now_iso
 from tests.fakes.discord_recording import ApiError
 from tests.fakes.discord_world import DiscordWorld, InteractionRecord
 

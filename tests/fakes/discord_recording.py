@@ -12,7 +12,8 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from aiohttp import BodyPartReader, web
 
-from tests.fakes.discord_payloads import JsonDict, guess_content_type
+from tests.fakes.discord_payloads import guess_content_type
+from tests.fakes.discord_protocol import JsonDict
 
 T = TypeVar("T")
 

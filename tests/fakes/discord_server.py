@@ -23,8 +23,10 @@ import yarl
 from aiohttp import web
 
 from tests.fakes.discord_actions import UserActions
+from tests.fakes.discord_entities import ChannelRef, UserRef
 from tests.fakes.discord_gateway import RECONNECT, GatewayHub
-from tests.fakes.discord_payloads import ChannelRef, JsonDict, MessageFlag, UserRef, message_text
+from tests.fakes.discord_payloads import message_text
+from tests.fakes.discord_protocol import JsonDict, MessageFlag
 from tests.fakes.discord_recording import ObservedList, RecordedRequest
 from tests.fakes.discord_rest import RestApi
 from tests.fakes.discord_world import InteractionRecord

@@ -12,24 +12,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakes.discord_payloads import (
-    BOT_PERMISSIONS,
-    EVERYONE_PERMISSIONS,
-    MODERATOR_PERMISSIONS,
+from tests.fakes.discord_entities import (
     ChannelRef,
-    ChannelType,
     FakeChannel,
     FakeGuild,
     FakeMember,
     FakeRole,
     FakeUser,
-    HostedFile,
-    JsonDict,
     PermissionOverwrite,
-    SnowflakeFactory,
     UserRef,
-    summarize_message,
-    tiny_png,
+)
+from tests.fakes.discord_payloads import HostedFile, summarize_message, tiny_png
+from tests.fakes.discord_protocol import (
+    BOT_PERMISSIONS,
+    EVERYONE_PERMISSIONS,
+    MODERATOR_PERMISSIONS,
+    ChannelType,
+    JsonDict,
+    SnowflakeFactory,
 )
 from tests.fakes.discord_recording import ApiError, ObservedList, RecordedRequest
 

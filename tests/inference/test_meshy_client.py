@@ -37,7 +37,9 @@ from inference.remote.meshy import (
     RetryPolicy,
     SseParser,
 )
-from tests.fakes.meshy_server import BUSY_MESSAGE, SAMPLE_PREVIEW_ID, FakeMeshy, FakeMeshyConfig
+from tests.fakes.meshy_faults import BUSY_MESSAGE
+from tests.fakes.meshy_server import FakeMeshy, FakeMeshyConfig
+from tests.fakes.meshy_tasks import SAMPLE_PREVIEW_ID
 
 FAST_RETRY = RetryPolicy(max_retries=3, backoff_initial=0.01, backoff_max=0.05)
 

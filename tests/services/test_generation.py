@@ -32,7 +32,8 @@ from bot.services.generation_progress import (
     stage_line,
 )
 from bot.services.prompt_check import PromptChecker
-from bot.services.prompt_enhancer import KeywordEnhancer, PromptEnhancer
+from bot.services.prompt_enhancer import PromptEnhancer
+from bot.services.prompt_keywords import KeywordEnhancer
 from inference.remote.meshy import MeshyClient, MeshyStatus, MeshyTask, MeshyTaskFailed, RetryPolicy
 from storage import repo_guilds, repo_jobs
 from storage.blobs import LocalBlobStore

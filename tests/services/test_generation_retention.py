@@ -13,7 +13,8 @@ import pytest
 from bot.services.generation import GenerationConfig, GenerationService, files_expired_note
 from bot.services.generation_retention import GeneratedFileCleanup
 from bot.services.prompt_check import PromptChecker
-from bot.services.prompt_enhancer import KeywordEnhancer, PromptEnhancer
+from bot.services.prompt_enhancer import PromptEnhancer
+from bot.services.prompt_keywords import KeywordEnhancer
 from cogs.generate3d.render import history_embed
 from storage import repo_assets, repo_jobs
 from storage.blobs import LocalBlobStore

@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.services.prompt_enhancer import (
-    ChatEnhancer,
-    KeywordEnhancer,
-    LocalModelEnhancer,
-    PromptEnhancer,
-    build_prompt_enhancer,
-    clean_output,
-)
+from bot.services.prompt_enhancer import PromptEnhancer, build_prompt_enhancer
+from bot.services.prompt_keywords import KeywordEnhancer
+from bot.services.prompt_models import ChatEnhancer, LocalModelEnhancer
+from bot.services.prompt_output import clean_output
 from inference.remote.chat import ChatClient
 from inference.remote.meshy import MAX_PROMPT_CHARS
 from tests.fakes.openai_server import FakeOpenAI

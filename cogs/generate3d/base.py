@@ -1,0 +1,31 @@
+"""What the parts of the 3D cog share: the bot, the generation service and two small helpers."""
+
+from __future__ import annotations
+
+import contextlib
+
+import discord
+from discord.ext import commands
+
+from bot.client import LumiBot
+from bot.services.generation import GenerationService
+
+
+class Generate3DBase(commands.Cog):
+    """Declares the state that `Generate3D.__init__` sets up, for the mixins that use it.
+
+    A cog itself because discord.py types command callbacks as methods of a cog; the one class that
+    the bot loads is `Generate3D`, which combines the mixins.
+    """
+
+    bot: LumiBot
+    service: GenerationService
+
+    def viewer_url(self, job_id: str) -> str:
+        return f"{self.bot.runtime.public_base_url}/view/{job_id}"
+
+    async def _refuse_after_defer(self, interaction: discord.Interaction, text: str) -> None:
+        # The public "thinking" message goes; the refusal is for the user's eyes only.
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.delete_original_response()
+        await interaction.followup.send(text, ephemeral=True)

@@ -1,0 +1,64 @@
+"""What the Refine texture, Regenerate, Delete and Cancel buttons under a 3D job message do."""
+
+from __future__ import annotations
+
+import contextlib
+
+import discord
+
+from bot.errors import UserFacingError
+from bot.services.generation import GenerationRequest
+from cogs.generate3d.base import Generate3DBase
+from cogs.generate3d.views import JobAction
+
+
+class JobButtons(Generate3DBase):
+    async def on_job_button(self, interaction: discord.Interaction, action: JobAction, job_id: str) -> None:
+        try:
+            if action in (JobAction.REFINE, JobAction.REGENERATE):
+                await self._new_job_from(interaction, action, job_id)
+            elif action is JobAction.DELETE:
+                await self._delete(interaction, job_id)
+            else:
+                await self.service.cancel(
+                    job_id, user_id=interaction.user.id, is_moderator=interaction.permissions.manage_messages
+                )
+                await interaction.response.send_message("Stopping that 3D job.", ephemeral=True)
+        except UserFacingError as error:
+            if interaction.response.is_done():
+                await interaction.followup.send(error.message, ephemeral=True)
+            else:
+                await interaction.response.send_message(error.message, ephemeral=True)
+
+    async def _new_job_from(self, interaction: discord.Interaction, action: JobAction, job_id: str) -> None:
+        if not self.service.enabled:
+            raise UserFacingError("3D generation is not set up on this Lumi.")
+        await self.service.check_quotas(
+            GenerationRequest(user_id=interaction.user.id, prompt="", guild_id=interaction.guild_id)
+        )
+        start = self.service.refine if action is JobAction.REFINE else self.service.regenerate
+        response = await interaction.response.defer(thinking=True)
+        message_id = response.message_id if response is not None else None
+        if message_id is None:
+            with contextlib.suppress(discord.HTTPException):
+                message_id = (await interaction.original_response()).id
+        try:
+            await start(
+                job_id,
+                user_id=interaction.user.id,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                interaction_token=interaction.token,
+                application_id=interaction.application_id,
+                message_id=message_id,
+            )
+        except UserFacingError as error:
+            await self._refuse_after_defer(interaction, error.message)
+
+    async def _delete(self, interaction: discord.Interaction, job_id: str) -> None:
+        await self.service.delete(
+            job_id, user_id=interaction.user.id, is_moderator=interaction.permissions.manage_messages
+        )
+        await interaction.response.edit_message(
+            content="This 3D model was deleted.", embed=None, attachments=[], view=None
+        )

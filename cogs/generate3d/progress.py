@@ -1,0 +1,160 @@
+"""Live progress of 3D jobs, shown by editing one message per job.
+
+Progress goes to the deferred interaction reply while its token is valid (15 minutes); shortly before
+that a job moves to an ordinary channel message and keeps editing that one. Which message shows a job
+is stored on its row, so after a restart the resumed jobs keep updating the same messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from dataclasses import dataclass
+
+import discord
+
+from bot.services.generation_progress import EditThrottle, JobSnapshot
+from cogs.generate3d import render
+from cogs.generate3d.base import Generate3DBase
+from cogs.generate3d.views import failed_view, result_view, running_view
+from storage.models import JobState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProgressTarget:
+    """Where a job is shown: its interaction reply (while the token lives) or a channel message."""
+
+    job_id: str
+    channel_id: int | None
+    application_id: int | None
+    token: str | None
+    message_id: int | None
+    channel_message_id: int | None
+    started: float  # time.time() when the interaction token was issued
+
+    def token_alive(self, ttl_s: float) -> bool:
+        return (
+            self.token is not None and self.application_id is not None and time.time() - self.started < ttl_s
+        )
+
+
+class ProgressMessages(Generate3DBase):
+    token_ttl_s: float
+    throttle: EditThrottle[JobSnapshot]
+    _targets: dict[str, ProgressTarget]
+
+    async def _target(self, job_id: str) -> ProgressTarget | None:
+        target = self._targets.get(job_id)
+        if target is not None:
+            return target
+        job = await self.service.get_job(job_id)
+        if job is None or job.channel_id is None:
+            return None
+        target = ProgressTarget(
+            job_id=job.id,
+            channel_id=job.channel_id,
+            application_id=job.application_id,
+            token=job.interaction_token,
+            message_id=job.message_id,
+            channel_message_id=job.channel_message_id,
+            # The row is created right after the interaction arrives, so its age is the token's age.
+            started=job.created_at.timestamp(),
+        )
+        self._targets[job.id] = target
+        return target
+
+    async def _show(self, job_id: str, snapshot: JobSnapshot) -> None:
+        target = await self._target(job_id)
+        if target is None:
+            return
+        files: list[discord.File] = []
+        if snapshot.state is JobState.DONE:
+            result = await self.service.result(job_id)
+            thumbnail = result.thumbnail
+            if thumbnail is not None:
+                data = await self.service.read_asset(thumbnail.key)
+                files.append(discord.File(io.BytesIO(data), filename=render.THUMBNAIL_NAME))
+            embed = render.result_embed(
+                snapshot,
+                result,
+                sign=self.bot.runtime.download_url,
+                viewer_url=self.viewer_url(job_id),
+                has_thumbnail=bool(files),
+            )
+            view = result_view(job_id)
+        elif snapshot.is_terminal:
+            embed, view = render.ended_embed(snapshot), failed_view(job_id)
+        else:
+            embed = render.progress_embed(snapshot, viewer_url=self.viewer_url(job_id))
+            view = running_view(job_id)
+        await self._edit(target, embed=embed, view=view, files=files)
+        if snapshot.is_terminal:
+            self._targets.pop(job_id, None)
+            self.throttle.forget(job_id)
+
+    async def _edit(
+        self,
+        target: ProgressTarget,
+        *,
+        embed: discord.Embed,
+        view: discord.ui.View,
+        files: list[discord.File],
+    ) -> None:
+        if target.channel_message_id is None and target.token_alive(self.token_ttl_s) and target.message_id:
+            assert target.application_id is not None and target.token is not None
+            webhook = discord.Webhook.partial(target.application_id, target.token, client=self.bot)
+            try:
+                await webhook.edit_message(
+                    target.message_id, content=None, embed=embed, view=view, attachments=files
+                )
+                return
+            except discord.NotFound:
+                log.info("the reply of 3D job %s is gone; continuing in a channel message", target.job_id)
+            except discord.HTTPException as error:
+                if error.status != 401:
+                    raise
+        elif target.channel_message_id is None and target.message_id and target.token is not None:
+            # The token is about to expire: say where the job continues, while the old reply can still
+            # be edited, then continue in a channel message.
+            await self._hand_over(target)
+        await self._edit_channel_message(target, embed=embed, view=view, files=files)
+
+    async def _hand_over(self, target: ProgressTarget) -> None:
+        if target.application_id is None or target.token is None or target.message_id is None:
+            return
+        webhook = discord.Webhook.partial(target.application_id, target.token, client=self.bot)
+        with contextlib.suppress(discord.HTTPException):
+            await webhook.edit_message(
+                target.message_id,
+                content="This job is taking a while: its progress continues in a new message below.",
+                embed=None,
+                view=None,
+            )
+        target.token = None
+
+    async def _edit_channel_message(
+        self,
+        target: ProgressTarget,
+        *,
+        embed: discord.Embed,
+        view: discord.ui.View,
+        files: list[discord.File],
+    ) -> None:
+        if target.channel_id is None:
+            return
+        channel = self.bot.get_partial_messageable(target.channel_id)
+        if target.channel_message_id is not None:
+            message = channel.get_partial_message(target.channel_message_id)
+            try:
+                await message.edit(content=None, embed=embed, view=view, attachments=files)
+                return
+            except discord.NotFound:
+                log.info("the channel message of 3D job %s is gone; posting a new one", target.job_id)
+        sent = await channel.send(embed=embed, view=view, files=files)
+        target.channel_message_id = sent.id
+        target.token = None
+        await self.service.set_message(target.job_id, channel_message_id=sent.id)
