@@ -80,7 +80,8 @@ class PostScanner:
         refused: Sequence[RefusedDownload] = (),
     ) -> PostOutcome | None:
         """Check every image of a post; record a case when one is flagged, or else when one was too large
-        to check (``refused``: too large to download) and the guild's ``unchecked_action`` asks for it.
+        to check (``refused``: not downloaded, too large or past the per-post image limit) and the guild's
+        ``unchecked_action`` asks for it.
         None when there is no case."""
         if not images and not refused:
             return None

@@ -1,9 +1,12 @@
-"""Posts with an image Lumi could not check because of its size, and what the guild's policy does then.
+"""Posts with an image Lumi could not check because of its size or number, and what the guild's policy
+does then.
 
-An image ends up unchecked by its size in two ways: Lumi downloaded it but it is too large to decode
-(pixels, frames), or Lumi never downloaded it because the file is over the download limit
-(`MODERATION_MAX_IMAGE_MB`; boosted servers accept bigger uploads). Discord shows both to everyone, so
-neither may pass silently: the guild's ``unchecked_action`` decides, and one post gives at most one case.
+An image ends up unchecked in three ways: Lumi downloaded it but it is too large to decode (pixels,
+frames); Lumi never downloaded it because the file is over the download limit
+(`MODERATION_MAX_IMAGE_MB`; boosted servers accept bigger uploads); or the post carries more images
+than Lumi checks per post (`MODERATION_MAX_IMAGES_PER_MESSAGE`; attachments plus image links and
+embeds). Discord shows all of them to everyone, so none may pass silently: the guild's
+``unchecked_action`` decides, and one post gives at most one case.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from bot.services.moderation_checker import CheckStatus, Verdict
 from bot.services.moderation_decisions import Decision, Level, too_large_to_check, unchecked_decision
 from bot.services.moderation_policy import Action, Policy
 
-__all__ = ["RefusedDownload", "refused_downloads", "unchecked_case"]
+__all__ = ["RefusedDownload", "images_past_limit", "refused_downloads", "unchecked_case"]
 
 _PLEASE_LOOK: Final = "please look at it"
 _NOT_HELD: Final = "not held: Lumi has no copy of an image it did not download, so the post stays up"
@@ -25,19 +28,35 @@ _NOT_HELD: Final = "not held: Lumi has no copy of an image it did not download, 
 
 @dataclass(frozen=True)
 class RefusedDownload:
-    """An image of a post that Lumi did not download because the file is over its download limit."""
+    """Images of a post that Lumi did not download: one file over its download limit, or (with
+    ``past_image_limit``) the ``count`` images after the first ``past_image_limit`` of the post."""
 
     filename: str
-    limit_bytes: int
+    limit_bytes: int = 0
     # None when nothing declared the size and the download was stopped at the limit.
     size_bytes: int | None = None
+    past_image_limit: int | None = None
+    count: int = 1
 
     def describe(self) -> str:
-        size = f"{megabytes(self.size_bytes)} MB, " if self.size_bytes is not None else ""
         name = self.filename.replace("`", "'")
+        if self.past_image_limit is not None:
+            images = "image" if self.count == 1 else f"{self.count} images"
+            return (
+                f"{images} past the first {self.past_image_limit} of the post not checked "
+                f"(`{name}`{'' if self.count == 1 else ', ...'})"
+            )
+        size = f"{megabytes(self.size_bytes)} MB, " if self.size_bytes is not None else ""
         return (
             f"image too large for Lumi to download (`{name}`, {size}limit {megabytes(self.limit_bytes)} MB)"
         )
+
+
+def images_past_limit(filenames: Sequence[str], *, limit: int) -> list[RefusedDownload]:
+    """One entry for the images of a post after the first ``limit`` (none when there are none)."""
+    if not filenames:
+        return []
+    return [RefusedDownload(filenames[0], past_image_limit=limit, count=len(filenames))]
 
 
 def refused_downloads(failures: Iterable[tuple[str, FetchError]]) -> list[RefusedDownload]:
@@ -60,8 +79,9 @@ def unchecked_case(
     """The image a case about unchecked images is about (None: it was never downloaded), with the
     verdict carrying the guild's decision; None when there is no such image or the guild only logs it.
 
-    Only size counts: Discord shows a huge but valid image to everyone, so moderators must hear of it,
-    while a corrupt file or a non-image cannot be shown either and stays "not checked", logged only.
+    Only size and number count: Discord shows a huge but valid image, or a post's eleventh image, to
+    everyone, so moderators must hear of it, while a corrupt file or a non-image cannot be shown either
+    and stays "not checked", logged only.
     Several such images in one post give one case: about the first too large to decode (it has bytes
     for the preview), its reason naming the downloads Lumi refused as well.
     """
@@ -81,7 +101,7 @@ def unchecked_case(
         status=CheckStatus.UNREADABLE,
         decision=decision,
         problem=refused[0].describe(),
-        problem_code="too_large",
+        problem_code="too_many_images" if refused[0].past_image_limit is not None else "too_large",
     )
 
 

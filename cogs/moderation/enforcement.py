@@ -22,7 +22,7 @@ from bot.services.moderation import ModerationService
 from bot.services.moderation_config import GuildModeration
 from bot.services.moderation_recording import PostContext
 from bot.services.moderation_scanning import PostOutcome
-from bot.services.moderation_unchecked import refused_downloads
+from bot.services.moderation_unchecked import images_past_limit, refused_downloads
 from cogs.moderation import render
 from cogs.moderation.views import case_view
 from storage.models import ModerationCase
@@ -54,7 +54,7 @@ def _dedupe_key(url: str) -> str:
     return parts.path
 
 
-def image_sources(message: discord.Message, fetcher: ImageFetcher, *, limit: int) -> list[ImageSource]:
+def image_sources(message: discord.Message, fetcher: ImageFetcher) -> list[ImageSource]:
     """Images of a message worth fetching: image attachments, and image links/embeds on allowed hosts."""
     found: dict[str, ImageSource] = {}
 
@@ -76,7 +76,7 @@ def image_sources(message: discord.Message, fetcher: ImageFetcher, *, limit: int
     for url in _URL.findall(message.content or ""):
         if _has_image_extension(urlsplit(url).path):
             add(url, _name_from_url(url))
-    return list(found.values())[:limit]
+    return list(found.values())
 
 
 def _name_from_url(url: str) -> str:
@@ -116,9 +116,10 @@ class Enforcer:
         guild = message.guild
         if guild is None or message.author.bot or message.webhook_id is not None:
             return None
-        sources = image_sources(message, self.service.fetcher, limit=self.max_images)
+        sources = image_sources(message, self.service.fetcher)
         if not sources:
             return None
+        sources, skipped = sources[: self.max_images], sources[self.max_images :]
         config = await self.service.guild_config(guild.id)
         channel = message.channel
         channel_ids = [channel.id]
@@ -134,9 +135,18 @@ class Enforcer:
         images, failures = await fetch_images(self.service.fetcher, sources)
         for filename, error in failures:
             log.info("image %s of message %s not fetched: %s", filename, message.id, error.message)
-        # Files over the download limit go to the moderators (the guild's `unchecked_action`); the
-        # other failures are not the poster's doing, or not images Discord shows, so they stay logged.
+        # Files over the download limit and images past the per-post limit go to the moderators (the
+        # guild's `unchecked_action`); the other failures are not the poster's doing, or not images
+        # Discord shows, so they stay logged.
         refused = refused_downloads(failures)
+        refused += images_past_limit([source.filename for source in skipped], limit=self.max_images)
+        if skipped:
+            log.info(
+                "message %s: %d image(s) past the first %d not checked",
+                message.id,
+                len(skipped),
+                self.max_images,
+            )
         other_failures = [error for _, error in failures if error.code != "too_large"]
         if other_failures and not images:
             # Every download failing points at the set-up (allowed hosts, network), not at one bad file.

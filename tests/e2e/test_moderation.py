@@ -374,3 +374,20 @@ async def test_cdn_links_and_image_embeds_are_checked_other_hosts_are_not(lumi: 
     assert fetched == ["embedded.jpg", "linked.png"]
     assert len(alert["attachments"]) == 1
     await server.wait_for_request("DELETE", rf"/channels/{photos.id}/messages/{post['id']}", timeout=WAIT_S)
+
+
+async def test_images_past_the_per_post_limit_are_alerted_not_skipped(make_lumi: Any) -> None:
+    lumi = await make_lumi(moderation_max_images_per_message=2)
+    server = lumi.server
+    await setup_moderation(lumi, mod_channel="mod-log")
+    safe = [(f"safe{i}.png", photo("rocket")) for i in range(2)]
+    since_messages = len(server.created_messages)
+    post = await server.post_message("photos", "alice", attachments=[*safe, ("third.png", photo("chelsea"))])
+    alert = await wait_for_alert(lumi, since_messages, "Case #1")
+    text = message_text(alert)
+    assert "image past the first 2 of the post not checked (`third.png`); please look at it" in text
+    assert "alert only (post still up)" in text and post["id"] in text
+    fetched = sorted(r.path.rsplit("/", 1)[-1] for r in server.rest.cdn_requests)
+    assert fetched == ["safe0.png", "safe1.png"]
+    case = await case_number(lumi, 1)
+    assert (case.status, case.action) == (CaseStatus.OPEN, CaseAction.ALERTED)

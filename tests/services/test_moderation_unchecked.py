@@ -14,7 +14,7 @@ from bot.services.image_fetch import FetchError, ImageFetcher
 from bot.services.moderation_cases import CaseChoice, allowed_choices
 from bot.services.moderation_checker import CheckStatus
 from bot.services.moderation_recording import PostContext
-from bot.services.moderation_unchecked import RefusedDownload, refused_downloads
+from bot.services.moderation_unchecked import RefusedDownload, images_past_limit, refused_downloads
 from storage.db import Database
 from storage.models import CaseAction, CaseStatus
 from tests.fakes import images as corpus
@@ -187,3 +187,20 @@ async def test_a_flagged_image_takes_precedence_over_one_too_large_to_download(
         assert outcome is not None and outcome.flagged_image is cat
         assert outcome.case.reason.startswith("sexual_explicit")
         assert len(await service.list_cases(GUILD)) == 1
+
+
+async def test_images_past_the_per_post_limit_give_one_alert_never_a_hold(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    assert images_past_limit([], limit=10) == []
+    skipped = images_past_limit(["a.png", "b.png", "c.png"], limit=10)
+    async with moderation(sqlite_database, tmp_path) as service:
+        config = await service.configure(GUILD, policy_changes={"unchecked_action": "hold"})
+        cat = fetched("cat.png", corpus.encode(corpus.gradient(), "PNG"))
+        outcome = await service.moderate_post(post(), [cat], config=config, refused=skipped)
+        assert outcome is not None and not outcome.remove_post and outcome.flagged_image is None
+        case = outcome.case
+        assert (case.status, case.action) == (CaseStatus.OPEN, CaseAction.ALERTED)
+        assert case.reason.startswith(
+            "3 images past the first 10 of the post not checked (`a.png`, ...); please look at it (not held: "
+        )
