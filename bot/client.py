@@ -49,7 +49,8 @@ class LumiBot(commands.Bot):
         self.settings = settings
         self.extension_names = extensions
         # False when the bot only logs in to publish its command tree (`lumi sync`): the cogs add their
-        # commands but start no background work, and no web server runs beside a Lumi that may be serving.
+        # commands but start no background work, no web server runs beside a Lumi that may be serving,
+        # and the database is never opened (the services exist, unconnected, for the cogs to hold).
         self.serving = serve
         self._runtime: Runtime | None = None
         self.web: WebServer | None = None
@@ -63,7 +64,8 @@ class LumiBot(commands.Bot):
         return self._runtime
 
     async def setup_hook(self) -> None:
-        self._runtime = await Runtime.open(self.settings)
+        # Publishing commands needs the cogs, not the database: `lumi sync` never connects to it.
+        self._runtime = await Runtime.open(self.settings) if self.serving else Runtime.unopened(self.settings)
         install_error_handler(self.tree)
         for name in self.extension_names:
             try:

@@ -57,6 +57,20 @@ class Runtime:
             await database.close()
             raise
         log.info("database ready (%s)", database.backend)
+        return cls._assemble(settings, database)
+
+    @classmethod
+    def unopened(cls, settings: Settings) -> Runtime:
+        """The same services, with nothing opened: for `lumi sync`, whose cogs only register commands.
+
+        The database handle is built but never connected (an engine connects on first use, and nothing
+        uses it here), so neither an unreachable server nor a missing SQLite file matters, and none is
+        created. No model loads either; the thread policy is left to a runtime that will run models.
+        """
+        return cls._assemble(settings, Database(settings.resolved_database_url))
+
+    @classmethod
+    def _assemble(cls, settings: Settings, database: Database) -> Runtime:
         blobs = LocalBlobStore(settings.data_dir / "blobs")
         links = LinkSigner(settings.link_secret_value(), default_ttl_s=settings.link_ttl_s)
         registry = ModelRegistry(device=settings.inference_device)

@@ -123,6 +123,45 @@ async def test_sync_to_one_guild_publishes_the_same_commands_there(
     assert set(server.commands) == {guild_id}
 
 
+@pytest.fixture
+async def down_postgres() -> AsyncIterator[tuple[str, list[int]]]:
+    """A PostgreSQL URL whose "server" drops every connection at once, and the count of connections made."""
+    connections: list[int] = []
+
+    async def drop(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        writer.close()
+
+    listener = await asyncio.start_server(drop, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        yield f"postgresql+asyncpg://lumi:secret@127.0.0.1:{port}/nothing", connections
+
+
+async def test_sync_never_connects_to_the_database(
+    tmp_path: Path, server: FakeDiscord, down_postgres: tuple[str, list[int]]
+) -> None:
+    # Commands can be published from a machine that cannot reach the production database.
+    url, connections = down_postgres
+    result = await lumi(tmp_path, server, "sync", extra_env={"DATABASE_URL": url})
+    assert result.code == 0, result.stderr
+    assert published(server.commands[None]) >= TOP_LEVEL_COMMANDS
+    assert connections == []
+    assert "database ready" not in result.stderr
+
+
+async def test_sync_creates_no_sqlite_database(tmp_path: Path, server: FakeDiscord) -> None:
+    database_dir = tmp_path / "database"
+    database_dir.mkdir()
+    url = f"sqlite+aiosqlite:///{database_dir / 'lumi.db'}"
+    result = await lumi(tmp_path, server, "sync", extra_env={"DATABASE_URL": url})
+    assert result.code == 0, result.stderr
+    assert published(server.commands[None]) >= TOP_LEVEL_COMMANDS
+    assert list(database_dir.iterdir()) == []
+    # Nor the default one under DATA_DIR.
+    assert not (tmp_path / "data" / "lumi.db").exists()
+
+
 async def test_sync_leaves_the_work_of_a_serving_lumi_alone(tmp_path: Path, server: FakeDiscord) -> None:
     # The database a running Lumi uses: one 3D job in progress, which that Lumi is polling.
     runtime = await Runtime.open(make_settings(tmp_path))
