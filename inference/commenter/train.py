@@ -7,26 +7,25 @@ command calls `train_commenter` with the same configuration.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.functional import cross_entropy
 from transformers import T5ForConditionalGeneration
 
+from inference.commenter.batching import TokenizedPair, encode_pairs
 from inference.commenter.calibration import DEFAULT_CALIBRATION_PAIRS, calibrate
-from inference.commenter.data import CommentPair, file_sha256, load_pairs, prompt_order, split_pairs
+from inference.commenter.data import CommentPair, file_sha256, load_pairs, split_pairs
 from inference.commenter.decoding import DecodeSettings
-from inference.commenter.evaluation import CommentScores, score_comments
-from inference.commenter.generate import METADATA_FILE, LocalCommenter
+from inference.commenter.evaluation import CommentScores
+from inference.commenter.generate import METADATA_FILE
 from inference.commenter.model import (
     WEIGHTS_FILE,
     ModelShape,
@@ -37,8 +36,7 @@ from inference.commenter.model import (
 )
 from inference.commenter.model_card import SPLIT_FILE, write_card
 from inference.commenter.tokenizer import CommentTokenizer
-
-IGNORE_INDEX = -100
+from inference.commenter.train_loop import bf16_is_faster, evaluate_dir, run_epochs
 
 
 @dataclass(frozen=True)
@@ -95,90 +93,6 @@ class TrainReport:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Example:
-    source: list[int]
-    target: list[int]
-
-
-def bf16_is_faster() -> bool:
-    """Time a matrix product in both precisions; bfloat16 without hardware support is far slower."""
-    timings: dict[torch.dtype, float] = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        left = torch.randn(256, 256).to(dtype)
-        right = torch.randn(256, 256).to(dtype)
-        left @ right
-        start = time.perf_counter()
-        for _ in range(5):
-            left @ right
-        timings[dtype] = time.perf_counter() - start
-    return timings[torch.bfloat16] < 0.8 * timings[torch.float32]
-
-
-def _batches(examples: Sequence[_Example], batch_size: int, rng: random.Random) -> Iterator[list[_Example]]:
-    """Shuffled batches of similar target length: less padding, still a new order every epoch."""
-    order = list(examples)
-    rng.shuffle(order)
-    pool = batch_size * 50
-    batches: list[list[_Example]] = []
-    for start in range(0, len(order), pool):
-        chunk = sorted(order[start : start + pool], key=lambda example: len(example.target))
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    yield from batches
-
-
-def _collate(batch: Sequence[_Example], pad_id: int) -> dict[str, torch.Tensor]:
-    source_width = max(len(example.source) for example in batch)
-    target_width = max(len(example.target) for example in batch)
-    input_ids = torch.full((len(batch), source_width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch), source_width), dtype=torch.long)
-    labels = torch.full((len(batch), target_width), IGNORE_INDEX, dtype=torch.long)
-    for row, example in enumerate(batch):
-        input_ids[row, : len(example.source)] = torch.tensor(example.source)
-        attention_mask[row, : len(example.source)] = 1
-        labels[row, : len(example.target)] = torch.tensor(example.target)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-
-@torch.inference_mode()
-def _mean_loss(model: T5ForConditionalGeneration, examples: Sequence[_Example], pad_id: int) -> float:
-    """Token-level cross-entropy of `examples` under teacher forcing (no smoothing, no dropout)."""
-    total, tokens = 0.0, 0
-    for start in range(0, len(examples), 64):
-        tensors = _collate(examples[start : start + 64], pad_id)
-        logits = model(**tensors).logits
-        labels = tensors["labels"].view(-1)
-        total += float(cross_entropy(logits.float().view(-1, logits.size(-1)), labels, reduction="sum"))
-        tokens += int((labels != IGNORE_INDEX).sum())
-    return total / max(1, tokens)
-
-
-def _learning_rate(step: int, total: int, config: TrainConfig) -> float:
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = min(1.0, (step - config.warmup_steps) / max(1, total - config.warmup_steps))
-    floor = config.final_lr_fraction
-    return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def _average(snapshots: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {name: torch.stack([snap[name] for snap in snapshots]).mean(dim=0) for name in snapshots[0]}
-
-
-def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-
-
-def evaluate_dir(
-    model_dir: Path, pairs: Sequence[CommentPair], *, num_candidates: int | None, threads_device: str = "cpu"
-) -> CommentScores:
-    commenter = LocalCommenter(model_dir, device=threads_device)
-    commenter.load()
-    hypotheses = commenter.generate([pair.labels for pair in pairs], num_candidates=num_candidates)
-    return score_comments([pair.labels for pair in pairs], hypotheses, [pair.comment for pair in pairs])
-
-
 def _write_metadata(out_dir: Path, config: TrainConfig, tokenizer: CommentTokenizer) -> None:
     metadata: dict[str, Any] = {
         "format": 1,
@@ -222,16 +136,13 @@ def _train(config: TrainConfig, say: Callable[[str], None]) -> TrainReport:
         vocab_size=config.vocab_size,
     )
 
-    def encode(pairs: Sequence[CommentPair]) -> list[_Example]:
-        return [
-            _Example(
-                source=tokenizer.encode_labels(
-                    prompt_order(pair.labels), max_length=config.max_source_tokens
-                ),
-                target=tokenizer.encode_comment(pair.comment, max_length=config.max_target_tokens),
-            )
-            for pair in pairs
-        ]
+    def encode(pairs: Sequence[CommentPair]) -> list[TokenizedPair]:
+        return encode_pairs(
+            tokenizer,
+            pairs,
+            max_source_tokens=config.max_source_tokens,
+            max_target_tokens=config.max_target_tokens,
+        )
 
     examples = encode(train_pairs)
     model_config = build_config(
@@ -257,71 +168,20 @@ def _train(config: TrainConfig, say: Callable[[str], None]) -> TrainReport:
     _write_metadata(out_dir, config, tokenizer)
     eval_pairs = split.dev[: config.eval_pairs]
     dev_examples = encode(split.dev)
-    history: list[dict[str, float]] = []
-    snapshots: list[dict[str, torch.Tensor]] = []
-    average_from_epoch = config.epochs - config.average_last
-    step = 0
-    epoch = 0
-    loss_sum, loss_count, last_loss = 0.0, 0, math.nan
-    out_of_time = False
-    while step < total_steps and not out_of_time:
-        torch.nn.Module.train(model, True)
-        for batch in _batches(examples, config.batch_size, rng):
-            tensors = _collate(batch, tokenizer.pad_id)
-            for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(step, total_steps, config)
-            autocast = torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-            with autocast:
-                logits = model(
-                    input_ids=tensors["input_ids"],
-                    attention_mask=tensors["attention_mask"],
-                    labels=tensors["labels"],
-                ).logits
-            loss = cross_entropy(
-                logits.float().view(-1, logits.size(-1)),
-                tensors["labels"].view(-1),
-                ignore_index=IGNORE_INDEX,
-                label_smoothing=config.label_smoothing,
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            loss_sum += loss.item()
-            loss_count += 1
-            if config.time_budget_s is not None and time.perf_counter() - started > config.time_budget_s:
-                out_of_time = True
-            if step >= total_steps or out_of_time:
-                break
-        epoch += 1
-        last_loss = loss_sum / max(1, loss_count)
-        loss_sum, loss_count = 0.0, 0
-        elapsed = time.perf_counter() - started
-        entry: dict[str, float] = {"epoch": epoch, "step": step, "loss": last_loss, "seconds": elapsed}
-        if epoch > average_from_epoch:
-            snapshots.append(_snapshot(model))
-        if eval_pairs and config.eval_every_epochs and epoch % config.eval_every_epochs == 0:
-            torch.nn.Module.train(model, False)
-            save_model(model, out_dir)
-            scores = evaluate_dir(out_dir, eval_pairs, num_candidates=1)
-            entry["dev_bleu4_greedy"] = scores.bleu["bleu4"]
-            entry["dev_loss"] = _mean_loss(model, dev_examples, tokenizer.pad_id)
-        history.append(entry)
-        say(
-            f"epoch {epoch} step {step}/{total_steps} loss {last_loss:.3f} "
-            + (
-                f"dev loss {entry['dev_loss']:.3f}, BLEU-4 (greedy, {len(eval_pairs)}) "
-                f"{entry['dev_bleu4_greedy']:.4f} "
-                if "dev_bleu4_greedy" in entry
-                else ""
-            )
-            + f"{elapsed / 60:.1f} min"
-        )
-
-    if len(snapshots) > 1:
-        model.load_state_dict(_average(snapshots))
-        say(f"averaged the weights of the last {len(snapshots)} epochs")
+    loop = run_epochs(
+        model,
+        optimizer,
+        config,
+        examples,
+        dev_examples=dev_examples,
+        eval_pairs=eval_pairs,
+        pad_id=tokenizer.pad_id,
+        total_steps=total_steps,
+        use_bf16=use_bf16,
+        rng=rng,
+        started=started,
+        say=say,
+    )
     torch.nn.Module.train(model, False)
     save_model(model, out_dir)
     train_seconds = time.perf_counter() - started
@@ -346,13 +206,13 @@ def _train(config: TrainConfig, say: Callable[[str], None]) -> TrainReport:
         parameters=parameters,
         train_pairs=len(train_pairs),
         dev_pairs=len(split.dev),
-        epochs=step / steps_per_epoch,
-        steps=step,
+        epochs=loop.steps / steps_per_epoch,
+        steps=loop.steps,
         seconds=train_seconds,
         autocast="bf16" if use_bf16 else "off (float32)",
-        final_loss=last_loss,
+        final_loss=loop.final_loss,
         weights_bytes=(out_dir / WEIGHTS_FILE).stat().st_size,
-        history=history,
+        history=loop.history,
     )
     if config.final_eval and split.dev:
         say(f"scoring {len(split.dev)} dev pairs")

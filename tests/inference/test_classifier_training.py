@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from inference.classifier_metadata import MetadataError, parse_metadata, prepare_pixels
-from inference.train.classifier import TrainConfig, TrainingError, resolve_positive_class, train_classifier
+from inference.train.classifier import train_classifier
+from inference.train.classifier_config import TrainConfig, TrainingError, resolve_positive_class
 from inference.train.classifier_data import (
     DataError,
     balanced_class_weights,
