@@ -31,10 +31,10 @@ from bot.services.prompt_check import PromptChecker
 from bot.services.prompt_enhancer import PromptEnhancer
 from bot.services.prompt_keywords import KeywordEnhancer
 from inference.remote.meshy import MeshyClient
-from storage import repo_assets
 from storage.blobs import LocalBlobStore
 from storage.db import Database, default_sqlite_url
 from storage.models import JobState
+from storage.repo import assets as repo_assets
 from tests.fakes.meshy_server import FakeMeshy, FakeMeshyConfig
 
 SUBJECTS = ("fox", "teapot", "lantern", "robot", "chair", "castle", "sword", "mushroom", "bicycle", "owl")

@@ -16,7 +16,7 @@ from bot.cli.sync import publish_commands
 from bot.client import EXTENSIONS, LumiBot
 from bot.errors import UserFacingError
 from bot.runtime import Runtime
-from storage import repo_jobs
+from storage.repo import jobs as repo_jobs
 from tests.conftest import make_settings
 from tests.fakes.discord_protocol import JsonDict
 from tests.fakes.discord_server import FakeDiscord, redirect_discord_py

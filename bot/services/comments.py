@@ -49,9 +49,10 @@ from inference.registry import ModelRegistry
 from inference.remote.chat import ChatClient
 from inference.runners.commenter import register_commenter
 from inference.runners.faces import FaceDetector
-from storage import repo_comments, repo_guilds
 from storage.db import Database
 from storage.models import GuildSettings
+from storage.repo import comments as repo_comments
+from storage.repo import guilds as repo_guilds
 
 __all__ = [
     "CommentOptions",

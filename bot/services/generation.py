@@ -54,10 +54,11 @@ from bot.services.generation_submission import JobSubmission
 from bot.services.prompt_check import PromptChecker, PromptVerdict
 from bot.services.prompt_enhancer import PromptEnhancer
 from inference.remote.meshy import MeshyClient
-from storage import repo_assets, repo_jobs
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import GenerationJob
+from storage.repo import assets as repo_assets
+from storage.repo import jobs as repo_jobs
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from inference.remote.meshy import (
     MeshyProtocolError,
     MeshyTask,
 )
-from storage import repo_assets
 from storage.blobs import BlobInfo, BlobStore
 from storage.db import Database
 from storage.models import AssetOwner, GenerationJob
+from storage.repo import assets as repo_assets
 
 # (blob key, URL, file name for people who download it)
 PlannedFile = tuple[str, str, str]

@@ -11,10 +11,11 @@ from bot.services.generation_models import JobNotFound, snapshot_from_row
 from bot.services.generation_rows import require_job, task_shared
 from bot.services.generation_runner import JobRunner
 from inference.remote.meshy import MeshyClient, MeshyError
-from storage import repo_assets, repo_jobs
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import GenerationJob, JobState
+from storage.repo import assets as repo_assets
+from storage.repo import jobs as repo_jobs
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,11 @@ import logging
 from datetime import datetime, timedelta
 
 from bot.services.periodic import PeriodicTask
-from storage import repo_assets, repo_jobs
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import GenerationJob, utcnow
+from storage.repo import assets as repo_assets
+from storage.repo import jobs as repo_jobs
 
 __all__ = [
     "GeneratedFileCleanup",

@@ -11,9 +11,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.generation_models import JobGone, JobNotFound
-from storage import repo_jobs
 from storage.db import Database
 from storage.models import TERMINAL_JOB_STATES, GenerationJob, JobState
+from storage.repo import jobs as repo_jobs
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 

@@ -24,9 +24,10 @@ from bot.services.generation_rows import count_active, require_job
 from bot.services.prompt_check import PromptChecker, PromptVerdict
 from bot.services.prompt_enhancer import STYLES
 from inference.remote.meshy import MeshyClient
-from storage import repo_guilds, repo_jobs
 from storage.db import Database
 from storage.models import GenerationJob, JobState
+from storage.repo import guilds as repo_guilds
+from storage.repo import jobs as repo_jobs
 
 log = logging.getLogger(__name__)
 

@@ -44,10 +44,11 @@ from bot.services.moderation_review import CaseReview
 from bot.services.moderation_scanning import PostOutcome, PostScanner
 from bot.services.moderation_unchecked import RefusedDownload
 from bot.services.moderation_verdicts import PostVerdicts
-from storage import repo_cases, repo_guilds
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import CaseStatus, ModerationCase
+from storage.repo import cases as repo_cases
+from storage.repo import guilds as repo_guilds
 
 __all__ = ["ModerationService"]
 

@@ -11,8 +11,8 @@ from enum import StrEnum
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.errors import UserFacingError
-from storage import repo_cases
 from storage.models import CaseAction, CaseStatus, ModerationCase
+from storage.repo import cases as repo_cases
 
 __all__ = [
     "CaseChoice",

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 
 from bot.services.moderation_policy import DEFAULT_POLICY, Policy
 from bot.services.moderation_policy_json import PolicyError, parse_policy
-from storage import repo_guilds
 from storage.db import Database, DatabaseUnavailable
 from storage.models import GuildSettings
+from storage.repo import guilds as repo_guilds
 
 __all__ = ["GuildModeration", "config_from_row", "edit_ids", "merge_policy", "stored_guild_config"]
 

@@ -16,10 +16,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.image_fetch import FetchedImage
 from bot.services.moderation_cases import EvidenceFile
-from storage import repo_assets
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import AssetOwner, ModerationCase, StoredAsset, utcnow
+from storage.repo import assets as repo_assets
 
 __all__ = ["EvidenceStore", "case_assets"]
 
@@ -109,7 +109,7 @@ class EvidenceStore:
 
 
 async def case_assets(session: AsyncSession, case_id: int) -> list[StoredAsset]:
-    # storage.repo_assets lists assets of jobs only; cases own theirs the same way (owner kind "case").
+    # storage.repo.assets lists assets of jobs only; cases own theirs the same way (owner kind "case").
     statement = (
         select(StoredAsset)
         .where(StoredAsset.owner_kind == AssetOwner.CASE.value, StoredAsset.owner_id == str(case_id))

@@ -11,8 +11,8 @@ from collections import defaultdict
 
 from bot.services.moderation_cases import case_category
 from bot.services.moderation_checker import KnownHash
-from storage import repo_cases
 from storage.db import Database
+from storage.repo import cases as repo_cases
 
 __all__ = ["KnownHashes"]
 

@@ -13,9 +13,11 @@ from datetime import datetime
 
 from bot.services.moderation_cases import case_id_of
 from bot.services.moderation_evidence import EvidenceStore, case_assets
-from storage import repo_assets, repo_cases, repo_user_data
 from storage.db import Database
 from storage.models import AssetOwner, utcnow
+from storage.repo import assets as repo_assets
+from storage.repo import cases as repo_cases
+from storage.repo import user_data as repo_user_data
 
 __all__ = ["ForgetReport", "PurgedEvidence", "forget_user", "purge_expired_evidence"]
 

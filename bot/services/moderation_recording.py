@@ -19,9 +19,9 @@ from bot.services.moderation_checker import Verdict
 from bot.services.moderation_evidence import EvidenceStore
 from bot.services.moderation_policy import Action
 from bot.services.moderation_problems import ProblemLog
-from storage import repo_cases
 from storage.db import Database
 from storage.models import CaseAction, CaseStatus, ModerationCase, utcnow
+from storage.repo import cases as repo_cases
 
 __all__ = ["CaseRecorder", "PostContext"]
 

@@ -28,9 +28,9 @@ from bot.services.moderation_config import GuildModeration
 from bot.services.moderation_evidence import EvidenceStore
 from bot.services.moderation_hashes import KnownHashes
 from bot.services.moderation_problems import ProblemLog
-from storage import repo_cases
 from storage.db import Database
 from storage.models import CaseAction, CaseStatus
+from storage.repo import cases as repo_cases
 
 __all__ = ["CaseReview"]
 

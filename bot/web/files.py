@@ -12,8 +12,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bot.web.keys import RUNTIME
-from storage import repo_assets
 from storage.links import LinkExpired, LinkTampered
+from storage.repo import assets as repo_assets
 
 log = logging.getLogger(__name__)
 

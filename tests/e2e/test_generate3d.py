@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from storage import repo_guilds
 from storage.models import JobState
+from storage.repo import guilds as repo_guilds
 from tests.e2e.conftest import LumiFactory, LumiHarness
 from tests.fakes.discord_protocol import JsonDict
 from tests.fakes.discord_server import message_text

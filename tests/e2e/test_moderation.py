@@ -15,8 +15,8 @@ from PIL import Image
 
 from bot.services.moderation_policy import CATEGORIES
 from cogs.moderation.settings import Category
-from storage import repo_cases
 from storage.models import CaseAction, CaseStatus, ModerationCase
+from storage.repo import cases as repo_cases
 from tests.e2e.conftest import LumiHarness
 from tests.fakes import images as corpus
 from tests.fakes.discord_protocol import JsonDict

@@ -10,8 +10,8 @@ from bot.services.moderation_cases import CaseChoice
 from bot.services.moderation_recording import PostContext
 from inference.image_hash import phash
 from inference.images import decode_image
-from storage import repo_cases
 from storage.db import Database
+from storage.repo import cases as repo_cases
 from tests.fakes import images as corpus
 
 GUILD = 111_111_111_111_111_111

@@ -11,8 +11,8 @@ import zipfile
 
 from bot.services.generation import GenerationOptions
 from inference.remote.meshy import MeshyClient
-from storage import repo_jobs
 from storage.models import JobState
+from storage.repo import jobs as repo_jobs
 from tests.services.generation_parts import CHANNEL, GUILD, Env, request, wait_until
 
 

@@ -16,10 +16,11 @@ from bot.services.prompt_check import PromptChecker
 from bot.services.prompt_enhancer import PromptEnhancer
 from bot.services.prompt_keywords import KeywordEnhancer
 from cogs.generate3d.render import history_embed
-from storage import repo_assets, repo_jobs
 from storage.blobs import LocalBlobStore
 from storage.db import Database
 from storage.models import AssetOwner, GenerationJob, JobState, utcnow
+from storage.repo import assets as repo_assets
+from storage.repo import jobs as repo_jobs
 
 USER = 800_000_000_000_000_001
 GUILD = 900_000_000_000_000_001

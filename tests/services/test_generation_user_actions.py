@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bot.services.generation import PromptRejected, QuotaExceeded
-from storage import repo_guilds
 from storage.models import JobState
+from storage.repo import guilds as repo_guilds
 from tests.services.generation_parts import CHANNEL, GUILD, MOD_CHANNEL, Env, request, wait_until
 
 

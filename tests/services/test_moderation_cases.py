@@ -19,9 +19,9 @@ from bot.services.moderation_cases import CaseChoice, allowed_choices
 from bot.services.moderation_checker import CheckStatus
 from bot.services.moderation_decisions import Level
 from bot.services.moderation_policy import DEFAULT_POLICY
-from storage import repo_cases
 from storage.db import Database
 from storage.models import CaseAction, CaseStatus
+from storage.repo import cases as repo_cases
 from tests.fakes import images as corpus
 from tests.services.moderation_parts import fetched, moderation
 from tests.services.moderation_service_parts import (

@@ -9,8 +9,8 @@ import pytest
 
 from bot.errors import UserFacingError
 from bot.services.moderation_policy import DEFAULT_POLICY
-from storage import repo_guilds
 from storage.db import Database
+from storage.repo import guilds as repo_guilds
 from tests.services.moderation_parts import moderation
 from tests.services.moderation_service_parts import CHANNEL, GUILD
 

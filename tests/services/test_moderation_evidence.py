@@ -12,9 +12,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from bot.services.retention import EvidenceRetentionJob
-from storage import repo_cases
 from storage.db import Database
 from storage.models import ANONYMOUS_USER_ID, utcnow
+from storage.repo import cases as repo_cases
 from tests.services.moderation_parts import fetched, moderation
 from tests.services.moderation_service_parts import (
     AUTHOR,

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import StatementError
 
-from storage import repo_cases, repo_guilds
 from storage.db import Database, DatabaseUnavailable, default_sqlite_url
 from storage.models import ModerationCase
+from storage.repo import cases as repo_cases
+from storage.repo import guilds as repo_guilds
 from tests.fakes.databases import run_sql
 
 

@@ -9,9 +9,11 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from storage import repo_cases, repo_comments, repo_guilds
 from storage.db import Database
 from storage.models import CaseAction, CaseStatus, GuildSettings, ModerationCase
+from storage.repo import cases as repo_cases
+from storage.repo import comments as repo_comments
+from storage.repo import guilds as repo_guilds
 from tests.fakes.databases import run_sql
 
 GUILD = 111_111_111_111_111_111

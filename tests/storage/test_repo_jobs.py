@@ -7,7 +7,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage import repo_assets, repo_cases, repo_comments, repo_jobs, repo_user_data
 from storage.db import Database
 from storage.models import (
     ANONYMOUS_USER_ID,
@@ -18,6 +17,11 @@ from storage.models import (
     GenerationJobPublic,
     JobState,
 )
+from storage.repo import assets as repo_assets
+from storage.repo import cases as repo_cases
+from storage.repo import comments as repo_comments
+from storage.repo import jobs as repo_jobs
+from storage.repo import user_data as repo_user_data
 
 GUILD = 900_000_000_000_000_001
 OTHER_GUILD = 900_000_000_000_000_002

@@ -9,7 +9,7 @@ import pytest
 
 from bot.runtime import Runtime
 from bot.web.app import WebServer
-from storage import repo_assets
+from storage.repo import assets as repo_assets
 
 
 @pytest.fixture

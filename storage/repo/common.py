@@ -1,4 +1,4 @@
-"""Conventions and helpers shared by the `storage.repo_*` query modules.
+"""Conventions and helpers shared by the `storage.repo.*` query modules.
 
 Transaction convention: every query function takes the session as the keyword `session=`, flushes what it
 wrote (so ids, defaults and constraint errors show up at the call) and never commits. The caller owns the

@@ -1,6 +1,6 @@
 """Removal of one user's personal data from one guild, across cases, comments, jobs and assets.
 
-Session handling follows `storage.repo_common`: flush, never commit.
+Session handling follows `storage.repo.common`: flush, never commit.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Queries over the records of comments Lumi wrote on posted photos (`CommentRecord`).
 
-Session handling follows `storage.repo_common`: flush, never commit.
+Session handling follows `storage.repo.common`: flush, never commit.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Queries over moderation cases (numbered per guild) and the image hashes of confirmed cases.
 
-Session handling follows `storage.repo_common`: flush, never commit.
+Session handling follows `storage.repo.common`: flush, never commit.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import CaseAction, CaseStatus, ImageHash, ModerationCase, utcnow
-from storage.repo_common import apply_changes, backend_name
+from storage.repo.common import apply_changes, backend_name
 
 # Each clash means another creator committed a case in between, so every retry makes progress; this many
 # concurrent creators for one guild would be extraordinary.

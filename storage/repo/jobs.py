@@ -1,6 +1,6 @@
 """Queries over 3D generation jobs: creation, state updates, resumption after a restart and quotas.
 
-Session handling follows `storage.repo_common`: flush, never commit.
+Session handling follows `storage.repo.common`: flush, never commit.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import TERMINAL_JOB_STATES, GenerationJob, JobState, utcnow
-from storage.repo_common import apply_changes
+from storage.repo.common import apply_changes
 
 
 async def create_job(

@@ -1,6 +1,6 @@
 """Queries over each guild's settings row (`GuildSettings`), created with defaults on first read.
 
-Session handling follows `storage.repo_common`: flush, never commit.
+Session handling follows `storage.repo.common`: flush, never commit.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import GuildSettings
-from storage.repo_common import apply_changes, backend_name
+from storage.repo.common import apply_changes, backend_name
 
 
 async def get_guild_settings(*, session: AsyncSession, guild_id: int) -> GuildSettings:

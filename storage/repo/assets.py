@@ -1,6 +1,6 @@
 """Queries over stored assets: the rows recording blobs (job outputs, case evidence) and their expiry.
 
-The blobs themselves live in `storage.blobs`. Session handling follows `storage.repo_common`: flush,
+The blobs themselves live in `storage.blobs`. Session handling follows `storage.repo.common`: flush,
 never commit.
 """
 
