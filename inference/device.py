@@ -16,6 +16,8 @@ import sys
 from functools import cache
 from typing import Literal
 
+from inference.tensorflow_support import import_torch_side
+
 __all__ = [
     "DevicePreference",
     "cuda_available",
@@ -88,9 +90,9 @@ def torch_cuda_available() -> bool:
 def tensorflow_gpu_available() -> bool:
     if not _installed("tensorflow") or not _nvidia_driver_present():
         return False
-    # TensorFlow imported before torch can crash inside triton; importing torch first avoids it.
     if _installed("torch"):
         torch_cuda_available()
+    import_torch_side()  # before TensorFlow: see inference.tensorflow_support
     try:
         tf = importlib.import_module("tensorflow")
         return bool(tf.config.list_physical_devices("GPU"))

@@ -1,6 +1,9 @@
 """Importing Keras and TensorFlow safely, and the placement choices every Keras user here shares.
 
-TensorFlow imported before torch can crash inside triton when both are installed, so torch goes first.
+TensorFlow loaded before torch's triton crashes the process (a segmentation fault) the first time
+something imports triton afterwards: torch's compiler does, and transformers imports it, so a comment
+model loaded after an emotion model would take the bot down. `import_torch_side` loads torch and triton
+first; every TensorFlow import goes through it.
 TensorFlow's C++ start-up chatter is hidden unless the user asked for it (TF_CPP_MIN_LOG_LEVEL is only
 set when it is unset). On a GPU, TensorFlow by default reserves nearly all of its memory the first time
 it runs anything, which would starve the torch and onnxruntime models sharing the card; memory growth
@@ -13,14 +16,20 @@ import importlib.util
 import os
 from typing import Any
 
-__all__ = ["gpu_visible", "hide_gpus", "import_keras"]
+__all__ = ["gpu_visible", "hide_gpus", "import_keras", "import_torch_side"]
+
+
+def import_torch_side() -> None:
+    """Import torch and triton, where installed, so that TensorFlow can safely be imported next."""
+    for name in ("torch", "triton"):
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
 
 
 def import_keras() -> tuple[Any, Any]:
     """``(keras, tensorflow)``; raises ImportError with an install hint when TensorFlow is missing."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if importlib.util.find_spec("torch") is not None:
-        import torch  # noqa: F401
+    import_torch_side()
     try:
         import keras
         import tensorflow as tf
