@@ -103,6 +103,7 @@ def test_keyword_expansion_is_deterministic_and_bilingual() -> None:
 
 def _tiny_local_model(folder: Path) -> None:
     """A real (untrained) GPT-2 with a byte-level tokenizer that needs no vocabulary download."""
+    import torch
     from transformers import ByT5Tokenizer, GPT2Config, GPT2LMHeadModel
 
     tokenizer = ByT5Tokenizer()
@@ -115,14 +116,16 @@ def _tiny_local_model(folder: Path) -> None:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = GPT2LMHeadModel(config)
-    # Untrained weights may pick a special token first and end with nothing; the model's own
-    # generation config (read by transformers, not by Lumi) rules those out.
-    model.generation_config.suppress_tokens = [
-        tokenizer.pad_token_id,
-        tokenizer.eos_token_id,
-        tokenizer.unk_token_id,
-    ]
+    # Fixed weights: what an untrained model writes depends on them, and the test must not depend on
+    # which tests drew from torch's global random state before it.
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(config)
+    # Untrained weights may pick a special token first and end with nothing, or write bytes that are
+    # no text; the model's own generation config (read by transformers, not by Lumi) lets it write
+    # only lowercase letters and spaces (ByT5 ids are byte values + 3).
+    writable = {byte + 3 for byte in b" abcdefghijklmnopqrstuvwxyz"}
+    model.generation_config.suppress_tokens = [i for i in range(len(tokenizer)) if i not in writable]
     model.generation_config.bos_token_id = None
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
