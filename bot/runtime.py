@@ -21,6 +21,7 @@ from bot.services.status import StatusService
 from inference.image_limits import ImageLimits
 from inference.registry import ModelRegistry
 from inference.remote.moderation_api import OpenAIModerationClient
+from inference.tensorflow_support import import_torch_side
 from inference.threads import apply_thread_policy
 from storage.blobs import LocalBlobStore
 from storage.db import Database
@@ -47,6 +48,9 @@ class Runtime:
         """Open the database (running migrations), the blob store and the model registry."""
         # Before any model loads: the frameworks size their thread pools once.
         apply_thread_policy(settings.inference_threads)
+        # torch and triton load here, once, before model threads race to load TensorFlow and torch
+        # models side by side (TensorFlow loaded first makes a later triton import crash the process).
+        import_torch_side()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         database = Database(settings.resolved_database_url)
         try:

@@ -3,7 +3,8 @@
 TensorFlow loaded before torch's triton crashes the process (a segmentation fault) the first time
 something imports triton afterwards: torch's compiler does, and transformers imports it, so a comment
 model loaded after an emotion model would take the bot down. `import_torch_side` loads torch and triton
-first; every TensorFlow import goes through it.
+first: every TensorFlow import goes through it, and the bot runs it at start-up, before model threads
+exist, so no thread ever loads triton for the first time beside one that loads TensorFlow.
 TensorFlow's C++ start-up chatter is hidden unless the user asked for it (TF_CPP_MIN_LOG_LEVEL is only
 set when it is unset). On a GPU, TensorFlow by default reserves nearly all of its memory the first time
 it runs anything, which would starve the torch and onnxruntime models sharing the card; memory growth

@@ -12,6 +12,10 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
 from bot.config import Settings
 from bot.runtime import Runtime
+from inference.tensorflow_support import import_torch_side
+
+# As `Runtime.open` does for the bot: tests load models in threads without it.
+import_torch_side()
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
