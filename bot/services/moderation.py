@@ -170,9 +170,8 @@ class ModerationService:
         config: GuildModeration,
         refused: Sequence[RefusedDownload] = (),
     ) -> PostOutcome | None:
-        """Check every image of a post; record a case when one is flagged, or else when one was too large
-        to check (``refused``: too large to download) and the guild's ``unchecked_action`` asks for it.
-        None when there is no case."""
+        """Check every image of a post and record a case when one is flagged or could not be checked
+        (see `PostScanner.moderate_post`); None when there is no case."""
         return await self.scanner.moderate_post(post, images, config=config, refused=refused)
 
     async def record_enforcement(

@@ -1,4 +1,4 @@
-"""What the parts of the 3D cog share: the bot, the generation service and two small helpers."""
+"""What the parts of the 3D cog share: the bot, the generation service and the helpers its parts share."""
 
 from __future__ import annotations
 
@@ -23,6 +23,19 @@ class Generate3DBase(commands.Cog):
 
     def viewer_url(self, job_id: str) -> str:
         return f"{self.bot.runtime.public_base_url}/view/{job_id}"
+
+    async def _defer_thinking(self, interaction: discord.Interaction) -> int | None:
+        """Defer with the public "thinking" reply; that reply's message id when Discord says it."""
+        response = await interaction.response.defer(thinking=True)
+        return response.message_id if response is not None else None
+
+    async def _reply_message_id(self, interaction: discord.Interaction, known: int | None) -> int | None:
+        """The deferred reply's message id: `known`, else asked of Discord (None when that fails)."""
+        if known is not None:
+            return known
+        with contextlib.suppress(discord.HTTPException):
+            return (await interaction.original_response()).id
+        return None
 
     async def _refuse_after_defer(self, interaction: discord.Interaction, text: str) -> None:
         # The public "thinking" message goes; the refusal is for the user's eyes only.

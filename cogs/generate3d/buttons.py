@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import discord
 
 from bot.errors import UserFacingError
@@ -37,11 +35,7 @@ class JobButtons(Generate3DBase):
             GenerationRequest(user_id=interaction.user.id, prompt="", guild_id=interaction.guild_id)
         )
         start = self.service.refine if action is JobAction.REFINE else self.service.regenerate
-        response = await interaction.response.defer(thinking=True)
-        message_id = response.message_id if response is not None else None
-        if message_id is None:
-            with contextlib.suppress(discord.HTTPException):
-                message_id = (await interaction.original_response()).id
+        message_id = await self._reply_message_id(interaction, await self._defer_thinking(interaction))
         try:
             await start(
                 job_id,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import replace
 from typing import Literal
@@ -92,11 +91,8 @@ class Generate3DCommands(Generate3DBase):
         deferred, message_id = outcome
         if not deferred:
             await self.service.check_quotas(request)
-            response = await interaction.response.defer(thinking=True)
-            message_id = response.message_id if response is not None else None
-        if message_id is None:
-            with contextlib.suppress(discord.HTTPException):
-                message_id = (await interaction.original_response()).id
+            message_id = await self._defer_thinking(interaction)
+        message_id = await self._reply_message_id(interaction, message_id)
         try:
             await self.service.submit(replace(request, message_id=message_id), checked=True)
         except UserFacingError as error:
@@ -120,8 +116,7 @@ class Generate3DCommands(Generate3DBase):
         message_id = None
         if deferred:
             await self.service.check_quotas(request)
-            response = await interaction.response.defer(thinking=True)
-            message_id = response.message_id if response is not None else None
+            message_id = await self._defer_thinking(interaction)
         try:
             await check
         except PromptRejected as rejection:

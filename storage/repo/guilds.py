@@ -16,7 +16,7 @@ from storage.repo.common import apply_changes, backend_name
 
 async def get_guild_settings(*, session: AsyncSession, guild_id: int) -> GuildSettings:
     """The guild's settings, inserting a row of defaults the first time (safe when two callers race)."""
-    settings = await session.get(GuildSettings, guild_id)
+    settings = await find_guild_settings(session=session, guild_id=guild_id)
     if settings is not None:
         return settings
     values = GuildSettings(guild_id=guild_id).model_dump()
