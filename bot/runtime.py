@@ -18,7 +18,7 @@ from bot.services.moderation import ModerationService
 from bot.services.moderation_checker import ExtraDetector, ImageChecker
 from bot.services.moderation_extra import OpenAIImageDetector
 from bot.services.status import StatusService
-from inference.image_limits import ImageLimits
+from inference.images import ImageLimits
 from inference.registry import ModelRegistry
 from inference.remote.moderation_api import OpenAIModerationClient
 from inference.tensorflow_support import import_torch_side

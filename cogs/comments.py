@@ -14,7 +14,7 @@ from discord.ext import commands
 from bot.client import LumiBot
 from bot.services.comments import CommentService, GuildComments, PhotoComment, PostRef, ScreenContext
 from bot.services.image_fetch import FetchedImage, FetchError
-from inference.image_limits import ImageRejected
+from inference.images import ImageRejected
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from bot.errors import UserFacingError
 from bot.services.comment_backends import BACKEND_NAMES, BackendName
 from bot.services.comment_setup import build_comment_service
 from bot.services.comments import CommentService, PhotoComment
-from inference.image_limits import ImageRejected
+from inference.images import ImageRejected
 from inference.labels import Language, label_from_text, labels_from_text
 from inference.registry import ModelRegistry
 from inference.threads import apply_thread_policy

@@ -37,7 +37,7 @@ from bot.services.moderation_checker import ExtraDetector, ImageChecker, Verdict
 from bot.services.moderation_config import stored_guild_config
 from bot.services.moderation_policy import DEFAULT_POLICY, Policy
 from bot.services.moderation_policy_json import PolicyError, parse_policy
-from inference.image_limits import ImageLimits
+from inference.images import ImageLimits
 from inference.registry import ModelRegistry
 from inference.threads import apply_thread_policy
 from storage.db import Database, DatabaseUnavailable

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.config import Settings
 from bot.services.comments import CommentOptions, CommentService, build_perceiver, build_writer
 from bot.services.moderation import ModerationService
-from inference.image_limits import ImageLimits
+from inference.images import ImageLimits
 from inference.perception import PerceptionConfig
 from inference.registry import ModelRegistry
 from storage.db import Database

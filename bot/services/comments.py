@@ -35,8 +35,7 @@ from bot.services.comment_backends import (
 from bot.services.comment_gate import VERDICT_WAIT_S, ModerationGate, ScreenContext
 from bot.services.image_fetch import ImageFetcher
 from bot.services.moderation import ModerationService
-from inference.image_limits import ImageLimits, ImageRejected
-from inference.images import decode_image_async
+from inference.images import ImageLimits, ImageRejected, decode_image_async
 from inference.labels import LANGUAGES, Label, Language, label_from_text
 from inference.perception import (
     Perceiver,

@@ -19,9 +19,15 @@ from typing import Any, Protocol, runtime_checkable
 from bot.services.moderation_decisions import Decision, Level, category_scores, decide, repeat_decision
 from bot.services.moderation_policy import DEFAULT_POLICY, Action, CategoryRule, Policy
 from inference.batcher import BatcherClosed, QueueFull
-from inference.image_hash import hamming, phash
-from inference.image_limits import SIZE_REASON_CODES, ImageLimits, ImageRejected
-from inference.images import DecodedImage, decode_image
+from inference.images import (
+    SIZE_REASON_CODES,
+    DecodedImage,
+    ImageLimits,
+    ImageRejected,
+    decode_image,
+    hamming,
+    phash,
+)
 from inference.moderation import NUDENET, ImageModerator, register_moderation_models
 from inference.registry import ModelRegistry, ModelUnavailable
 

@@ -22,8 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference.classifier_metadata import prepare_pixels
-from inference.image_limits import ImageLimits, ImageRejected
-from inference.images import decode_image
+from inference.images import ImageLimits, ImageRejected, decode_image
 
 __all__ = [
     "IMAGE_SUFFIXES",

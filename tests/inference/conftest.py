@@ -6,7 +6,7 @@ from typing import Protocol, TypeVar
 import pytest
 from PIL import Image
 
-from inference.images import decode_image
+from inference.images.decode import decode_image
 from inference.runners.base import ModelUnavailable
 from inference.runners.emotions import EmotionRunner
 from inference.runners.faces import FaceRunner

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 import pytest
 from PIL import Image
 
-from inference.image_limits import ImageLimits
-from inference.images import decode_image
+from inference.images.decode import decode_image
+from inference.images.limits import ImageLimits
 from inference.moderation import NUDENET, OPEN_NSFW, ImageModerator, register_moderation_models
 from inference.registry import BatchConfig, ModelRegistry, ModelUnavailable
 from inference.runners.nudenet import NudeNetRunner

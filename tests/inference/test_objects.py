@@ -116,8 +116,8 @@ def test_lookup_by_either_language_and_generic_classes() -> None:
 def test_importing_ultralytics_leaves_pillow_alone() -> None:
     from PIL import Image
 
-    from inference.image_limits import ImageRejected
-    from inference.images import decode_image
+    from inference.images.decode import decode_image
+    from inference.images.limits import ImageRejected
     from tests.fakes.images import PLAIN_TEXT
 
     import_yolo()
@@ -140,7 +140,7 @@ def test_missing_weights_say_where_to_put_them(tmp_path: Path) -> None:
 
 
 def test_oiv7_detector_maps_classes_to_korean_and_english(oiv7_jacket_detector: Path) -> None:
-    from inference.images import decode_image
+    from inference.images.decode import decode_image
 
     runner = YoloObjectRunner("cpu", weights=oiv7_jacket_detector, image_size=320)
     runner.load()
@@ -162,7 +162,7 @@ def test_oiv7_detector_maps_classes_to_korean_and_english(oiv7_jacket_detector: 
 
 
 def test_a_model_with_its_own_classes_is_mapped_by_name(tmp_path: Path) -> None:
-    from inference.images import decode_image
+    from inference.images.decode import decode_image
 
     names = {0: "Person", 1: "Bicycle", 2: "Glowing orb"}
     perceiver = Perceiver(ModelRegistry("cpu"))

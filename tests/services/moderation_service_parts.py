@@ -8,8 +8,8 @@ import pytest
 from bot.services.moderation import ModerationService
 from bot.services.moderation_cases import CaseChoice
 from bot.services.moderation_recording import PostContext
-from inference.image_hash import phash
-from inference.images import decode_image
+from inference.images.decode import decode_image
+from inference.images.perceptual_hash import phash
 from storage.db import Database
 from storage.repo import cases as repo_cases
 from tests.fakes import images as corpus

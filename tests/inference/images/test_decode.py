@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.image_formats import heif_supported
-from inference.image_hash import hamming, phash
-from inference.image_limits import ImageLimits, ImageRejected
-from inference.images import DecodedImage, decode_image, decode_image_async, sample_frame_indices
+from inference.images.decode import DecodedImage, decode_image, decode_image_async, sample_frame_indices
+from inference.images.formats import heif_supported
+from inference.images.limits import ImageLimits, ImageRejected
+from inference.images.perceptual_hash import hamming, phash
 from tests.fakes import images as fake
 from tests.fakes.images import PHOTO_NAMES, photo_bytes
 

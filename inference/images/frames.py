@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from inference.image_limits import ImageLimits
+from inference.images.limits import ImageLimits
 
 __all__ = ["to_rgb"]
 

@@ -3,8 +3,8 @@
 Everything that can be checked from the header (byte size, declared pixel count, frame count) is
 checked before any pixel data is decoded, so a decompression bomb costs a header parse, not memory.
 Decoding is synchronous and meant for worker threads; ``decode_image_async`` moves it off the loop.
-The caps and rejections are in ``inference.image_limits``, format detection in ``inference.image_formats``
-and frame conversion in ``inference.image_frames``.
+The caps and rejections are in ``inference.images.limits``, format detection in ``inference.images.formats``
+and frame conversion in ``inference.images.frames``.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from functools import partial
 
 from PIL import Image
 
-from inference.image_formats import (
+from inference.images.formats import (
     ANIMATED_FORMATS,
     frame_count,
     gif_frame_count,
     open_image,
     sniff_rejection,
 )
-from inference.image_frames import DRAFT_FORMATS, exif_orientation, prepare_frame, request_draft
-from inference.image_limits import (
+from inference.images.frames import DRAFT_FORMATS, exif_orientation, prepare_frame, request_draft
+from inference.images.limits import (
     ImageLimits,
     ImageRejected,
     animation_too_large,

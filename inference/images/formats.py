@@ -17,7 +17,7 @@ from typing import Final
 
 from PIL import Image, UnidentifiedImageError
 
-from inference.image_limits import ImageRejected, corrupt, too_many_pixels
+from inference.images.limits import ImageRejected, corrupt, too_many_pixels
 
 __all__ = ["heif_supported"]
 
