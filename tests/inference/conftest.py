@@ -13,8 +13,8 @@ from inference.runners.faces import FaceRunner
 from inference.runners.nudenet import NudeNetRunner
 from inference.runners.open_nsfw import OpenNsfwRunner
 from tests.fakes.images import PHOTO_NAMES, photo_bytes
-from tests.inference.meshy_parts import client as client
-from tests.inference.meshy_parts import meshy as meshy
+from tests.inference.remote.meshy.parts import client as client
+from tests.inference.remote.meshy.parts import meshy as meshy
 
 
 class _Loadable(Protocol):

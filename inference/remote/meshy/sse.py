@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from inference.remote.meshy_models import MeshyProtocolError, MeshyStreamBroken, MeshyTask
-from inference.remote.meshy_protocol import error_for_status, error_text
+from inference.remote.meshy.protocol import error_for_status, error_text
+from inference.remote.meshy.shapes import MeshyProtocolError, MeshyStreamBroken, MeshyTask
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from inference.remote.meshy import MeshyAssetUnavailable, MeshyClient, MeshyDownloadTooLarge
 from tests.fakes.meshy_server import FakeMeshy
-from tests.inference.meshy_parts import _follow
+from tests.inference.remote.meshy.parts import _follow
 
 
 async def test_downloads_match_the_served_files_and_load(meshy: FakeMeshy, client: MeshyClient) -> None:

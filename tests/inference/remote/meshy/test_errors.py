@@ -25,7 +25,7 @@ from inference.remote.meshy import (
     RetryPolicy,
 )
 from tests.fakes.meshy_server import FakeMeshy
-from tests.inference.meshy_parts import FAST_RETRY, _follow
+from tests.inference.remote.meshy.parts import FAST_RETRY, _follow
 
 
 async def test_bad_key_is_401(meshy: FakeMeshy) -> None:

@@ -1,15 +1,25 @@
-"""Meshy text-to-3D: the public surface (client, task shape, errors).
+"""Meshy text-to-3D: the public surface (client, task shape, errors); import from here.
 
-The implementation lives in ``meshy_models`` (task dataclass, error hierarchy), ``meshy_protocol``
-(endpoints, argument checks, response decoding, status-to-error mapping), ``meshy_sse`` (progress
-stream parsing), ``meshy_transport`` (HTTP session, retries, downloads) and ``meshy_client`` (task
-creation, reads, SSE with polling fallback); import from here.
+The implementation lives in shapes (task dataclass, error hierarchy), protocol (endpoints, argument
+checks, response decoding, status-to-error mapping), sse (progress stream parsing), transport (HTTP
+session, retries, downloads) and client (task creation, reads, SSE with polling fallback).
 """
 
 from __future__ import annotations
 
-from inference.remote.meshy_client import MeshyClient, ProgressCallback
-from inference.remote.meshy_models import (
+from inference.remote.meshy.client import MeshyClient, ProgressCallback
+from inference.remote.meshy.protocol import (
+    DEFAULT_BASE_URL,
+    KIND_ASSET,
+    KIND_BALANCE,
+    KIND_CREATE,
+    KIND_DELETE,
+    KIND_GET,
+    KIND_LIST,
+    KIND_STREAM,
+    error_for_status,
+)
+from inference.remote.meshy.shapes import (
     MAX_PROMPT_CHARS,
     MESHY_TEST_MODE_KEY,
     MeshyAssetUnavailable,
@@ -32,19 +42,8 @@ from inference.remote.meshy_models import (
     MeshyTaskNotFound,
     MeshyTimeout,
 )
-from inference.remote.meshy_protocol import (
-    DEFAULT_BASE_URL,
-    KIND_ASSET,
-    KIND_BALANCE,
-    KIND_CREATE,
-    KIND_DELETE,
-    KIND_GET,
-    KIND_LIST,
-    KIND_STREAM,
-    error_for_status,
-)
-from inference.remote.meshy_sse import SseEvent, SseParser
-from inference.remote.meshy_transport import RetryPolicy
+from inference.remote.meshy.sse import SseEvent, SseParser
+from inference.remote.meshy.transport import RetryPolicy
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from inference.remote.meshy import MeshyClient, MeshyStatus, MeshyTask, SseParser
 from tests.fakes.meshy_server import FakeMeshy
-from tests.inference.meshy_parts import _follow
+from tests.inference.remote.meshy.parts import _follow
 
 
 async def test_drifting_shapes_are_tolerated(meshy: FakeMeshy, client: MeshyClient) -> None:

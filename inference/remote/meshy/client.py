@@ -15,24 +15,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 
 import aiohttp
 
-from inference.remote.meshy_models import (
-    AI_MODELS,
-    MAX_POLYCOUNT,
-    MIN_POLYCOUNT,
-    MODEL_TYPES,
-    POSE_MODES,
-    TOPOLOGIES,
-    MeshyAuthError,
-    MeshyBadRequest,
-    MeshyDeadlineExceeded,
-    MeshyError,
-    MeshyNoCredits,
-    MeshyProtocolError,
-    MeshyStatus,
-    MeshyStreamBroken,
-    MeshyTask,
-)
-from inference.remote.meshy_protocol import (
+from inference.remote.meshy.protocol import (
     BALANCE_PATH,
     KIND_BALANCE,
     KIND_CREATE,
@@ -51,8 +34,25 @@ from inference.remote.meshy_protocol import (
     result_id,
     task_path,
 )
-from inference.remote.meshy_sse import SseParser, task_from_event
-from inference.remote.meshy_transport import MeshyTransport
+from inference.remote.meshy.shapes import (
+    AI_MODELS,
+    MAX_POLYCOUNT,
+    MIN_POLYCOUNT,
+    MODEL_TYPES,
+    POSE_MODES,
+    TOPOLOGIES,
+    MeshyAuthError,
+    MeshyBadRequest,
+    MeshyDeadlineExceeded,
+    MeshyError,
+    MeshyNoCredits,
+    MeshyProtocolError,
+    MeshyStatus,
+    MeshyStreamBroken,
+    MeshyTask,
+)
+from inference.remote.meshy.sse import SseParser, task_from_event
+from inference.remote.meshy.transport import MeshyTransport
 
 log = logging.getLogger(__name__)
 

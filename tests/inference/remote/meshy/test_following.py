@@ -16,7 +16,7 @@ from inference.remote.meshy import (
 )
 from tests.fakes.meshy_faults import BUSY_MESSAGE
 from tests.fakes.meshy_server import FakeMeshy
-from tests.inference.meshy_parts import _follow
+from tests.inference.remote.meshy.parts import _follow
 
 
 @pytest.mark.parametrize("mode", ["reset", "eof"])

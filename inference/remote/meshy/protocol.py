@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from inference.remote.meshy_models import (
+from inference.remote.meshy.shapes import (
     MAX_PROMPT_CHARS,
     QUEUE_FULL_MARKERS,
     TARGET_FORMATS,

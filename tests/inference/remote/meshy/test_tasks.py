@@ -19,7 +19,7 @@ from inference.remote.meshy import (
 )
 from tests.fakes.meshy_server import FakeMeshy
 from tests.fakes.meshy_tasks import SAMPLE_PREVIEW_ID
-from tests.inference.meshy_parts import FAST_RETRY, _follow
+from tests.inference.remote.meshy.parts import FAST_RETRY, _follow
 
 
 async def test_preview_then_refine_over_the_stream(meshy: FakeMeshy, client: MeshyClient) -> None:

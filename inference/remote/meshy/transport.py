@@ -28,7 +28,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from inference.remote.meshy_models import (
+from inference.remote.meshy.protocol import (
+    DEFAULT_BASE_URL,
+    KIND_ASSET,
+    decode_json,
+    error_for_status,
+    error_text,
+    parse_retry_after,
+    redact_url,
+)
+from inference.remote.meshy.shapes import (
     MESHY_TEST_MODE_KEY,
     MeshyAssetUnavailable,
     MeshyConnectionError,
@@ -38,15 +47,6 @@ from inference.remote.meshy_models import (
     MeshyRateLimited,
     MeshyServerError,
     MeshyTimeout,
-)
-from inference.remote.meshy_protocol import (
-    DEFAULT_BASE_URL,
-    KIND_ASSET,
-    decode_json,
-    error_for_status,
-    error_text,
-    parse_retry_after,
-    redact_url,
 )
 
 log = logging.getLogger(__name__)
