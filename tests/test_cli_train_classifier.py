@@ -70,8 +70,8 @@ def test_train_small_cnn_then_evaluate(workspace: Path, capsys: pytest.CaptureFi
     assert set(metrics["per_class"]) == {"dots", "stripes"}
 
     # The saved model, reloaded, predicts what training measured on the validation split.
+    from inference.classifier.data import find_examples, load_pixels, stratified_split
     from inference.tensorflow_support import import_keras
-    from inference.train.classifier_data import find_examples, load_pixels, stratified_split
 
     keras, _tf = import_keras()
     model = keras.models.load_model(str(out / "model.keras"), compile=False)

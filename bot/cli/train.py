@@ -53,8 +53,7 @@ def _train_commenter(args: argparse.Namespace) -> int:
     if not args.data.is_file():
         raise UserFacingError(f"--data {args.data}: no such file")
     try:
-        from inference.commenter import TrainConfig, train_commenter
-        from inference.commenter.model import ModelShape
+        from inference.commenter import ModelShape, TrainConfig, train_commenter
     except ImportError as error:
         raise UserFacingError(f"training needs torch and transformers (Lumi's `ml` extra): {error}") from None
     overrides = {

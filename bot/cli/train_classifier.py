@@ -80,9 +80,7 @@ def register(models: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def _train(args: argparse.Namespace) -> int:
     settings = settings_and_logging()
-    from inference.train.classifier import train_classifier
-    from inference.train.classifier_config import TrainConfig, TrainingError
-    from inference.train.classifier_data import DataError
+    from inference.classifier import DataError, TrainConfig, TrainingError, train_classifier
 
     weights: Literal["imagenet", "none"] = args.weights or (
         "none" if args.backbone == "small" else "imagenet"
@@ -122,9 +120,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     settings = settings_and_logging()
-    from inference.train.classifier_config import TrainingError
-    from inference.train.classifier_data import DataError
-    from inference.train.classifier_evaluate import evaluate_classifier
+    from inference.classifier import DataError, TrainingError, evaluate_classifier
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise UserFacingError("--threshold must be between 0 and 1")

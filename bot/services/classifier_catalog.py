@@ -46,7 +46,7 @@ from bot.services.classifier_checks import (
 )
 from bot.services.classifier_entries import RegisteredClassifier
 from bot.services.moderation_policy import Action
-from inference.classifier_metadata import METADATA_FILE, MetadataError, classifier_files, read_metadata
+from inference.classifier import METADATA_FILE, MetadataError, classifier_files, read_metadata
 from inference.registry import ModelUnavailable
 
 __all__ = ["REGISTRY_FILE", "ClassifierCatalog", "classifier_catalog"]

@@ -18,8 +18,7 @@ from PIL import Image
 from bot.errors import UserFacingError
 from bot.services.moderation_decisions import category_scores
 from bot.services.moderation_policy import CATEGORIES, Action, CategoryRule
-from inference.classifier_metadata import ClassifierMetadata
-from inference.runners.keras_classifier import KerasClassifierRunner
+from inference.classifier import ClassifierMetadata, KerasClassifierRunner
 
 __all__ = ["check_category", "custom_rule", "file_sha256", "validation_summary", "verify_classifier"]
 

@@ -17,10 +17,10 @@ from bot.services.classifier_checks import verify_classifier
 from bot.services.classifier_entries import RegisteredClassifier
 from bot.services.moderation_policy import CategoryRule
 from inference.batcher import BatcherClosed, QueueFull
+from inference.classifier import ClassifierInput, ClassScores, KerasClassifierRunner
 from inference.device import Device
 from inference.images import DecodedImage
 from inference.registry import BatchConfig, ModelKey, ModelRegistry, ModelUnavailable
-from inference.runners.keras_classifier import ClassifierInput, ClassScores, KerasClassifierRunner
 
 # The registration names (catalog, entries, checks) are re-exported: callers import the feature from here.
 __all__ = [

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
 from bot.services.comment_templates import display_name, template_comment
-from inference.commenter.data import CommenterInputError, normalize_labels
+from inference.commenter import COMMENTER, CommenterInputError, normalize_labels
 from inference.labels import Label, Language
 from inference.registry import ModelRegistry, ModelUnavailable
 from inference.remote.chat import ChatClient, ChatUnavailable
-from inference.runners.commenter import COMMENTER
 
 __all__ = [
     "BACKEND_NAMES",

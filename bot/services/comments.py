@@ -35,6 +35,7 @@ from bot.services.comment_backends import (
 from bot.services.comment_gate import VERDICT_WAIT_S, ModerationGate, ScreenContext
 from bot.services.image_fetch import ImageFetcher
 from bot.services.moderation import ModerationService
+from inference.commenter import register_commenter
 from inference.images import ImageLimits, ImageRejected, decode_image_async
 from inference.labels import LANGUAGES, Label, Language, label_from_text
 from inference.perception import (
@@ -46,7 +47,6 @@ from inference.perception import (
 )
 from inference.registry import ModelRegistry
 from inference.remote.chat import ChatClient
-from inference.runners.commenter import register_commenter
 from inference.runners.faces import FaceDetector
 from storage.db import Database
 from storage.models import GuildSettings

@@ -81,8 +81,8 @@ def train_pattern_classifier(workdir: Path) -> Path:
     """
     import io
 
-    from inference.train.classifier import train_classifier
-    from inference.train.classifier_config import TrainConfig
+    from inference.classifier.train import train_classifier
+    from inference.classifier.train_config import TrainConfig
 
     data = write_pattern_folders(workdir / "data", per_class=64, seed=7)
     result = train_classifier(

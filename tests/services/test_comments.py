@@ -185,7 +185,7 @@ async def test_local_backend_refuses_english_and_reports_a_missing_model(
 
 
 async def test_committed_model_writes_korean_through_the_service_batcher(registry: ModelRegistry) -> None:
-    from inference.runners.commenter import COMMENTER
+    from inference.commenter.runner import COMMENTER
 
     writer = build_writer(registry, CommentOptions())
     try:

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from inference.classifier_metadata import (
+from inference.classifier.metadata import (
     ClassifierMetadata,
     MetadataError,
     classifier_files,

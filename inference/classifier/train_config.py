@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from inference.train.classifier_data import DataError
-from inference.train.classifier_models import BACKBONES
+from inference.classifier.data import DataError
+from inference.classifier.networks import BACKBONES
 
 __all__ = ["TrainConfig", "TrainingError", "resolve_positive_class"]
 

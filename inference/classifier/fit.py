@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from inference.train.classifier_models import BuiltClassifier, compile_classifier
+from inference.classifier.networks import BuiltClassifier, compile_classifier
 
 __all__ = ["PhasedFit", "progress_callback"]
 

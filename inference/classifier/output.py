@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from inference.classifier_metadata import FORMAT_NAME, FORMAT_VERSION, MODEL_FILE, PREPROCESSING
-from inference.train.classifier_config import TrainConfig
-from inference.train.classifier_data import DataReport
-from inference.train.classifier_fit import PhasedFit
-from inference.train.classifier_metrics import Evaluation
-from inference.train.classifier_models import BACKBONES
+from inference.classifier.data import DataReport
+from inference.classifier.fit import PhasedFit
+from inference.classifier.metadata import FORMAT_NAME, FORMAT_VERSION, MODEL_FILE, PREPROCESSING
+from inference.classifier.metrics import Evaluation
+from inference.classifier.networks import BACKBONES
+from inference.classifier.train_config import TrainConfig
 
 __all__ = ["CONFUSION_PLOT", "CURVES_PLOT", "training_metadata"]
 

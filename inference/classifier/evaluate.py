@@ -8,18 +8,18 @@ from typing import Literal
 
 import numpy as np
 
-from inference.classifier_metadata import ClassifierMetadata, MetadataError
-from inference.runners.base import ModelUnavailable
-from inference.runners.keras_classifier import KerasClassifierRunner
-from inference.train.classifier_config import TrainingError
-from inference.train.classifier_data import (
+from inference.classifier.data import (
     DataError,
     DataReport,
     find_examples,
     load_pixels,
     validate_examples,
 )
-from inference.train.classifier_metrics import Evaluation, evaluate_probabilities
+from inference.classifier.metadata import ClassifierMetadata, MetadataError
+from inference.classifier.metrics import Evaluation, evaluate_probabilities
+from inference.classifier.runner import KerasClassifierRunner
+from inference.classifier.train_config import TrainingError
+from inference.runners.base import ModelUnavailable
 
 __all__ = ["EvaluationRun", "evaluate_classifier"]
 

@@ -21,7 +21,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from inference.classifier_metadata import prepare_pixels
+from inference.classifier.metadata import prepare_pixels
 from inference.images import ImageLimits, ImageRejected, decode_image
 
 __all__ = [

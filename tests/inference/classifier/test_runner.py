@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 from prometheus_client import REGISTRY
 
-from inference.classifier_metadata import METADATA_FILE, MODEL_FILE
+from inference.classifier.metadata import METADATA_FILE, MODEL_FILE
+from inference.classifier.runner import ClassifierInput, ClassScores, KerasClassifierRunner
 from inference.registry import ModelKey, ModelRegistry
 from inference.runners.base import ModelUnavailable
-from inference.runners.keras_classifier import ClassifierInput, ClassScores, KerasClassifierRunner
 from tests.fakes.patterns import dots, stripes
 
 

@@ -15,10 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.classifier_metadata import MetadataError, parse_metadata, prepare_pixels
-from inference.train.classifier import train_classifier
-from inference.train.classifier_config import TrainConfig, TrainingError, resolve_positive_class
-from inference.train.classifier_data import (
+from inference.classifier.data import (
     DataError,
     balanced_class_weights,
     find_examples,
@@ -27,7 +24,10 @@ from inference.train.classifier_data import (
     stratified_split,
     validate_examples,
 )
-from inference.train.classifier_metrics import choose_threshold, evaluate_probabilities
+from inference.classifier.metadata import MetadataError, parse_metadata, prepare_pixels
+from inference.classifier.metrics import choose_threshold, evaluate_probabilities
+from inference.classifier.train import train_classifier
+from inference.classifier.train_config import TrainConfig, TrainingError, resolve_positive_class
 from tests.fakes import images as corpus
 from tests.fakes.patterns import write_csv, write_pattern_folders
 
@@ -106,7 +106,7 @@ def test_split_keeps_every_class_on_both_sides(patterns: Path) -> None:
 
 
 def test_pipeline_batches_pixels_and_augmentation_changes_them(patterns: Path, keras_tf: Any) -> None:
-    from inference.train.classifier_data import augmentation
+    from inference.classifier.data import augmentation
 
     keras, tf = keras_tf
     examples = find_examples(patterns)[:6]
@@ -180,7 +180,7 @@ def test_metadata_is_validated() -> None:
 
 @pytest.mark.parametrize("backbone", ["vgg16", "mobilenetv3"])
 def test_transfer_backbones_build_offline_and_train_one_step(backbone: str, keras_tf: Any) -> None:
-    from inference.train.classifier_models import build_classifier, compile_classifier, unfreeze_top
+    from inference.classifier.networks import build_classifier, compile_classifier, unfreeze_top
 
     keras, _tf = keras_tf
     built = build_classifier(keras, backbone, n_classes=3, input_size=(32, 32), weights="none")
@@ -203,7 +203,7 @@ def test_transfer_backbones_build_offline_and_train_one_step(backbone: str, kera
 
 
 def test_mixed_precision_models_are_saved_in_float32(keras_tf: Any) -> None:
-    from inference.train.classifier_models import build_classifier, dtype_policy, float32_copy
+    from inference.classifier.networks import build_classifier, dtype_policy, float32_copy
 
     keras, _tf = keras_tf
     with dtype_policy(keras, mixed=True):
@@ -217,7 +217,7 @@ def test_mixed_precision_models_are_saved_in_float32(keras_tf: Any) -> None:
 
 
 def test_imagenet_weights_download_or_a_clear_message(keras_tf: Any) -> None:
-    from inference.train.classifier_models import WeightsUnavailable, build_classifier
+    from inference.classifier.networks import WeightsUnavailable, build_classifier
 
     keras, _tf = keras_tf
     try:
@@ -270,8 +270,8 @@ def test_training_writes_the_outputs_and_refuses_bad_settings(
 
 def test_two_phases_share_history_and_checkpoint(patterns: Path, tmp_path: Path, keras_tf: Any) -> None:
     """The transfer-learning schedule, on a VGG16 without ImageNet weights (none can be downloaded here)."""
-    from inference.train.classifier_fit import PhasedFit
-    from inference.train.classifier_models import build_classifier, freeze_backbone, unfreeze_top
+    from inference.classifier.fit import PhasedFit
+    from inference.classifier.networks import build_classifier, freeze_backbone, unfreeze_top
 
     keras, tf = keras_tf
     examples = find_examples(patterns)

@@ -23,10 +23,7 @@ from typing import Any, Final, TextIO
 import numpy as np
 from numpy.typing import NDArray
 
-from inference.classifier_metadata import METADATA_FILE, MODEL_FILE
-from inference.tensorflow_support import gpu_visible, hide_gpus, import_keras
-from inference.train.classifier_config import TrainConfig, TrainingError, resolve_positive_class
-from inference.train.classifier_data import (
+from inference.classifier.data import (
     DataReport,
     Example,
     augmentation,
@@ -36,9 +33,10 @@ from inference.train.classifier_data import (
     stratified_split,
     validate_examples,
 )
-from inference.train.classifier_fit import PhasedFit
-from inference.train.classifier_metrics import Evaluation, choose_threshold, evaluate_probabilities
-from inference.train.classifier_models import (
+from inference.classifier.fit import PhasedFit
+from inference.classifier.metadata import METADATA_FILE, MODEL_FILE
+from inference.classifier.metrics import Evaluation, choose_threshold, evaluate_probabilities
+from inference.classifier.networks import (
     BACKBONES,
     WeightsUnavailable,
     build_classifier,
@@ -47,8 +45,10 @@ from inference.train.classifier_models import (
     freeze_backbone,
     unfreeze_top,
 )
-from inference.train.classifier_output import CONFUSION_PLOT, CURVES_PLOT, training_metadata
-from inference.train.classifier_plots import plot_confusion_matrix, plot_history
+from inference.classifier.output import CONFUSION_PLOT, CURVES_PLOT, training_metadata
+from inference.classifier.plots import plot_confusion_matrix, plot_history
+from inference.classifier.train_config import TrainConfig, TrainingError, resolve_positive_class
+from inference.tensorflow_support import gpu_visible, hide_gpus, import_keras
 
 __all__ = ["TrainResult", "train_classifier"]
 
