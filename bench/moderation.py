@@ -28,8 +28,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from PIL import Image
 
-from bot.services.moderation import ModerationService
-from bot.services.moderation_checker import ImageChecker
+from bot.services.moderation import ImageChecker, ModerationService
 from inference.registry import ModelRegistry
 from storage.blobs import LocalBlobStore
 from storage.db import Database, default_sqlite_url

@@ -8,15 +8,19 @@ from datetime import timedelta
 
 from bot import __version__
 from bot.config import Settings
-from bot.services.classifiers import ClassifierDetector, classifier_catalog
 from bot.services.comment_setup import build_comment_service
 from bot.services.comments import CommentService
 from bot.services.generation import GenerationService
 from bot.services.generation_setup import build_generation_service
 from bot.services.image_fetch import ImageFetcher
-from bot.services.moderation import ModerationService
-from bot.services.moderation_checker import ExtraDetector, ImageChecker
-from bot.services.moderation_extra import OpenAIImageDetector
+from bot.services.moderation import (
+    ClassifierDetector,
+    ExtraDetector,
+    ImageChecker,
+    ModerationService,
+    OpenAIImageDetector,
+    classifier_catalog,
+)
 from bot.services.status import StatusService
 from inference.images import ImageLimits
 from inference.registry import ModelRegistry

@@ -14,8 +14,8 @@ import pytest
 
 from bot.cli import main, scan
 from bot.cli.common import settings_and_logging
-from bot.services.classifiers import ClassifierCatalog, classifier_catalog
-from bot.services.moderation_policy import DEFAULT_POLICY
+from bot.services.moderation.classifiers.detector import ClassifierCatalog, classifier_catalog
+from bot.services.moderation.policy import DEFAULT_POLICY
 from storage.db import Database, default_sqlite_url
 from storage.repo import guilds as repo_guilds
 from tests.fakes import images as corpus

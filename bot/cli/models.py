@@ -14,8 +14,7 @@ from pathlib import Path
 from bot.cli.common import settings_and_logging
 from bot.config import Settings
 from bot.runtime import Runtime
-from bot.services.classifiers import classifier_catalog
-from bot.services.moderation_policy import CATEGORIES
+from bot.services.moderation import CATEGORIES, classifier_catalog
 from inference.runners.base import ModelUnavailable
 
 
@@ -99,7 +98,7 @@ async def _show_models(settings: Settings, *, load: bool) -> int:
 
 def _add_classifier(args: argparse.Namespace) -> int:
     settings = settings_and_logging()
-    from bot.services.classifiers import verify_classifier
+    from bot.services.moderation import verify_classifier
 
     entry = classifier_catalog(settings.data_dir).add(
         args.path,

@@ -27,16 +27,20 @@ from bot.cli.common import settings_and_logging
 from bot.cli.scan_report import classifier_json, print_table, print_unavailable_classifiers
 from bot.config import Settings
 from bot.errors import UserFacingError
-from bot.services.classifiers import (
+from bot.services.moderation import (
+    DEFAULT_POLICY,
     ClassifierCatalog,
     ClassifierDetector,
+    ExtraDetector,
+    ImageChecker,
+    Policy,
+    PolicyError,
     RegisteredClassifier,
+    Verdict,
     classifier_catalog,
+    parse_policy,
+    stored_guild_config,
 )
-from bot.services.moderation_checker import ExtraDetector, ImageChecker, Verdict
-from bot.services.moderation_config import stored_guild_config
-from bot.services.moderation_policy import DEFAULT_POLICY, Policy
-from bot.services.moderation_policy_json import PolicyError, parse_policy
 from inference.images import ImageLimits
 from inference.registry import ModelRegistry
 from inference.threads import apply_thread_policy

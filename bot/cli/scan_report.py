@@ -6,8 +6,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.services.classifiers import RegisteredClassifier
-from bot.services.moderation_checker import CheckStatus
+from bot.services.moderation import CheckStatus, RegisteredClassifier
 
 
 def print_unavailable_classifiers(

@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from bot.services.moderation import ModerationService
-from bot.services.moderation_checker import Verdict
-from bot.services.moderation_verdicts import PostVerdict, image_digests
+from bot.services.moderation import ModerationService, PostVerdict, Verdict, image_digests
 
 __all__ = ["VERDICT_WAIT_S", "ModerationGate", "ScreenContext"]
 

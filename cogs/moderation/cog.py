@@ -9,8 +9,7 @@ from typing import Any
 from discord import app_commands
 
 from bot.client import LumiBot
-from bot.services.moderation import ModerationService
-from bot.services.retention import EvidenceRetentionJob
+from bot.services.moderation import EvidenceRetentionJob, ModerationService
 from cogs.moderation.decisions import ModerationDecisions
 from cogs.moderation.enforcement import Enforcer
 from cogs.moderation.events import ModerationEvents

@@ -8,7 +8,7 @@ from datetime import timedelta
 import discord
 
 from bot.errors import UserFacingError
-from bot.services.moderation_cases import CaseChoice, PendingDecision
+from bot.services.moderation import CaseChoice, PendingDecision
 from cogs.moderation import render
 from cogs.moderation.base import ModerationBase
 from cogs.moderation.enforcement import image_file

@@ -18,11 +18,14 @@ from urllib.parse import urlsplit
 import discord
 
 from bot.services.image_fetch import FetchedImage, FetchError, ImageFetcher
-from bot.services.moderation import ModerationService
-from bot.services.moderation_config import GuildModeration
-from bot.services.moderation_recording import PostContext
-from bot.services.moderation_scanning import PostOutcome
-from bot.services.moderation_unchecked import images_past_limit, refused_downloads
+from bot.services.moderation import (
+    GuildModeration,
+    ModerationService,
+    PostContext,
+    PostOutcome,
+    images_past_limit,
+    refused_downloads,
+)
 from cogs.moderation import render
 from cogs.moderation.views import case_view
 from storage.models import ModerationCase

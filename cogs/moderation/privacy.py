@@ -10,7 +10,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.services.moderation_privacy import PurgedEvidence
+from bot.services.moderation import PurgedEvidence
 from cogs.moderation import render
 from cogs.moderation.base import ModerationBase
 from cogs.moderation.settings import moderation_group

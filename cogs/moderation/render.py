@@ -11,11 +11,17 @@ from datetime import datetime
 
 import discord
 
-from bot.services.classifiers import RegisteredClassifier
-from bot.services.moderation_cases import allowed_choices, case_category
-from bot.services.moderation_checker import CheckStatus, Verdict
-from bot.services.moderation_config import GuildModeration
-from bot.services.moderation_policy import CategoryRule, Policy, describe_policy
+from bot.services.moderation import (
+    CategoryRule,
+    CheckStatus,
+    GuildModeration,
+    Policy,
+    RegisteredClassifier,
+    Verdict,
+    allowed_choices,
+    case_category,
+    describe_policy,
+)
 from storage.models import ANONYMOUS_USER_ID, CaseAction, CaseStatus, ModerationCase
 
 _STATUS_COLOURS = {

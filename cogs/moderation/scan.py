@@ -7,7 +7,7 @@ import asyncio
 import discord
 from discord import app_commands
 
-from bot.services.moderation_checker import Verdict
+from bot.services.moderation import Verdict
 from cogs.moderation import render
 from cogs.moderation.base import ModerationBase
 from cogs.moderation.enforcement import fetch_images, image_sources

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import discord
 from discord import app_commands
 
-from bot.services.moderation_config import GuildModeration
+from bot.services.moderation import GuildModeration
 from cogs.moderation import render
 from cogs.moderation.base import ModerationBase
 from storage.models import CaseStatus

@@ -7,7 +7,7 @@ from typing import Any
 
 import discord
 
-from bot.services.moderation_cases import CaseChoice, allowed_choices
+from bot.services.moderation import CaseChoice, allowed_choices
 from cogs._buttons import handling_cog, persistent_view
 from storage.models import ModerationCase
 

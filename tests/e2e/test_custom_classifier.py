@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.services.classifiers import classifier_catalog
+from bot.services.moderation.classifiers.detector import classifier_catalog
 from storage.repo import cases as repo_cases
 from tests.e2e.test_moderation import setup_moderation, wait_for_alert
 from tests.fakes.discord_server import message_text

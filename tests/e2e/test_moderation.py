@@ -13,7 +13,7 @@ from typing import Any, get_args
 import pytest
 from PIL import Image
 
-from bot.services.moderation_policy import CATEGORIES
+from bot.services.moderation.policy import CATEGORIES
 from cogs.moderation.settings import Category
 from storage.models import CaseAction, CaseStatus, ModerationCase
 from storage.repo import cases as repo_cases

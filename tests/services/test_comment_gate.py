@@ -20,9 +20,9 @@ from prometheus_client import REGISTRY
 from bot.services.comment_backends import CommentWriter
 from bot.services.comments import CommentService, ScreenContext
 from bot.services.image_fetch import FetchedImage
-from bot.services.moderation import ModerationService
-from bot.services.moderation_checker import ImageChecker
-from bot.services.moderation_recording import PostContext
+from bot.services.moderation.checker import ImageChecker
+from bot.services.moderation.recording import PostContext
+from bot.services.moderation.service import ModerationService
 from inference.perception import Perceiver
 from inference.registry import ModelRegistry
 from storage.blobs import LocalBlobStore

@@ -27,8 +27,8 @@ from bot.services.comment_backends import (
 )
 from bot.services.comment_templates import display_name, template_comment, with_particle
 from bot.services.comments import CommentOptions, CommentService, PostRef, ScreenContext, build_writer
-from bot.services.moderation import ModerationService
-from bot.services.moderation_checker import ImageChecker
+from bot.services.moderation.checker import ImageChecker
+from bot.services.moderation.service import ModerationService
 from inference.labels import Label, label_from_text, labels_from_text
 from inference.perception import Perceiver
 from inference.registry import ModelRegistry, ModelUnavailable

@@ -1,0 +1,314 @@
+"""Check one image: safe decoding, repeat matching, the models, then the policy. No database, no Discord.
+
+`ImageChecker` is what `lumi scan`, the benchmark and the moderation service share. Decoding and hashing
+run on a small thread pool of their own; the models run on their own threads behind their batchers, so
+the event loop only schedules work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from bot.services.moderation.decisions import Decision, Level, category_scores, decide, repeat_decision
+from bot.services.moderation.policy import DEFAULT_POLICY, Action, CategoryRule, Policy
+from inference.batcher import BatcherClosed, QueueFull
+from inference.images import (
+    SIZE_REASON_CODES,
+    DecodedImage,
+    ImageLimits,
+    ImageRejected,
+    decode_image,
+    hamming,
+    phash,
+)
+from inference.moderation import NUDENET, ImageModerator, register_moderation_models
+from inference.registry import ModelRegistry, ModelUnavailable
+
+__all__ = [
+    "CheckStatus",
+    "DefinesCategories",
+    "ExtraDetector",
+    "ImageChecker",
+    "KnownHash",
+    "Verdict",
+]
+
+log = logging.getLogger(__name__)
+
+
+class CheckStatus(StrEnum):
+    CHECKED = "checked"
+    # Matched a hash a moderator confirmed; the models were skipped.
+    REPEAT = "repeat"
+    # The bytes are not an image Lumi will look at (corrupt, too large, not an image...).
+    UNREADABLE = "unreadable"
+    # The models could not run (not installed, overloaded, shutting down).
+    ERROR = "error"
+
+
+class ExtraDetector(Protocol):
+    """An additional detector (OpenAI moderation, a trained classifier) adding category scores.
+
+    Scores use the names in `moderation_policy.CATEGORIES` (or OpenAI's, which are mapped). A detector
+    that fails is logged and left out; the local models still decide. ``guild_id`` is the server the
+    image was posted in (None outside one), for detectors that differ per server.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def scores(
+        self, data: bytes, decoded: DecodedImage, *, guild_id: int | None = None
+    ) -> Mapping[str, float]: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class DefinesCategories(Protocol):
+    """An extra detector that scores categories of its own, beyond `moderation_policy.CATEGORIES`.
+
+    Their rules join the guild's policy for that check; a category the policy already has keeps the
+    policy's thresholds.
+    """
+
+    def category_rules(self, guild_id: int | None) -> Mapping[str, CategoryRule]: ...
+
+
+@dataclass(frozen=True)
+class KnownHash:
+    """The perceptual hash of an image a moderator confirmed, and the case it came from."""
+
+    phash: str
+    case_id: int | None
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: CheckStatus
+    decision: Decision
+    scores: dict[str, float] = field(default_factory=dict)
+    # NudeNet labels, best score per label over all sampled frames, strongest first.
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    phash: str | None = None
+    # Why the image was not checked, in words safe to show (status UNREADABLE or ERROR).
+    problem: str | None = None
+    problem_code: str | None = None
+    image_format: str | None = None
+    width: int = 0
+    height: int = 0
+    frames_checked: int = 0
+    elapsed_ms: float = 0.0
+
+    @property
+    def flagged(self) -> bool:
+        return self.decision.flagged
+
+    @property
+    def checked(self) -> bool:
+        return self.status in (CheckStatus.CHECKED, CheckStatus.REPEAT)
+
+    @property
+    def too_large_to_check(self) -> bool:
+        """Not checked only because of its size: a real image, which Discord may well show to everyone."""
+        return self.status is CheckStatus.UNREADABLE and self.problem_code in SIZE_REASON_CODES
+
+    @property
+    def summary(self) -> str:
+        if self.status is CheckStatus.UNREADABLE:
+            return f"not checked: {self.problem}"
+        if self.status is CheckStatus.ERROR:
+            return f"error: {self.problem}"
+        if not self.flagged:
+            return "safe"
+        return f"{self.decision.level.value} → {self.decision.action.value}: {self.decision.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "level": self.decision.level.value,
+            "action": self.decision.action.value,
+            "category": self.decision.category,
+            "reason": self.decision.reason if self.checked else self.problem,
+            "scores": self.scores,
+            "labels": self.labels,
+            "phash": self.phash,
+            "problem_code": self.problem_code,
+            "format": self.image_format,
+            "width": self.width,
+            "height": self.height,
+            "frames_checked": self.frames_checked,
+            "elapsed_ms": round(self.elapsed_ms, 1),
+            "matched_case_id": self.decision.matched_case_id,
+        }
+
+
+_SAFE = Decision(level=Level.SAFE, action=Action.NONE)
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    image: DecodedImage
+    phash: str
+
+
+class ImageChecker:
+    """Turns image bytes into a `Verdict`. Registers NudeNet and open_nsfw in ``registry`` if needed."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        limits: ImageLimits | None = None,
+        extra_detectors: Sequence[ExtraDetector] = (),
+        decode_threads: int = 2,
+        model_threads: int | None = None,
+    ) -> None:
+        """``model_threads``: CPU threads of each moderation model (None: half the cores)."""
+        if not registry.is_registered(NUDENET):
+            register_moderation_models(registry, intra_op_threads=model_threads)
+        self.registry = registry
+        self.limits = limits or ImageLimits()
+        self.extra_detectors = list(extra_detectors)
+        self._moderator = ImageModerator(registry)
+        self._decode_pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="lumi-decode")
+
+    async def check_image(
+        self,
+        data: bytes,
+        *,
+        guild_policy: Policy = DEFAULT_POLICY,
+        known_hashes: Sequence[KnownHash] = (),
+        guild_id: int | None = None,
+    ) -> Verdict:
+        """Check one image. Never raises for bad input or missing models: the verdict says what happened."""
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            decoded = await loop.run_in_executor(self._decode_pool, self._decode, data)
+        except ImageRejected as rejected:
+            width, height = rejected.size or (0, 0)
+            return Verdict(
+                status=CheckStatus.UNREADABLE,
+                decision=_SAFE,
+                problem=rejected.message,
+                problem_code=rejected.reason_code,
+                width=width,
+                height=height,
+                elapsed_ms=_ms_since(started),
+            )
+        image = decoded.image
+        facts: dict[str, Any] = {
+            "phash": decoded.phash,
+            "image_format": image.format,
+            "width": image.width,
+            "height": image.height,
+        }
+        if guild_policy.repeat_matching:
+            match = _closest(decoded.phash, known_hashes, guild_policy.repeat_max_distance)
+            if match is not None:
+                known, distance = match
+                decision = repeat_decision(
+                    guild_policy, category=known.category, case_id=known.case_id, distance=distance
+                )
+                return Verdict(
+                    status=CheckStatus.REPEAT, decision=decision, elapsed_ms=_ms_since(started), **facts
+                )
+        extra_task = (
+            asyncio.ensure_future(self._extra_scores(data, image, guild_id)) if self.extra_detectors else None
+        )
+        try:
+            analysis = await self._moderator.analyse(image)
+        except (ModelUnavailable, QueueFull, BatcherClosed) as error:
+            if extra_task is not None:
+                extra_task.cancel()
+            if isinstance(error, ModelUnavailable):
+                reason = f"the {error.name} model is unavailable: {error.reason}"
+            else:
+                reason = str(error)
+            log.warning("image not checked: %s", reason)
+            return Verdict(
+                status=CheckStatus.ERROR,
+                decision=_SAFE,
+                problem=reason,
+                problem_code=type(error).__name__,
+                elapsed_ms=_ms_since(started),
+                **facts,
+            )
+        except BaseException:
+            if extra_task is not None:
+                extra_task.cancel()
+            raise
+        extra = await extra_task if extra_task is not None else {}
+        extra_rules = self._extra_rules(guild_id)
+        policy = guild_policy.with_extra_rules(extra_rules)
+        scores = category_scores(
+            analysis.label_scores.items(), analysis.nsfw_score, extra, custom=extra_rules.keys()
+        )
+        labels = [
+            {"label": label, "score": round(score, 3)}
+            for label, score in sorted(analysis.label_scores.items(), key=lambda item: -item[1])
+        ]
+        return Verdict(
+            status=CheckStatus.CHECKED,
+            decision=decide(scores, policy),
+            scores=scores,
+            labels=labels,
+            frames_checked=len(image.frames),
+            elapsed_ms=_ms_since(started),
+            **facts,
+        )
+
+    def _decode(self, data: bytes) -> _Decoded:
+        image = decode_image(data, limits=self.limits)
+        return _Decoded(image=image, phash=phash(image.frames[0]))
+
+    async def _extra_scores(self, data: bytes, image: DecodedImage, guild_id: int | None) -> dict[str, float]:
+        combined: dict[str, float] = {}
+        for detector in self.extra_detectors:
+            try:
+                scores = await detector.scores(data, image, guild_id=guild_id)
+            except Exception:
+                log.warning("extra detector %s failed; deciding without it", detector.name, exc_info=True)
+                continue
+            for name, value in scores.items():
+                combined[name] = max(float(value), combined.get(name, 0.0))
+        return combined
+
+    def _extra_rules(self, guild_id: int | None) -> dict[str, CategoryRule]:
+        rules: dict[str, CategoryRule] = {}
+        for detector in self.extra_detectors:
+            if isinstance(detector, DefinesCategories):
+                for name, rule in detector.category_rules(guild_id).items():
+                    rules.setdefault(name, rule)
+        return rules
+
+    async def close(self) -> None:
+        """Stop the decoding threads and extra detectors; the models are the registry's to close."""
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        for detector in self.extra_detectors:
+            try:
+                await detector.close()
+            except Exception:
+                log.warning("closing extra detector %s failed", detector.name, exc_info=True)
+
+
+def _closest(value: str, known: Sequence[KnownHash], max_distance: int) -> tuple[KnownHash, int] | None:
+    best: tuple[KnownHash, int] | None = None
+    for entry in known:
+        distance = hamming(value, entry.phash)
+        if distance <= max_distance and (best is None or distance < best[1]):
+            best = (entry, distance)
+    return best
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

@@ -1,0 +1,22 @@
+"""Custom classifiers: categories a server adds to moderation, each served by a trained Keras classifier
+(the catalog of registered classifiers, their checks, and the detector that runs them beside NudeNet and
+open_nsfw).
+"""
+
+from __future__ import annotations
+
+from bot.services.moderation.classifiers.detector import (
+    ClassifierCatalog,
+    ClassifierDetector,
+    RegisteredClassifier,
+    classifier_catalog,
+    verify_classifier,
+)
+
+__all__ = [
+    "ClassifierCatalog",
+    "ClassifierDetector",
+    "RegisteredClassifier",
+    "classifier_catalog",
+    "verify_classifier",
+]

@@ -1,0 +1,128 @@
+"""Custom image classifiers in moderation: the detector that scores them for every checked image.
+
+Registrations (`lumi models add-classifier`) are kept by `classifier_catalog`; this module turns them into
+models of the shared registry, and their outputs into category scores. `ClassifierDetector` is an
+`ExtraDetector`, so the scores meet the guild's policy like those of the built-in models, in the same
+check; categories of the classifiers' own come with their rules (`DefinesCategories`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+
+from bot.services.moderation.classifiers.catalog import REGISTRY_FILE, ClassifierCatalog, classifier_catalog
+from bot.services.moderation.classifiers.checks import verify_classifier
+from bot.services.moderation.classifiers.entries import RegisteredClassifier
+from bot.services.moderation.policy import CategoryRule
+from inference.batcher import BatcherClosed, QueueFull
+from inference.classifier import ClassifierInput, ClassScores, KerasClassifierRunner
+from inference.device import Device
+from inference.images import DecodedImage
+from inference.registry import BatchConfig, ModelKey, ModelRegistry, ModelUnavailable
+
+# The registration names (catalog, entries, checks) are re-exported: callers import the feature from here.
+__all__ = [
+    "REGISTRY_FILE",
+    "ClassifierCatalog",
+    "ClassifierDetector",
+    "RegisteredClassifier",
+    "classifier_catalog",
+    "verify_classifier",
+]
+
+log = logging.getLogger(__name__)
+
+
+class ClassifierDetector:
+    """Scores every image with the classifiers that apply to its server, through the model registry.
+
+    Each classifier is a model of its own in the registry (``classifier-<id>``): loaded on first use on
+    the registry's device, fed by its own batcher, so frames of concurrent posts share batches. A frame's
+    score is the positive class's probability; an image scores its worst frame, and a category the highest
+    of its classifiers. A classifier that cannot load is left out (the registry retries it later).
+    """
+
+    name = "custom-classifiers"
+
+    def __init__(
+        self, catalog: ClassifierCatalog, registry: ModelRegistry, *, batch: BatchConfig | None = None
+    ) -> None:
+        self.catalog = catalog
+        self.registry = registry
+        self.batch = batch or BatchConfig(max_batch_size=16, max_wait_ms=10.0)
+        self._registered: dict[str, RegisteredClassifier] = {}
+        # The registry re-raises a failed load until it retries; one warning per failure, not per image.
+        self._reported_failures: dict[str, ModelUnavailable] = {}
+        self._sync_lock = asyncio.Lock()
+
+    async def scores(
+        self, data: bytes, decoded: DecodedImage, *, guild_id: int | None = None
+    ) -> Mapping[str, float]:
+        everything = await self.catalog.current()
+        await self._sync(everything)
+        active = [entry for entry in everything if entry.applies_to(guild_id)]
+        if not active:
+            return {}
+        results = await asyncio.gather(*(self._score(entry, decoded) for entry in active))
+        combined: dict[str, float] = {}
+        for entry, score in zip(active, results, strict=True):
+            if score is not None:
+                combined[entry.category] = max(score, combined.get(entry.category, 0.0))
+        return combined
+
+    def category_rules(self, guild_id: int | None) -> Mapping[str, CategoryRule]:
+        rules: dict[str, CategoryRule] = {}
+        for entry in self.catalog.cached:
+            rule = entry.rule()
+            if rule is not None and entry.applies_to(guild_id):
+                rules.setdefault(entry.category, rule)
+        return rules
+
+    def unavailable(self) -> dict[int, str]:
+        """Classifiers whose model failed to load at its last attempt, by id, with the reason."""
+        failed = {status.name: status.error for status in self.registry.snapshot() if status.error}
+        return {entry.id: failed[key] for key, entry in self._registered.items() if key in failed}
+
+    async def _score(self, entry: RegisteredClassifier, decoded: DecodedImage) -> float | None:
+        key = ModelKey[ClassifierInput, ClassScores](entry.model_key)
+        try:
+            handle = await self.registry.get(key)
+            outputs = await asyncio.gather(*(handle.predict(frame) for frame in decoded.frames))
+        except ModelUnavailable as error:
+            if self._reported_failures.get(entry.model_key) is not error:
+                self._reported_failures[entry.model_key] = error
+                log.warning("custom classifier #%s (%s) left out: %s", entry.id, entry.category, error)
+            return None
+        except (QueueFull, BatcherClosed) as error:
+            log.warning("custom classifier #%s (%s) left out: %s", entry.id, entry.category, error)
+            return None
+        return max(output.positive for output in outputs)
+
+    async def _sync(self, entries: list[RegisteredClassifier]) -> None:
+        """Register new classifiers in the model registry and unload removed ones."""
+        wanted = {entry.model_key: entry for entry in entries}
+        if wanted.keys() == self._registered.keys():
+            return
+        async with self._sync_lock:
+            for key in [key for key in self._registered if key not in wanted]:
+                await self.registry.unregister(key)
+                del self._registered[key]
+                self._reported_failures.pop(key, None)
+                log.info("custom classifier %s unloaded (no longer registered)", key)
+            for key, entry in wanted.items():
+                if key not in self._registered and not self.registry.is_registered(key):
+                    self.registry.register(key, self._factory(entry), batch=self.batch)
+                self._registered[key] = entry
+
+    def _factory(self, entry: RegisteredClassifier) -> Callable[[Device], KerasClassifierRunner]:
+        folder = self.catalog.folder_of(entry)
+
+        def build(device: Device) -> KerasClassifierRunner:
+            return KerasClassifierRunner(folder, device, name=entry.model_key)
+
+        return build
+
+    async def close(self) -> None:
+        """Nothing of its own to release: the registry unloads the models."""

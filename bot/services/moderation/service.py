@@ -1,0 +1,249 @@
+"""Image moderation: the service the Discord layer and the command line talk to. No Discord here.
+
+The Discord layer (`cogs/moderation`) fetches a post's images, calls `moderate_post`, carries out the
+removal/timeout/alert the outcome asks for, and reports back with `record_enforcement`; button clicks go
+through `decide`. Everything a case needs is written before anything irreversible happens on Discord, so
+a failed delete, a missing channel or a crash in between never loses a case or an image.
+
+``ModerationService`` puts the parts together:
+- ``moderation_scanning``: a post's images checked, its verdict published, a case opened when needed;
+- ``moderation_recording``: the case and its evidence written, then what Discord managed to do;
+- ``moderation_review``: a moderator's choice on a case;
+- ``moderation_privacy``: a user's data forgotten, expired evidence deleted;
+- ``moderation_hashes`` and ``moderation_problems``: the confirmed images and the problems it remembers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.errors import UserFacingError
+from bot.services.image_fetch import FetchedImage, ImageFetcher
+from bot.services.moderation.cases import CaseChoice, EvidenceFile, PendingDecision
+from bot.services.moderation.checker import ImageChecker, Verdict
+from bot.services.moderation.classifiers import ClassifierCatalog, RegisteredClassifier
+from bot.services.moderation.evidence import EvidenceStore
+from bot.services.moderation.guild_config import GuildModeration, config_from_row, edit_ids, merge_policy
+from bot.services.moderation.known_hashes import KnownHashes
+from bot.services.moderation.policy import DEFAULT_POLICY, Policy
+from bot.services.moderation.policy_json import PolicyError, parse_policy, policy_to_json
+from bot.services.moderation.privacy import (
+    ForgetReport,
+    PurgedEvidence,
+    forget_user,
+    purge_expired_evidence,
+)
+from bot.services.moderation.problems import ProblemLog
+from bot.services.moderation.recording import CaseRecorder, PostContext
+from bot.services.moderation.review import CaseReview
+from bot.services.moderation.scanning import PostOutcome, PostScanner
+from bot.services.moderation.unchecked import RefusedDownload
+from bot.services.moderation.verdicts import PostVerdicts
+from storage.blobs import BlobStore
+from storage.db import Database
+from storage.models import CaseStatus, ModerationCase
+from storage.repo import cases as repo_cases
+from storage.repo import guilds as repo_guilds
+
+__all__ = ["ModerationService"]
+
+
+class ModerationService:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        blobs: BlobStore,
+        checker: ImageChecker,
+        fetcher: ImageFetcher | None = None,
+        evidence_retention: timedelta = timedelta(days=7),
+        classifiers: ClassifierCatalog | None = None,
+    ) -> None:
+        self.database = database
+        self.blobs = blobs
+        self.checker = checker
+        # Custom classifiers registered with `lumi models add-classifier`; the checker scores them.
+        self.classifiers = classifiers
+        self.fetcher = fetcher or ImageFetcher()
+        self.evidence = EvidenceStore(database, blobs, retention=evidence_retention)
+        # The verdict on each recent post, for the features that answer the same post.
+        self.post_verdicts = PostVerdicts()
+        self.problem_log = ProblemLog()
+        self.known_hashes = KnownHashes(database)
+        case_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.recorder = CaseRecorder(
+            database=database, evidence=self.evidence, problem_log=self.problem_log, case_locks=case_locks
+        )
+        self.scanner = PostScanner(
+            checker=checker,
+            known_hashes=self.known_hashes,
+            recorder=self.recorder,
+            post_verdicts=self.post_verdicts,
+            problem_log=self.problem_log,
+        )
+        self.review = CaseReview(
+            database=database,
+            evidence=self.evidence,
+            known_hashes=self.known_hashes,
+            problem_log=self.problem_log,
+            case_locks=case_locks,
+            guild_config=self.guild_config,
+        )
+
+    # -- checking ---------------------------------------------------------------------------------------
+
+    async def check_image(
+        self, data: bytes, *, guild_policy: Policy = DEFAULT_POLICY, guild_id: int | None = None
+    ) -> Verdict:
+        """Check one image; with ``guild_id``, re-posts of images the guild confirmed skip the models."""
+        return await self.scanner.check_image(data, guild_policy=guild_policy, guild_id=guild_id)
+
+    async def active_classifiers(self, guild_id: int) -> list[RegisteredClassifier]:
+        """The custom classifiers that score this guild's images: global ones and its own."""
+        if self.classifiers is None:
+            return []
+        return await self.classifiers.for_guild(guild_id, fresh=True)
+
+    # -- guild configuration ------------------------------------------------------------------------------
+
+    async def guild_config(self, guild_id: int) -> GuildModeration:
+        async with self.database.session() as session:
+            row = await repo_guilds.get_guild_settings(session=session, guild_id=guild_id)
+            await session.commit()
+        return config_from_row(row)
+
+    async def configure(
+        self,
+        guild_id: int,
+        *,
+        enabled: bool | None = None,
+        mod_channel_id: int | None = None,
+        clear_mod_channel: bool = False,
+        policy_changes: dict[str, Any] | None = None,
+        reset_policy: bool = False,
+        exempt_channels_add: Iterable[int] = (),
+        exempt_channels_remove: Iterable[int] = (),
+        exempt_roles_add: Iterable[int] = (),
+        exempt_roles_remove: Iterable[int] = (),
+    ) -> GuildModeration:
+        """Apply a moderator's changes; raises ``UserFacingError`` naming any invalid value."""
+        async with self.database.session() as session:
+            row = await repo_guilds.get_guild_settings(session=session, guild_id=guild_id)
+            changes: dict[str, Any] = {}
+            if enabled is not None:
+                changes["moderation_enabled"] = enabled
+            if clear_mod_channel:
+                changes["mod_channel_id"] = None
+            elif mod_channel_id is not None:
+                changes["mod_channel_id"] = mod_channel_id
+            if reset_policy or policy_changes:
+                base = {} if reset_policy else dict(row.moderation_policy or {})
+                merged = merge_policy(base, policy_changes or {})
+                try:
+                    policy = parse_policy(merged)
+                except PolicyError as error:
+                    raise UserFacingError(str(error)) from None
+                changes["moderation_policy"] = policy_to_json(policy)
+            channels = edit_ids(row.exempt_channel_ids, exempt_channels_add, exempt_channels_remove)
+            if channels != list(row.exempt_channel_ids):
+                changes["exempt_channel_ids"] = channels
+            roles = edit_ids(row.exempt_role_ids, exempt_roles_add, exempt_roles_remove)
+            if roles != list(row.exempt_role_ids):
+                changes["exempt_role_ids"] = roles
+            if changes:
+                row = await repo_guilds.update_guild_settings(session=session, guild_id=guild_id, **changes)
+            await session.commit()
+        return config_from_row(row)
+
+    # -- posts ----------------------------------------------------------------------------------------
+
+    async def moderate_post(
+        self,
+        post: PostContext,
+        images: Sequence[FetchedImage],
+        *,
+        config: GuildModeration,
+        refused: Sequence[RefusedDownload] = (),
+    ) -> PostOutcome | None:
+        """Check every image of a post and record a case when one is flagged or could not be checked
+        (see `PostScanner.moderate_post`); None when there is no case."""
+        return await self.scanner.moderate_post(post, images, config=config, refused=refused)
+
+    async def record_enforcement(
+        self,
+        case_id: int,
+        *,
+        post_removed: bool | None = None,
+        timed_out: bool = False,
+        alert: tuple[int, int] | None = None,
+        problems: Sequence[str] = (),
+    ) -> ModerationCase:
+        """What the Discord layer managed to do for a new case (``post_removed`` None: not attempted)."""
+        return await self.recorder.record_enforcement(
+            case_id, post_removed=post_removed, timed_out=timed_out, alert=alert, problems=problems
+        )
+
+    # -- decisions ------------------------------------------------------------------------------------
+
+    def decide(
+        self, *, guild_id: int, case_id: int, choice: CaseChoice, moderator_id: int
+    ) -> AbstractAsyncContextManager[PendingDecision]:
+        """Validate a moderator's choice and hold the case while the caller carries it out on Discord.
+
+        The case is updated when the block exits normally; ``pending.fail(...)`` records a problem
+        instead. Raises ``UserFacingError`` when the case is unknown or already past that choice.
+        """
+        return self.review.decide(
+            guild_id=guild_id, case_id=case_id, choice=choice, moderator_id=moderator_id
+        )
+
+    async def evidence_preview(self, case: ModerationCase) -> EvidenceFile | None:
+        return await self.evidence.preview(case)
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    async def get_case(self, case_id: int) -> ModerationCase | None:
+        async with self.database.session() as session:
+            return await repo_cases.get_case_by_id(session=session, case_id=case_id)
+
+    async def list_cases(
+        self,
+        guild_id: int,
+        *,
+        status: CaseStatus | None = None,
+        author_id: int | None = None,
+        limit: int = 10,
+    ) -> list[ModerationCase]:
+        async with self.database.session() as session:
+            return await repo_cases.list_cases(
+                session=session, guild_id=guild_id, status=status, author_id=author_id, limit=limit
+            )
+
+    def report_problem(self, guild_id: int, text: str) -> None:
+        """Something moderators should fix (permissions, missing channel); shown in `/moderation status`."""
+        self.problem_log.report(guild_id, text)
+
+    def problems(self, guild_id: int) -> list[tuple[datetime, str]]:
+        return self.problem_log.of_guild(guild_id)
+
+    # -- privacy ----------------------------------------------------------------------------------------
+
+    async def forget_user(self, guild_id: int, user_id: int) -> ForgetReport:
+        """Delete a user's moderation data in one guild: evidence, author and message ids, decisions."""
+        return await forget_user(self.database, self.evidence, guild_id, user_id)
+
+    async def purge_expired_evidence(self, *, now: datetime | None = None) -> list[PurgedEvidence]:
+        """Delete evidence past its retention time; returns the cases whose alerts still show a preview."""
+        return await purge_expired_evidence(self.database, self.evidence, now=now)
+
+    async def close(self) -> None:
+        self.post_verdicts.stop_publishing()
+        try:
+            await self.fetcher.close()
+        finally:
+            await self.checker.close()
