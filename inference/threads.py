@@ -13,7 +13,7 @@ set through its API; one imported later reads the same numbers from the environm
 honours when it starts (OMP_NUM_THREADS for torch's intra-op pool; TF_NUM_INTRAOP_THREADS and
 TF_NUM_INTEROP_THREADS). torch has no such variable for its inter-op pool, which only TorchScript's
 `fork` uses. onnxruntime sessions take the number as their intra-op thread count, passed to
-`runners.base.onnx_session` by whoever registers the models.
+`runners.onnx_base.OnnxRunner` by whoever registers the models.
 """
 
 from __future__ import annotations

@@ -159,9 +159,15 @@ def test_data_generate_then_train_then_comment_with_the_new_model(
             "4",
             "--no-final-eval",
             *tiny,
+            *["--dropout", "0.05", "--label-smoothing", "0.1", "--warmup-steps", "2"],
+            *["--average-last", "2", "--eval-every", "0"],
         ]
     )
     assert code == 0 and (model / "model.safetensors").is_file()
+    card = (model / "MODEL_CARD.md").read_text(encoding="utf-8")
+    for setting in ('"dropout": 0.05', '"label_smoothing": 0.1', '"warmup_steps": 2', '"average_last": 2'):
+        assert setting in card, setting
+    assert '"eval_every_epochs": 0' in card
     assert f"COMMENT_MODEL_DIR={model}" in capsys.readouterr().out
 
     monkeypatch.setenv("COMMENT_MODEL_DIR", str(model))

@@ -22,10 +22,9 @@ from typing import IO, Any
 
 from bot.cli.common import settings_and_logging
 from bot.errors import UserFacingError
-from bot.services.comment_backends import BackendUnavailable, LlmBackend
+from bot.services.comment_backends import BackendUnavailable, LlmBackend, llm_backend
 from bot.services.comment_setup import comment_options
 from inference.labels import EMOTION_LABELS, Label, Language, label_from_text, oiv7_vocabulary
-from inference.remote.chat import ChatClient
 
 # Share of label lists with 0, 1, 2 and 3 objects, and with two emotions instead of one: close to the
 # seed data (a third emotion-only, most with one or two objects, a tenth with two faces' emotions).
@@ -69,14 +68,13 @@ def _generate_command(args: argparse.Namespace) -> int:
     else:
         objects = object_pool(args.objects_from)
         label_lists = sample_label_lists(args.count, objects, random.Random(args.seed))
-    client = ChatClient(
+    backend = llm_backend(
         options.llm_base_url,
         options.llm_api_key,
         options.llm_model,
-        timeout=options.llm_timeout_s,
+        timeout_s=options.llm_timeout_s,
         max_retries=options.llm_max_retries,
     )
-    backend = LlmBackend(client, deadline_s=options.llm_timeout_s * (options.llm_max_retries + 1) + 2.0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a", encoding="utf-8") as handle:
         written, failed = asyncio.run(

@@ -36,6 +36,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commenter.add_argument("--d-ff", type=int, help="feed-forward width (default 1024)")
     commenter.add_argument("--layers", type=int, help="encoder and decoder layers each (default 3)")
     commenter.add_argument("--heads", type=int, help="attention heads (default 4)")
+    commenter.add_argument("--dropout", type=float, help="dropout rate (default 0.1)")
+    commenter.add_argument("--label-smoothing", type=float, help="label smoothing of the loss (default 0)")
+    commenter.add_argument("--warmup-steps", type=int, help="learning-rate warm-up steps (default 300)")
+    commenter.add_argument(
+        "--average-last", type=int, help="epoch ends whose weights are averaged into the model (default 5)"
+    )
+    commenter.add_argument(
+        "--eval-every", type=int, help="score 200 dev pairs every this many epochs, 0 = never (default 10)"
+    )
     commenter.add_argument("--max-steps", type=int, help="stop after this many steps (quick runs)")
     commenter.add_argument("--time-budget-min", type=float, help="stop training after this many minutes")
     commenter.add_argument("--threads", type=int, help="CPU threads for torch (default 1; see the README)")
@@ -61,6 +70,10 @@ def _train_commenter(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "learning_rate": args.lr,
         "vocab_size": args.vocab_size,
+        "label_smoothing": args.label_smoothing,
+        "warmup_steps": args.warmup_steps,
+        "average_last": args.average_last,
+        "eval_every_epochs": args.eval_every,
         "max_steps": args.max_steps,
         "time_budget_s": args.time_budget_min * 60.0 if args.time_budget_min is not None else None,
         "threads": args.threads,
@@ -72,6 +85,7 @@ def _train_commenter(args: argparse.Namespace) -> int:
         "num_layers": args.layers,
         "num_decoder_layers": args.layers,
         "num_heads": args.heads,
+        "dropout": args.dropout,
     }
     shape = dataclasses.replace(
         ModelShape(), **{name: value for name, value in shape_overrides.items() if value is not None}

@@ -34,6 +34,7 @@ __all__ = [
     "LocalModelBackend",
     "TemplateBackend",
     "WrittenComment",
+    "llm_backend",
     "llm_prompt",
 ]
 
@@ -187,6 +188,18 @@ class LlmBackend:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def llm_backend(
+    base_url: str, api_key: str | None, model: str, *, timeout_s: float, max_retries: int
+) -> LlmBackend:
+    """The ``llm`` backend for an OpenAI-compatible endpoint, as the bot and `lumi data generate` use it.
+
+    ``timeout_s`` bounds one request and ``max_retries`` how often the SDK retries it with backoff;
+    the backend's deadline caps all of them together: every attempt's timeout plus 2 s of slack.
+    """
+    client = ChatClient(base_url, api_key, model, timeout=timeout_s, max_retries=max_retries)
+    return LlmBackend(client, deadline_s=timeout_s * (max_retries + 1) + 2.0)
 
 
 class TemplateBackend:

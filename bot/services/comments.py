@@ -28,9 +28,9 @@ from bot.services.comment_backends import (
     BackendName,
     CommentBackend,
     CommentWriter,
-    LlmBackend,
     LocalModelBackend,
     WrittenComment,
+    llm_backend,
 )
 from bot.services.comment_gate import VERDICT_WAIT_S, ModerationGate, ScreenContext
 from bot.services.image_fetch import ImageFetcher
@@ -46,7 +46,6 @@ from inference.perception import (
     register_perception_models,
 )
 from inference.registry import ModelRegistry
-from inference.remote.chat import ChatClient
 from inference.runners.faces import FaceDetector
 from storage.db import Database
 from storage.models import GuildSettings
@@ -103,16 +102,13 @@ def build_writer(registry: ModelRegistry, options: CommentOptions) -> CommentWri
     register_commenter(registry, model_dir=options.model_dir)
     backends: dict[BackendName, CommentBackend] = {"local": LocalModelBackend(registry)}
     if options.llm_base_url:
-        client = ChatClient(
+        backends["llm"] = llm_backend(
             options.llm_base_url,
             options.llm_api_key,
             options.llm_model,
-            timeout=options.llm_timeout_s,
+            timeout_s=options.llm_timeout_s,
             max_retries=options.llm_max_retries,
         )
-        # The SDK retries each failed attempt with backoff; the deadline caps all of them together.
-        deadline = options.llm_timeout_s * (options.llm_max_retries + 1) + 2.0
-        backends["llm"] = LlmBackend(client, deadline_s=deadline)
     return CommentWriter(backends)
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Any
 
 import discord
 
-from cogs._buttons import handling_cog, persistent_view
-
-CUSTOM_ID = "lumi:3d:{action}:{job_id}"
-_TEMPLATE = r"lumi:3d:(?P<action>refine|regen|delete|cancel):(?P<job_id>[0-9a-f]{32})"
+from cogs._buttons import ButtonLook, PersistentButton, persistent_view
 
 
 class JobAction(StrEnum):
@@ -21,7 +17,7 @@ class JobAction(StrEnum):
     CANCEL = "cancel"
 
 
-_LOOKS: dict[JobAction, tuple[str, discord.ButtonStyle]] = {
+_LOOKS: dict[JobAction, ButtonLook] = {
     JobAction.REFINE: ("Refine texture", discord.ButtonStyle.primary),
     JobAction.REGENERATE: ("Regenerate", discord.ButtonStyle.secondary),
     JobAction.DELETE: ("Delete", discord.ButtonStyle.danger),
@@ -29,35 +25,14 @@ _LOOKS: dict[JobAction, tuple[str, discord.ButtonStyle]] = {
 }
 
 
-class JobButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=_TEMPLATE):
-    """discord.py rebuilds it from the custom_id of any message, so no view must be re-registered."""
+class JobButton(PersistentButton[JobAction, str], feature="3d", target="[0-9a-f]{32}", looks=_LOOKS):
+    """``lumi:3d:<action>:<job id>``, handled by the Generate3D cog."""
 
-    def __init__(self, action: JobAction, job_id: str) -> None:
-        label, style = _LOOKS[action]
-        super().__init__(
-            discord.ui.Button(
-                label=label, style=style, custom_id=CUSTOM_ID.format(action=action.value, job_id=job_id)
-            )
-        )
-        self.action = action
-        self.job_id = job_id
+    cog = "Generate3D"
+    unavailable = "3D generation is not running right now."
 
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-        /,
-    ) -> JobButton:
-        return cls(JobAction(match["action"]), match["job_id"])
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        handler = await handling_cog(
-            interaction, "Generate3D", unavailable="3D generation is not running right now."
-        )
-        if handler is not None:
-            await handler.on_job_button(interaction, self.action, self.job_id)
+    async def clicked(self, handler: Any, interaction: discord.Interaction[Any]) -> None:
+        await handler.on_job_button(interaction, self.action, self.target)
 
 
 def _view(job_id: str, actions: tuple[JobAction, ...]) -> discord.ui.View:

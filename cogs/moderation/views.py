@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import discord
 
 from bot.services.moderation import CaseChoice, allowed_choices
-from cogs._buttons import handling_cog, persistent_view
+from cogs._buttons import ButtonLook, PersistentButton, persistent_view
 from storage.models import ModerationCase
 
-CUSTOM_ID = "lumi:mod:{action}:{case_id}"
-_TEMPLATE = r"lumi:mod:(?P<action>confirm|restore|timeout|dismiss):(?P<case_id>\d+)"
-
-_LOOKS: dict[CaseChoice, tuple[str, discord.ButtonStyle]] = {
+_LOOKS: dict[CaseChoice, ButtonLook] = {
     CaseChoice.CONFIRM: ("Confirm", discord.ButtonStyle.danger),
     CaseChoice.RESTORE: ("Restore", discord.ButtonStyle.success),
     CaseChoice.TIMEOUT: ("Timeout author", discord.ButtonStyle.secondary),
@@ -22,38 +18,14 @@ _LOOKS: dict[CaseChoice, tuple[str, discord.ButtonStyle]] = {
 }
 
 
-class CaseButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=_TEMPLATE):
-    """One button; discord.py rebuilds it from the custom_id of any message, so no view must be re-added."""
+class CaseButton(PersistentButton[CaseChoice, int], feature="mod", target=r"\d+", looks=_LOOKS):
+    """``lumi:mod:<choice>:<case id>``, handled by the Moderation cog."""
 
-    def __init__(self, choice: CaseChoice, case_id: int, *, disabled: bool = False) -> None:
-        label, style = _LOOKS[choice]
-        super().__init__(
-            discord.ui.Button(
-                label=label,
-                style=style,
-                custom_id=CUSTOM_ID.format(action=choice.value, case_id=case_id),
-                disabled=disabled,
-            )
-        )
-        self.choice = choice
-        self.case_id = case_id
+    cog = "Moderation"
+    unavailable = "Moderation is not running right now."
 
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-        /,
-    ) -> CaseButton:
-        return cls(CaseChoice(match["action"]), int(match["case_id"]))
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        handler = await handling_cog(
-            interaction, "Moderation", unavailable="Moderation is not running right now."
-        )
-        if handler is not None:
-            await handler.on_case_button(interaction, self.choice, self.case_id)
+    async def clicked(self, handler: Any, interaction: discord.Interaction[Any]) -> None:
+        await handler.on_case_button(interaction, self.action, self.target)
 
 
 def case_view(case: ModerationCase) -> discord.ui.View:

@@ -23,8 +23,6 @@ def invocation() -> str:
     """How this process was started, as a user would type it."""
     program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     arguments = " ".join(sys.argv[1:])
-    if program == "train.py":
-        return f"python -m inference.commenter.train {arguments}"
     return f"{program} {arguments}".strip() or "train_commenter(config)"
 
 

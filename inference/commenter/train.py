@@ -1,12 +1,11 @@
 """Training Lumi's comment model from scratch on label→comment pairs (CPU is enough).
 
-Run as `python -m inference.commenter.train --data PAIRS.jsonl --out DIR`; the `lumi train commenter`
-command calls `train_commenter` with the same configuration.
+The command line for it is `lumi train commenter --data PAIRS.jsonl --out DIR`, which builds a
+`TrainConfig` from its options and calls `train_commenter`; this module has no entry point of its own.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -222,60 +221,3 @@ def _train(config: TrainConfig, say: Callable[[str], None]) -> TrainReport:
         say(f"dev BLEU-4 greedy {greedy_bleu4:.4f}, default {default_bleu4:.4f}")
     write_card(out_dir, config, report, file_sha256(config.data_path))
     return report
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train Lumi's comment model from scratch.")
-    parser.add_argument("--data", type=Path, required=True, help="JSONL of {labels, comment} pairs")
-    parser.add_argument("--out", type=Path, required=True, help="model directory to write")
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    parser.add_argument("--lr", type=float, default=TrainConfig.learning_rate)
-    parser.add_argument("--vocab-size", type=int, default=TrainConfig.vocab_size)
-    parser.add_argument("--d-model", type=int, default=ModelShape.d_model)
-    parser.add_argument("--d-ff", type=int, default=ModelShape.d_ff)
-    parser.add_argument("--layers", type=int, default=ModelShape.num_layers)
-    parser.add_argument("--dropout", type=float, default=ModelShape.dropout)
-    parser.add_argument("--label-smoothing", type=float, default=TrainConfig.label_smoothing)
-    parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps)
-    parser.add_argument("--average-last", type=int, default=TrainConfig.average_last)
-    parser.add_argument(
-        "--eval-every", type=int, default=TrainConfig.eval_every_epochs, help="epochs; 0 = never"
-    )
-    parser.add_argument("--threads", type=int, default=TrainConfig.threads)
-    parser.add_argument("--max-steps", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=TrainConfig.seed)
-    parser.add_argument("--no-final-eval", action="store_true")
-    args = parser.parse_args(argv)
-    shape = dataclasses.replace(
-        ModelShape(),
-        d_model=args.d_model,
-        d_ff=args.d_ff,
-        num_layers=args.layers,
-        num_decoder_layers=args.layers,
-        dropout=args.dropout,
-    )
-    config = TrainConfig(
-        data_path=args.data,
-        out_dir=args.out,
-        vocab_size=args.vocab_size,
-        shape=shape,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        label_smoothing=args.label_smoothing,
-        warmup_steps=args.warmup_steps,
-        average_last=args.average_last,
-        eval_every_epochs=args.eval_every,
-        threads=args.threads,
-        max_steps=args.max_steps,
-        seed=args.seed,
-        final_eval=not args.no_final_eval,
-    )
-    report = train_commenter(config, progress=lambda message: print(message, flush=True))
-    print(f"wrote {report.out_dir} in {report.seconds / 60:.1f} min", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,29 +1,20 @@
-"""The interface every in-process model implements, and the error for a model that cannot load."""
+"""The interface every in-process model implements, and the error for a model that cannot load.
+
+The session plumbing the ONNX models share is in ``inference.runners.onnx_base``.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
-
-import numpy as np
-from numpy.typing import NDArray
-
-from inference.device import onnx_providers
-
-if TYPE_CHECKING:
-    from onnxruntime import InferenceSession
+from typing import Protocol, TypeVar, runtime_checkable
 
 __all__ = [
     "ModelUnavailable",
     "Runner",
     "SupportsWarmup",
-    "dynamic_batch",
-    "onnx_session",
     "package_file",
-    "run_chunked",
-    "session_device",
 ]
 
 ItemT = TypeVar("ItemT", contravariant=True)
@@ -92,52 +83,3 @@ def package_file(package: str, filename: str, *, model: str, install_hint: str) 
         f"the {package!r} package is installed but its weights file {filename!r} is missing; "
         f"reinstall it with `{install_hint} --force-reinstall`",
     )
-
-
-def onnx_session(path: Path, *, model: str, device: str, intra_op_threads: int | None) -> InferenceSession:
-    """An onnxruntime session on ``device`` (CUDA when asked for and available, else CPU)."""
-    if not path.is_file():
-        raise ModelUnavailable(model, f"weights file {str(path)!r} not found")
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise ModelUnavailable(
-            model, "onnxruntime is not installed; install it with `pip install onnxruntime`"
-        ) from exc
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Each model already has its own worker thread; ORT's inter-op pool would only add contention.
-    options.inter_op_num_threads = 1
-    # Spinning workers would burn the cores the event loop and the other model need between batches.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if intra_op_threads is not None:
-        options.intra_op_num_threads = intra_op_threads
-    try:
-        return onnxruntime.InferenceSession(str(path), sess_options=options, providers=onnx_providers(device))
-    except Exception as exc:
-        raise ModelUnavailable(model, f"onnxruntime could not load {str(path)!r}: {exc}") from exc
-
-
-def session_device(session: InferenceSession) -> str:
-    return "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
-
-
-def dynamic_batch(session: InferenceSession) -> bool:
-    """Whether the model's first input accepts any batch size (a named or missing leading dimension)."""
-    shape = session.get_inputs()[0].shape
-    return bool(shape) and not isinstance(shape[0], int)
-
-
-def run_chunked(
-    session: InferenceSession, input_name: str, batch: NDArray[np.float32], *, step: int
-) -> NDArray[np.float32]:
-    """The first output of ``session`` over ``batch``, fed ``step`` items per call.
-
-    Chunking bounds the activation memory of one call; a model with a fixed batch dimension needs
-    ``step=1``.
-    """
-    chunks = [
-        session.run(None, {input_name: batch[start : start + step]})[0]
-        for start in range(0, len(batch), step)
-    ]
-    return np.concatenate(chunks).astype(np.float32, copy=False)

