@@ -22,9 +22,13 @@ from typing import Any
 from bot.cli.common import settings_and_logging
 from bot.config import Settings
 from bot.errors import UserFacingError
-from bot.services.comment_backends import BACKEND_NAMES, BackendName
-from bot.services.comment_setup import build_comment_service
-from bot.services.comments import CommentService, PhotoComment
+from bot.services.comments import (
+    BACKEND_NAMES,
+    BackendName,
+    CommentService,
+    PhotoComment,
+    build_comment_service,
+)
 from inference.images import ImageRejected
 from inference.labels import Language, label_from_text, labels_from_text
 from inference.registry import ModelRegistry

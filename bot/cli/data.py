@@ -22,8 +22,7 @@ from typing import IO, Any
 
 from bot.cli.common import settings_and_logging
 from bot.errors import UserFacingError
-from bot.services.comment_backends import BackendUnavailable, LlmBackend, llm_backend
-from bot.services.comment_setup import comment_options
+from bot.services.comments import BackendUnavailable, LlmBackend, comment_options, llm_backend
 from inference.labels import EMOTION_LABELS, Label, Language, label_from_text, oiv7_vocabulary
 
 # Share of label lists with 0, 1, 2 and 3 objects, and with two emotions instead of one: close to the

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.config import Settings
-from bot.services.comments import CommentOptions, CommentService, build_perceiver, build_writer
+from bot.services.comments.service import CommentOptions, CommentService, build_perceiver, build_writer
 from bot.services.moderation import ModerationService
 from inference.images import ImageLimits
 from inference.perception import PerceptionConfig

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from bot.services.comment_backends import CommentWriter
-from bot.services.comments import CommentService, ScreenContext
+from bot.services.comments.backends import CommentWriter
+from bot.services.comments.service import CommentService, ScreenContext
 from bot.services.image_fetch import FetchedImage
 from bot.services.moderation.checker import ImageChecker
 from bot.services.moderation.recording import PostContext

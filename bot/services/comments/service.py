@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Final
 
 from bot.errors import UserFacingError
-from bot.services.comment_backends import (
+from bot.services.comments.backends import (
     BACKEND_NAMES,
     BackendName,
     CommentBackend,
@@ -32,7 +32,7 @@ from bot.services.comment_backends import (
     WrittenComment,
     llm_backend,
 )
-from bot.services.comment_gate import VERDICT_WAIT_S, ModerationGate, ScreenContext
+from bot.services.comments.gate import VERDICT_WAIT_S, ModerationGate, ScreenContext
 from bot.services.image_fetch import ImageFetcher
 from bot.services.moderation import ModerationService
 from inference.commenter import register_commenter

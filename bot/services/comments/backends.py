@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
-from bot.services.comment_templates import display_name, template_comment
+from bot.services.comments.templates import display_name, template_comment
 from inference.commenter import COMMENTER, CommenterInputError, normalize_labels
 from inference.labels import Label, Language
 from inference.registry import ModelRegistry, ModelUnavailable

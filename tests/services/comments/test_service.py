@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import select
 
 from bot.errors import UserFacingError
-from bot.services.comment_backends import (
+from bot.services.comments.backends import (
     BackendUnavailable,
     CommentWriter,
     LlmBackend,
@@ -25,8 +25,8 @@ from bot.services.comment_backends import (
     clean_llm_comment,
     llm_prompt,
 )
-from bot.services.comment_templates import display_name, template_comment, with_particle
-from bot.services.comments import CommentOptions, CommentService, PostRef, ScreenContext, build_writer
+from bot.services.comments.service import CommentOptions, CommentService, PostRef, ScreenContext, build_writer
+from bot.services.comments.templates import display_name, template_comment, with_particle
 from bot.services.moderation.checker import ImageChecker
 from bot.services.moderation.service import ModerationService
 from inference.labels import Label, label_from_text, labels_from_text

@@ -1,0 +1,33 @@
+"""SNS-style photo comments: faces, emotions and objects become labels, and a backend (Lumi's own comment
+model, an LLM, or templates) writes a warm comment. No Discord here.
+
+CommentService (service) admits a post, screens it against moderation's verdict (gate), runs perception
+and writes the comment (backends, templates); build wires it from the settings.
+"""
+
+from __future__ import annotations
+
+from bot.services.comments.backends import (
+    BACKEND_NAMES,
+    BackendName,
+    BackendUnavailable,
+    LlmBackend,
+    llm_backend,
+)
+from bot.services.comments.build import build_comment_service, comment_options
+from bot.services.comments.service import CommentService, GuildComments, PhotoComment, PostRef, ScreenContext
+
+__all__ = [
+    "BACKEND_NAMES",
+    "BackendName",
+    "BackendUnavailable",
+    "CommentService",
+    "GuildComments",
+    "LlmBackend",
+    "PhotoComment",
+    "PostRef",
+    "ScreenContext",
+    "build_comment_service",
+    "comment_options",
+    "llm_backend",
+]
