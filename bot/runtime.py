@@ -9,8 +9,7 @@ from datetime import timedelta
 from bot import __version__
 from bot.config import Settings
 from bot.services.comments import CommentService, build_comment_service
-from bot.services.generation import GenerationService
-from bot.services.generation_setup import build_generation_service
+from bot.services.generate3d import GenerationService, build_generation_service
 from bot.services.image_fetch import ImageFetcher
 from bot.services.moderation import (
     ClassifierDetector,

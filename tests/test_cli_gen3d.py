@@ -9,7 +9,7 @@ import pytest
 
 from bot.cli import main
 from bot.cli.gen3d import run_job
-from bot.services.generation import GenerationOptions
+from bot.services.generate3d.service import GenerationOptions
 from tests.conftest import make_settings
 from tests.fakes.meshy_server import FakeMeshy
 

@@ -9,8 +9,7 @@ import sys
 
 from bot.cli.common import settings_and_logging
 from bot.config import Settings
-from bot.services.generation_setup import prompt_checker, prompt_enhancer
-from bot.services.prompt_enhancer import STYLES, Enhancement
+from bot.services.generate3d import STYLES, Enhancement, prompt_checker, prompt_enhancer
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -17,9 +17,15 @@ from bot.cli.common import settings_and_logging
 from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.runtime import Runtime
-from bot.services.generation import GenerationOptions, GenerationRequest, JobResult
-from bot.services.generation_progress import JobSnapshot, progress_bar, stage_line
-from bot.services.prompt_enhancer import STYLES
+from bot.services.generate3d import (
+    STYLES,
+    GenerationOptions,
+    GenerationRequest,
+    JobResult,
+    JobSnapshot,
+    progress_bar,
+    stage_line,
+)
 from storage.models import JobState
 
 CLI_USER_ID = 0  # jobs from the terminal belong to no Discord user

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from bot.runtime import Runtime
 from bot.web import files, health, playground
-from bot.web import generation as generation_routes
+from bot.web import generate3d as generate3d_routes
 from bot.web.keys import PLAYGROUND, RUNTIME
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def create_app(runtime: Runtime, *, playground_mode: bool = False) -> web.Applic
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_get("/files/{token}", files.download)
-    generation_routes.setup(app)
+    generate3d_routes.setup(app)
     return app
 
 

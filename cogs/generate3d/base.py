@@ -8,7 +8,7 @@ import discord
 from discord.ext import commands
 
 from bot.client import LumiBot
-from bot.services.generation import GenerationService
+from bot.services.generate3d import GenerationService
 
 
 class Generate3DBase(commands.Cog):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 
 from bot.errors import UserFacingError
-from bot.services.generation import GenerationRequest
+from bot.services.generate3d import GenerationRequest
 from cogs.generate3d.base import Generate3DBase
 from cogs.generate3d.views import JobAction
 

@@ -8,9 +8,7 @@ import logging
 from typing import Any
 
 from bot.client import LumiBot
-from bot.services.generation import GenerationService
-from bot.services.generation_progress import EditThrottle, JobSnapshot
-from bot.services.generation_retention import GeneratedFileCleanup
+from bot.services.generate3d import EditThrottle, GeneratedFileCleanup, GenerationService, JobSnapshot
 from cogs.generate3d.buttons import JobButtons
 from cogs.generate3d.progress import ProgressMessages, ProgressTarget
 from cogs.generate3d.slash_commands import Generate3DCommands

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.services.generation_progress import EditThrottle, JobSnapshot
+from bot.services.generate3d import EditThrottle, JobSnapshot
 from cogs.generate3d import render
 from cogs.generate3d.base import Generate3DBase
 from cogs.generate3d.views import failed_view, result_view, running_view

@@ -6,8 +6,15 @@ from collections.abc import Callable, Sequence
 
 import discord
 
-from bot.services.generation import JobResult, ModeratorAlert, files_expired_after_days
-from bot.services.generation_progress import STAGE_LABELS, JobSnapshot, format_elapsed, progress_text
+from bot.services.generate3d import (
+    STAGE_LABELS,
+    JobResult,
+    JobSnapshot,
+    ModeratorAlert,
+    files_expired_after_days,
+    format_elapsed,
+    progress_text,
+)
 from storage.models import GenerationJob, JobState
 
 THUMBNAIL_NAME = "preview.png"

@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import UserFacingError
-from bot.services.generation import (
+from bot.services.generate3d import (
     DEFAULT_FORMATS,
     GenerationOptions,
     GenerationRequest,

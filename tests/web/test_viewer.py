@@ -21,9 +21,9 @@ import pytest
 from PIL import Image
 
 from bot.runtime import Runtime
-from bot.services.generation import GenerationOptions, GenerationRequest
+from bot.services.generate3d.service import GenerationOptions, GenerationRequest
 from bot.web.app import WebServer
-from bot.web.generation import viewer_assets_installed
+from bot.web.generate3d import viewer_assets_installed
 from storage.blobs import LocalBlobStore
 from storage.models import utcnow
 from tests.conftest import make_settings

@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from bot.services.generation_models import GenerationConfig, GenerationOptions
-from bot.services.generation_queue import AccountQueue
+from bot.services.generate3d.queue import AccountQueue
+from bot.services.generate3d.shapes import GenerationConfig, GenerationOptions
 from inference.remote.meshy import (
     MeshyClient,
     MeshyConnectionError,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from bot.config import Settings
-from bot.services.generation import GenerationConfig, GenerationService
-from bot.services.prompt_check import PromptChecker
-from bot.services.prompt_enhancer import PromptEnhancer, build_prompt_enhancer
+from bot.services.generate3d.prompts import PromptChecker, PromptEnhancer, build_prompt_enhancer
+from bot.services.generate3d.service import GenerationConfig, GenerationService
 from inference.remote.meshy import MeshyClient
 from storage.blobs import BlobStore
 from storage.db import Database

@@ -21,9 +21,19 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Unpack
 
-from bot.services.generation_assets import job_of_key
-from bot.services.generation_events import JobEvents, Listener
-from bot.services.generation_models import (
+from bot.services.generate3d.assets import job_of_key
+from bot.services.generate3d.events import JobEvents, Listener
+from bot.services.generate3d.job_rows import get_job, require_job
+from bot.services.generate3d.progress import JobSnapshot
+from bot.services.generate3d.prompts import PromptChecker, PromptEnhancer, PromptVerdict
+from bot.services.generate3d.removal import JobRemoval
+from bot.services.generate3d.retention import (
+    GeneratedFileRetention,
+    files_expired_after_days,
+    files_expired_note,
+)
+from bot.services.generate3d.runner import JobRunner
+from bot.services.generate3d.shapes import (
     DEFAULT_FORMATS,
     GENERIC_FAILURE,
     GenerationConfig,
@@ -41,18 +51,7 @@ from bot.services.generation_models import (
     failure_message,
     snapshot_from_row,
 )
-from bot.services.generation_progress import JobSnapshot
-from bot.services.generation_removal import JobRemoval
-from bot.services.generation_retention import (
-    GeneratedFileRetention,
-    files_expired_after_days,
-    files_expired_note,
-)
-from bot.services.generation_rows import get_job, require_job
-from bot.services.generation_runner import JobRunner
-from bot.services.generation_submission import JobSubmission
-from bot.services.prompt_check import PromptChecker, PromptVerdict
-from bot.services.prompt_enhancer import PromptEnhancer
+from bot.services.generate3d.submission import JobSubmission
 from inference.remote.meshy import MeshyClient
 from storage.blobs import BlobStore
 from storage.db import Database

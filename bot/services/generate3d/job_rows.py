@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.services.generation_models import JobGone, JobNotFound
+from bot.services.generate3d.shapes import JobGone, JobNotFound
 from storage.db import Database
 from storage.models import TERMINAL_JOB_STATES, GenerationJob, JobState
 from storage.repo import jobs as repo_jobs

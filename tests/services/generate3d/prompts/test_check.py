@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.services.prompt_check import PromptChecker, PromptProblem
+from bot.services.generate3d.prompts.check import PromptChecker, PromptProblem
 
 
 @pytest.fixture(scope="module")

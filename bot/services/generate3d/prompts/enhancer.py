@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from bot.services.prompt_instructions import Language
-from bot.services.prompt_keywords import KeywordEnhancer
-from bot.services.prompt_models import ChatEnhancer, LocalModelEnhancer
-from bot.services.prompt_output import EnhancerUnavailable, cut_prompt
+from bot.services.generate3d.prompts.instructions import Language
+from bot.services.generate3d.prompts.keywords import KeywordEnhancer
+from bot.services.generate3d.prompts.llm_backends import ChatEnhancer, LocalModelEnhancer
+from bot.services.generate3d.prompts.output import EnhancerUnavailable, cut_prompt
 from inference.remote.chat import ChatClient
 from inference.remote.meshy import MAX_PROMPT_CHARS
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 
 from bot.errors import UserFacingError
-from bot.services.generation_events import JobEvents
-from bot.services.generation_models import JobNotFound, snapshot_from_row
-from bot.services.generation_rows import require_job, task_shared
-from bot.services.generation_runner import JobRunner
+from bot.services.generate3d.events import JobEvents
+from bot.services.generate3d.job_rows import require_job, task_shared
+from bot.services.generate3d.runner import JobRunner
+from bot.services.generate3d.shapes import JobNotFound, snapshot_from_row
 from inference.remote.meshy import MeshyClient, MeshyError
 from storage.blobs import BlobStore
 from storage.db import Database

@@ -23,8 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.services.generation import JobResult, files_expired_note
-from bot.services.generation_progress import JobSnapshot
+from bot.services.generate3d import JobResult, JobSnapshot, files_expired_note
 from bot.web.keys import RUNTIME
 
 log = logging.getLogger(__name__)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.services.generation import PromptRejected, QuotaExceeded
+from bot.services.generate3d.service import PromptRejected, QuotaExceeded
 from storage.models import JobState
 from storage.repo import guilds as repo_guilds
-from tests.services.generation_parts import CHANNEL, GUILD, MOD_CHANNEL, Env, request, wait_until
+from tests.services.generate3d.parts import CHANNEL, GUILD, MOD_CHANNEL, Env, request, wait_until
 
 
 async def test_cancel_stops_the_job_and_its_meshy_task(env: Env) -> None:

@@ -16,9 +16,14 @@ import logging
 import time
 from typing import Any
 
-from bot.services.generation_assets import AssetSaver
-from bot.services.generation_events import JobEvents
-from bot.services.generation_models import (
+from bot.services.generate3d.assets import AssetSaver
+from bot.services.generate3d.events import JobEvents
+from bot.services.generate3d.job_rows import require_job, write_job
+from bot.services.generate3d.meshy_tasks import TaskCreator
+from bot.services.generate3d.progress import overall_percent
+from bot.services.generate3d.prompts import PromptEnhancer
+from bot.services.generate3d.queue import AccountQueue, LocalSlots
+from bot.services.generate3d.shapes import (
     GenerationConfig,
     GenerationOptions,
     JobGone,
@@ -26,11 +31,6 @@ from bot.services.generation_models import (
     require_meshy,
     snapshot_from_row,
 )
-from bot.services.generation_progress import overall_percent
-from bot.services.generation_queue import AccountQueue, LocalSlots
-from bot.services.generation_rows import require_job, write_job
-from bot.services.generation_tasks import TaskCreator
-from bot.services.prompt_enhancer import PromptEnhancer
 from inference.remote.meshy import (
     MeshyAuthError,
     MeshyClient,

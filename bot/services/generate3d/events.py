@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from bot.services.generation_progress import JobSnapshot
+from bot.services.generate3d.progress import JobSnapshot
 
 log = logging.getLogger(__name__)
 

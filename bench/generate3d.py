@@ -1,6 +1,6 @@
 """3D generation under load: many concurrent jobs against the local Meshy double.
 
-    .venv/bin/python bench/generation.py [--jobs 200] [--preview-s 0.5] [--refine-s 0.5]
+    .venv/bin/python bench/generate3d.py [--jobs 200] [--preview-s 0.5] [--refine-s 0.5]
                                          [--account-limit N] [--no-texture] [--json]
 
 Every job goes through the real service (SQLite, blob store, SSE following, downloads) against
@@ -25,11 +25,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.services.generation import GenerationConfig, GenerationOptions, GenerationRequest, GenerationService
-from bot.services.generation_progress import JobSnapshot
-from bot.services.prompt_check import PromptChecker
-from bot.services.prompt_enhancer import PromptEnhancer
-from bot.services.prompt_keywords import KeywordEnhancer
+from bot.services.generate3d import (
+    GenerationConfig,
+    GenerationOptions,
+    GenerationRequest,
+    GenerationService,
+    JobSnapshot,
+    KeywordEnhancer,
+    PromptChecker,
+    PromptEnhancer,
+)
 from inference.remote.meshy import MeshyClient
 from storage.blobs import LocalBlobStore
 from storage.db import Database, default_sqlite_url

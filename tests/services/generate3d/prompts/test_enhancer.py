@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.services.prompt_enhancer import PromptEnhancer, build_prompt_enhancer
-from bot.services.prompt_keywords import KeywordEnhancer
-from bot.services.prompt_models import ChatEnhancer, LocalModelEnhancer
-from bot.services.prompt_output import clean_output
+from bot.services.generate3d.prompts.enhancer import PromptEnhancer, build_prompt_enhancer
+from bot.services.generate3d.prompts.keywords import KeywordEnhancer
+from bot.services.generate3d.prompts.llm_backends import ChatEnhancer, LocalModelEnhancer
+from bot.services.generate3d.prompts.output import clean_output
 from inference.remote.chat import ChatClient
 from inference.remote.meshy import MAX_PROMPT_CHARS
 from tests.fakes.openai_server import FakeOpenAI

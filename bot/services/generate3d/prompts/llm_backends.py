@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bot.services.prompt_instructions import Language, system_prompt, user_message
-from bot.services.prompt_output import EnhancerUnavailable, clean_output
+from bot.services.generate3d.prompts.instructions import Language, system_prompt, user_message
+from bot.services.generate3d.prompts.output import EnhancerUnavailable, clean_output
 from inference.remote.chat import ChatClient, ChatUnavailable
 from inference.remote.meshy import MAX_PROMPT_CHARS
 

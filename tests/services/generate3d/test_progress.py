@@ -7,7 +7,7 @@ import itertools
 import time
 from datetime import UTC, datetime, timedelta
 
-from bot.services.generation_progress import (
+from bot.services.generate3d.progress import (
     EditThrottle,
     JobSnapshot,
     overall_percent,

@@ -9,11 +9,11 @@ import io
 import time
 import zipfile
 
-from bot.services.generation import GenerationOptions
+from bot.services.generate3d.service import GenerationOptions
 from inference.remote.meshy import MeshyClient
 from storage.models import JobState
 from storage.repo import jobs as repo_jobs
-from tests.services.generation_parts import CHANNEL, GUILD, Env, request, wait_until
+from tests.services.generate3d.parts import CHANNEL, GUILD, Env, request, wait_until
 
 
 async def test_textured_job_runs_every_stage_and_stores_the_files(env: Env) -> None:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from bot.services.prompt_instructions import Language
-from bot.services.prompt_output import HANGUL
+from bot.services.generate3d.prompts.instructions import Language
+from bot.services.generate3d.prompts.output import HANGUL
 from inference.remote.meshy import MAX_PROMPT_CHARS
 
 __all__ = ["KeywordEnhancer"]
@@ -33,7 +33,9 @@ def _load_keywords() -> tuple[
 ]:
     """The expansion tables (``prompt_keywords.json`` beside this file): data, not code, so that people who
     write prompts, not only programmers, can extend them."""
-    raw = json.loads(resources.files("bot.services").joinpath("prompt_keywords.json").read_text("utf-8"))
+    raw = json.loads(
+        resources.files("bot.services.generate3d.prompts").joinpath("keywords.json").read_text("utf-8")
+    )
 
     def group(item: dict[str, Any]) -> _KeywordGroup:
         return _KeywordGroup(tuple(item["en"]), tuple(item["ko"]), item["hint_en"], item["hint_ko"])

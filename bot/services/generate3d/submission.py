@@ -9,7 +9,9 @@ from datetime import timedelta
 from typing import Any, Unpack
 
 from bot.errors import UserFacingError
-from bot.services.generation_models import (
+from bot.services.generate3d.job_rows import count_active, require_job
+from bot.services.generate3d.prompts import STYLES, PromptChecker, PromptVerdict
+from bot.services.generate3d.shapes import (
     GenerationConfig,
     GenerationOptions,
     GenerationRequest,
@@ -20,9 +22,6 @@ from bot.services.generation_models import (
     day_start,
     require_meshy,
 )
-from bot.services.generation_rows import count_active, require_job
-from bot.services.prompt_check import PromptChecker, PromptVerdict
-from bot.services.prompt_enhancer import STYLES
 from inference.remote.meshy import MeshyClient
 from storage.db import Database
 from storage.models import GenerationJob, JobState

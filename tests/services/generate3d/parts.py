@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from bot.services.generation import (
+from bot.services.generate3d.progress import JobSnapshot
+from bot.services.generate3d.prompts.check import PromptChecker
+from bot.services.generate3d.prompts.enhancer import PromptEnhancer
+from bot.services.generate3d.prompts.keywords import KeywordEnhancer
+from bot.services.generate3d.service import (
     GenerationConfig,
     GenerationOptions,
     GenerationRequest,
     GenerationService,
 )
-from bot.services.generation_progress import JobSnapshot
-from bot.services.prompt_check import PromptChecker
-from bot.services.prompt_enhancer import PromptEnhancer
-from bot.services.prompt_keywords import KeywordEnhancer
 from inference.remote.meshy import MeshyClient, RetryPolicy
 from storage.blobs import LocalBlobStore
 from storage.db import Database, default_sqlite_url

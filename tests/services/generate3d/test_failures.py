@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.services.generation import failure_message
+from bot.services.generate3d.service import failure_message
 from inference.remote.meshy import MeshyStatus, MeshyTask, MeshyTaskFailed
 from storage.models import JobState
-from tests.services.generation_parts import Env, request
+from tests.services.generate3d.parts import Env, request
 
 
 async def test_failed_meshy_task_fails_the_job_with_its_reason(env: Env) -> None:

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from bot.services.generation import GenerationConfig, GenerationService, files_expired_note
-from bot.services.generation_retention import GeneratedFileCleanup
-from bot.services.prompt_check import PromptChecker
-from bot.services.prompt_enhancer import PromptEnhancer
-from bot.services.prompt_keywords import KeywordEnhancer
+from bot.services.generate3d.prompts.check import PromptChecker
+from bot.services.generate3d.prompts.enhancer import PromptEnhancer
+from bot.services.generate3d.prompts.keywords import KeywordEnhancer
+from bot.services.generate3d.retention import GeneratedFileCleanup
+from bot.services.generate3d.service import GenerationConfig, GenerationService, files_expired_note
 from cogs.generate3d.render import history_embed
 from storage.blobs import LocalBlobStore
 from storage.db import Database

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from bot.errors import UserFacingError
-from bot.services.generation_progress import JobSnapshot
-from bot.services.prompt_check import PromptVerdict
+from bot.services.generate3d.progress import JobSnapshot
+from bot.services.generate3d.prompts import PromptVerdict
 from inference.remote.meshy import (
     MeshyAuthError,
     MeshyClient,

@@ -1,0 +1,70 @@
+"""3D generation: a text prompt checked, enhanced and sent to Meshy's text-to-3D API, with live progress,
+stored files and download links. No Discord here.
+
+GenerationService (service) admits and submits a request (submission), runs each job through its stages
+(runner, queue, meshy_tasks, events, progress), stores the files (assets, job_rows), and removes or
+expires them (removal, retention); shapes holds the data shapes, build wires it from the settings, and
+prompts/ holds the prompt check and enhancer.
+"""
+
+from __future__ import annotations
+
+from bot.services.generate3d.build import build_generation_service, prompt_checker, prompt_enhancer
+from bot.services.generate3d.progress import (
+    STAGE_LABELS,
+    EditThrottle,
+    JobSnapshot,
+    format_elapsed,
+    progress_bar,
+    progress_text,
+    stage_line,
+)
+from bot.services.generate3d.prompts import (
+    STYLES,
+    Enhancement,
+    KeywordEnhancer,
+    PromptChecker,
+    PromptEnhancer,
+)
+from bot.services.generate3d.retention import GeneratedFileCleanup
+from bot.services.generate3d.service import (
+    DEFAULT_FORMATS,
+    GenerationConfig,
+    GenerationOptions,
+    GenerationRequest,
+    GenerationService,
+    JobResult,
+    ModeratorAlert,
+    PromptRejected,
+    files_expired_after_days,
+    files_expired_note,
+)
+
+__all__ = [
+    "DEFAULT_FORMATS",
+    "STAGE_LABELS",
+    "STYLES",
+    "EditThrottle",
+    "Enhancement",
+    "GeneratedFileCleanup",
+    "GenerationConfig",
+    "GenerationOptions",
+    "GenerationRequest",
+    "GenerationService",
+    "JobResult",
+    "JobSnapshot",
+    "KeywordEnhancer",
+    "ModeratorAlert",
+    "PromptChecker",
+    "PromptEnhancer",
+    "PromptRejected",
+    "build_generation_service",
+    "files_expired_after_days",
+    "files_expired_note",
+    "format_elapsed",
+    "progress_bar",
+    "progress_text",
+    "prompt_checker",
+    "prompt_enhancer",
+    "stage_line",
+]
