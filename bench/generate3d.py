@@ -4,7 +4,7 @@
                                          [--account-limit N] [--no-texture] [--json]
 
 Every job goes through the real service (SQLite, blob store, SSE following, downloads) against
-`tests/fakes/meshy_server.py` with short task durations. Reported: whether every job finished (none
+`tests/fakes/meshy_api/server.py` with short task durations. Reported: whether every job finished (none
 failed, none lost), wall time, job durations, and how many Meshy requests each job needed, by kind (the
 SSE stream keeps polling away). `--account-limit` makes the double refuse tasks beyond N at once (429
 NoMoreConcurrentTasks), so jobs wait in Lumi's queue. Not a test: the figures depend on the machine.
@@ -40,7 +40,7 @@ from storage.blobs import LocalBlobStore
 from storage.db import Database, default_sqlite_url
 from storage.models import JobState
 from storage.repo import assets as repo_assets
-from tests.fakes.meshy_server import FakeMeshy, FakeMeshyConfig
+from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
 
 SUBJECTS = ("fox", "teapot", "lantern", "robot", "chair", "castle", "sword", "mushroom", "bicycle", "owl")
 

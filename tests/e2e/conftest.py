@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.fakes.discord_protocol import JsonDict
-from tests.fakes.discord_recording import RecordedRequest
-from tests.fakes.discord_server import FakeDiscord, redirect_discord_py, running_client
+from tests.fakes.discord_api.protocol import JsonDict
+from tests.fakes.discord_api.recording import RecordedRequest
+from tests.fakes.discord_api.server import FakeDiscord, redirect_discord_py, running_client
 
 if TYPE_CHECKING:
     from bot.client import LumiBot

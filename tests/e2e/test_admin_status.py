@@ -6,7 +6,7 @@ import pytest
 
 from bot import __version__
 from tests.e2e.conftest import LumiHarness
-from tests.fakes.discord_server import message_text
+from tests.fakes.discord_api.server import message_text
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,8 @@ from sqlmodel import select
 from storage.models import CommentRecord
 from tests.e2e.conftest import LumiHarness
 from tests.fakes import images as corpus
-from tests.fakes.discord_protocol import JsonDict
-from tests.fakes.discord_server import message_text
+from tests.fakes.discord_api.protocol import JsonDict
+from tests.fakes.discord_api.server import message_text
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ import pytest
 from bot.services.moderation.classifiers.detector import classifier_catalog
 from storage.repo import cases as repo_cases
 from tests.e2e.test_moderation import setup_moderation, wait_for_alert
-from tests.fakes.discord_server import message_text
+from tests.fakes.discord_api.server import message_text
 from tests.fakes.patterns import png_bytes
 
 pytestmark = pytest.mark.e2e

@@ -12,8 +12,8 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fakes.discord_payloads import tiny_png
-from tests.fakes.discord_server import FakeDiscord, running_client
+from tests.fakes.discord_api.payloads import tiny_png
+from tests.fakes.discord_api.server import FakeDiscord, running_client
 
 pytestmark = pytest.mark.e2e
 

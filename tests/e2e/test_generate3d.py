@@ -17,9 +17,9 @@ import pytest
 from storage.models import JobState
 from storage.repo import guilds as repo_guilds
 from tests.e2e.conftest import LumiFactory, LumiHarness
-from tests.fakes.discord_protocol import JsonDict
-from tests.fakes.discord_server import message_text
-from tests.fakes.meshy_server import FakeMeshy, FakeMeshyConfig
+from tests.fakes.discord_api.protocol import JsonDict
+from tests.fakes.discord_api.server import message_text
+from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
 
 pytestmark = pytest.mark.e2e
 

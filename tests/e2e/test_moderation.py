@@ -19,8 +19,8 @@ from storage.models import CaseAction, CaseStatus, ModerationCase
 from storage.repo import cases as repo_cases
 from tests.e2e.conftest import LumiHarness
 from tests.fakes import images as corpus
-from tests.fakes.discord_protocol import JsonDict
-from tests.fakes.discord_server import message_text
+from tests.fakes.discord_api.protocol import JsonDict
+from tests.fakes.discord_api.server import message_text
 
 pytestmark = pytest.mark.e2e
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.discord_protocol import JsonDict
-from tests.fakes.discord_server import FakeDiscord, message_text
-from tests.fakes.meshy_server import FakeMeshy, FakeMeshyConfig
+from tests.fakes.discord_api.protocol import JsonDict
+from tests.fakes.discord_api.server import FakeDiscord, message_text
+from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "tests" / "launch_lumi.py"
 START_S = 60.0
 

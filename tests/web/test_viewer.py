@@ -27,7 +27,7 @@ from bot.web.generate3d import viewer_assets_installed
 from storage.blobs import LocalBlobStore
 from storage.models import utcnow
 from tests.conftest import make_settings
-from tests.fakes.meshy_server import FakeMeshy, FakeMeshyConfig
+from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
 
 BROWSER_FLAGS = (
     "--headless",

@@ -1,7 +1,7 @@
 """Classifier training: data checks, metrics, the backbones, mixed precision export, the training run.
 
 The whole `lumi train classifier` run (accuracy, output files, reload) is tested in
-tests/test_cli_train_classifier.py; here are the parts, small enough to run in seconds.
+tests/cli/test_train_classifier.py; here are the parts, small enough to run in seconds.
 """
 
 from __future__ import annotations

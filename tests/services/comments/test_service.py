@@ -1,7 +1,7 @@
 """The comment service and its backends: templates, the LLM over real HTTP, fallbacks, settings, records.
 
 The LLM backend talks to a local OpenAI-compatible server through the real `openai` client. Lumi's own
-model is exercised through the command line (tests/test_cli_comment.py trains a tiny one), and with
+model is exercised through the command line (tests/cli/test_comment.py trains a tiny one), and with
 the committed model when it is there.
 """
 

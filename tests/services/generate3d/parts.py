@@ -25,7 +25,7 @@ from inference.remote.meshy import MeshyClient, RetryPolicy
 from storage.blobs import LocalBlobStore
 from storage.db import Database, default_sqlite_url
 from storage.models import JobState
-from tests.fakes.meshy_server import FakeMeshy
+from tests.fakes.meshy_api.server import FakeMeshy
 
 GUILD = 900_000_000_000_000_001
 CHANNEL = 900_000_000_000_000_002

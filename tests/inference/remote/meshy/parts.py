@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from inference.remote.meshy import MeshyClient, MeshyTask, RetryPolicy
-from tests.fakes.meshy_server import FakeMeshy, FakeMeshyConfig
+from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
 
 FAST_RETRY = RetryPolicy(max_retries=3, backoff_initial=0.01, backoff_max=0.05)
 

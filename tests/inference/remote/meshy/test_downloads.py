@@ -12,7 +12,7 @@ import trimesh
 from PIL import Image
 
 from inference.remote.meshy import MeshyAssetUnavailable, MeshyClient, MeshyDownloadTooLarge
-from tests.fakes.meshy_server import FakeMeshy
+from tests.fakes.meshy_api.server import FakeMeshy
 from tests.inference.remote.meshy.parts import _follow
 
 

@@ -24,7 +24,7 @@ from inference.remote.meshy import (
     MeshyTimeout,
     RetryPolicy,
 )
-from tests.fakes.meshy_server import FakeMeshy
+from tests.fakes.meshy_api.server import FakeMeshy
 from tests.inference.remote.meshy.parts import FAST_RETRY, _follow
 
 

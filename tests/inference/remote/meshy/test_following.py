@@ -14,8 +14,8 @@ from inference.remote.meshy import (
     MeshyTaskFailed,
     MeshyTaskNotFound,
 )
-from tests.fakes.meshy_faults import BUSY_MESSAGE
-from tests.fakes.meshy_server import FakeMeshy
+from tests.fakes.meshy_api.faults import BUSY_MESSAGE
+from tests.fakes.meshy_api.server import FakeMeshy
 from tests.inference.remote.meshy.parts import _follow
 
 

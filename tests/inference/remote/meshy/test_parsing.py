@@ -4,7 +4,7 @@ task JSON with nulls and junk, and server-sent events split across chunks."""
 from __future__ import annotations
 
 from inference.remote.meshy import MeshyClient, MeshyStatus, MeshyTask, SseParser
-from tests.fakes.meshy_server import FakeMeshy
+from tests.fakes.meshy_api.server import FakeMeshy
 from tests.inference.remote.meshy.parts import _follow
 
 

@@ -17,8 +17,8 @@ from inference.remote.meshy import (
     MeshyTask,
     MeshyTaskNotFound,
 )
-from tests.fakes.meshy_server import FakeMeshy
-from tests.fakes.meshy_tasks import SAMPLE_PREVIEW_ID
+from tests.fakes.meshy_api.server import FakeMeshy
+from tests.fakes.meshy_api.tasks import SAMPLE_PREVIEW_ID
 from tests.inference.remote.meshy.parts import FAST_RETRY, _follow
 
 

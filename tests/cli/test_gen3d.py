@@ -11,7 +11,7 @@ from bot.cli import main
 from bot.cli.gen3d import run_job
 from bot.services.generate3d.service import GenerationOptions
 from tests.conftest import make_settings
-from tests.fakes.meshy_server import FakeMeshy
+from tests.fakes.meshy_api.server import FakeMeshy
 
 
 def test_enhance_prints_the_enhanced_prompt(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,14 +22,14 @@ import discord
 import yarl
 from aiohttp import web
 
-from tests.fakes.discord_actions import UserActions
-from tests.fakes.discord_entities import ChannelRef, UserRef
-from tests.fakes.discord_gateway import RECONNECT, GatewayHub
-from tests.fakes.discord_payloads import message_text
-from tests.fakes.discord_protocol import JsonDict, MessageFlag
-from tests.fakes.discord_recording import ObservedList, RecordedRequest
-from tests.fakes.discord_rest import RestApi
-from tests.fakes.discord_world import InteractionRecord
+from tests.fakes.discord_api.actions import UserActions
+from tests.fakes.discord_api.entities import ChannelRef, UserRef
+from tests.fakes.discord_api.gateway import RECONNECT, GatewayHub
+from tests.fakes.discord_api.payloads import message_text
+from tests.fakes.discord_api.protocol import JsonDict, MessageFlag
+from tests.fakes.discord_api.recording import ObservedList, RecordedRequest
+from tests.fakes.discord_api.rest import RestApi
+from tests.fakes.discord_api.world import InteractionRecord
 
 __all__ = ["FakeDiscord", "InteractionRecord", "message_text", "redirect_discord_py", "running_client"]
 

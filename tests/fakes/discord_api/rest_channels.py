@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tests.fakes.discord_entities import FakeChannel
-from tests.fakes.discord_protocol import ChannelType, JsonDict, Perm
-from tests.fakes.discord_recording import ApiError, RecordedRequest
+from tests.fakes.discord_api.entities import FakeChannel
+from tests.fakes.discord_api.protocol import ChannelType, JsonDict, Perm
+from tests.fakes.discord_api.recording import ApiError, RecordedRequest
 
 if TYPE_CHECKING:
-    from tests.fakes.discord_server import FakeDiscord
+    from tests.fakes.discord_api.server import FakeDiscord
 
 # What a handler returns for an empty 204 answer.
 NO_CONTENT = object()

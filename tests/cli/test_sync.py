@@ -18,13 +18,13 @@ from bot.errors import UserFacingError
 from bot.runtime import Runtime
 from storage.repo import jobs as repo_jobs
 from tests.conftest import make_settings
-from tests.fakes.discord_protocol import JsonDict
-from tests.fakes.discord_server import FakeDiscord, redirect_discord_py
-from tests.fakes.meshy_server import FakeMeshy
+from tests.fakes.discord_api.protocol import JsonDict
+from tests.fakes.discord_api.server import FakeDiscord, redirect_discord_py
+from tests.fakes.meshy_api.server import FakeMeshy
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "tests" / "launch_lumi.py"
 SLASH, MESSAGE_MENU = 1, 3
 TOP_LEVEL_COMMANDS = {

@@ -10,11 +10,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tests.fakes.discord_entities import ChannelRef, FakeChannel, FakeMember, FakeRole, FakeUser, UserRef
-from tests.fakes.discord_messages import MessageStore
-from tests.fakes.discord_payloads import DEFAULT_ATTACHMENT_SIZE_LIMIT, FileSpec
-from tests.fakes.discord_protocol import InteractionType, JsonDict, OptionType
-from tests.fakes.discord_world import InteractionRecord
+from tests.fakes.discord_api.entities import ChannelRef, FakeChannel, FakeMember, FakeRole, FakeUser, UserRef
+from tests.fakes.discord_api.messages import MessageStore
+from tests.fakes.discord_api.payloads import DEFAULT_ATTACHMENT_SIZE_LIMIT, FileSpec
+from tests.fakes.discord_api.protocol import InteractionType, JsonDict, OptionType
+from tests.fakes.discord_api.world import InteractionRecord
 
 
 class UserActions(MessageStore):

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.fakes.discord_entities import FakeMember
-from tests.fakes.discord_protocol import Perm, now_iso
-from tests.fakes.discord_recording import ApiError, RecordedRequest
-from tests.fakes.discord_rest_channels import NO_CONTENT, ChannelRoutes
+from tests.fakes.discord_api.entities import FakeMember
+from tests.fakes.discord_api.protocol import Perm, now_iso
+from tests.fakes.discord_api.recording import ApiError, RecordedRequest
+from tests.fakes.discord_api.rest_channels import NO_CONTENT, ChannelRoutes
 
 
 class GuildRoutes(ChannelRoutes):

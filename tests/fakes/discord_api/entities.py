@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tests.fakes.discord_protocol import ALL_PERMISSIONS, ChannelType, JsonDict, Perm, now_iso
+from tests.fakes.discord_api.protocol import ALL_PERMISSIONS, ChannelType, JsonDict, Perm, now_iso
 
 
 @dataclass

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.discord_protocol import Intent, JsonDict
+from tests.fakes.discord_api.protocol import Intent, JsonDict
 
 if TYPE_CHECKING:
-    from tests.fakes.discord_server import FakeDiscord
+    from tests.fakes.discord_api.server import FakeDiscord
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from tests.fakes.meshy_requests import error_response
-from tests.fakes.meshy_tasks import TEST_MODE_KEY
+from tests.fakes.meshy_api.requests import error_response
+from tests.fakes.meshy_api.tasks import TEST_MODE_KEY
 
 BUSY_MESSAGE = "The server is busy. Please try again later."
 INTERNAL_MESSAGE = "Internal server error."

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.fakes.meshy_requests import ApiError
-from tests.fakes.meshy_tasks import task_state
+from tests.fakes.meshy_api.requests import ApiError
+from tests.fakes.meshy_api.tasks import task_state
 
 if TYPE_CHECKING:
-    from tests.fakes.meshy_server import FakeMeshy
+    from tests.fakes.meshy_api.server import FakeMeshy
 
 NOT_FOUND_EVENT = b'event: error\ndata: {"status_code": 404, "message": "Task not found"}\n\n'
 

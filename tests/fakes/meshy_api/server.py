@@ -28,11 +28,11 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.meshes import content_type
-from tests.fakes.meshy_creation import create_task
-from tests.fakes.meshy_faults import MeshyFaults
-from tests.fakes.meshy_requests import ApiError, api_key, error_response, json_body
-from tests.fakes.meshy_stream import stream_task
-from tests.fakes.meshy_tasks import (
+from tests.fakes.meshy_api.creation import create_task
+from tests.fakes.meshy_api.faults import MeshyFaults
+from tests.fakes.meshy_api.requests import ApiError, api_key, error_response, json_body
+from tests.fakes.meshy_api.stream import stream_task
+from tests.fakes.meshy_api.tasks import (
     IMAGE_TO_3D,
     SAMPLE_IMAGE_ID,
     SAMPLE_PREVIEW_ID,

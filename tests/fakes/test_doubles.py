@@ -20,8 +20,8 @@ import trimesh
 from PIL import Image
 
 from tests.fakes.meshes import preview_assets, refine_assets
-from tests.fakes.meshy_server import FakeMeshy, FakeMeshyConfig
-from tests.fakes.meshy_tasks import SAMPLE_PREVIEW_ID, TEST_MODE_KEY
+from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
+from tests.fakes.meshy_api.tasks import SAMPLE_PREVIEW_ID, TEST_MODE_KEY
 from tests.fakes.openai_server import FakeOpenAI
 
 TASKS = "/openapi/v2/text-to-3d"

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.meshy_tasks import DEFAULT_FORMATS
+from tests.fakes.meshy_api.tasks import DEFAULT_FORMATS
 
 AI_MODELS = {"meshy-4", "meshy-5", "meshy-6", "latest"}
 FORMATS = ("glb", "obj", "fbx", "stl", "usdz", "3mf")

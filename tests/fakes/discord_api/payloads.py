@@ -13,8 +13,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from tests.fakes.discord_entities import FakeChannel, FakeMember, FakeUser
-from tests.fakes.discord_protocol import JsonDict, now_iso
+from tests.fakes.discord_api.entities import FakeChannel, FakeMember, FakeUser
+from tests.fakes.discord_api.protocol import JsonDict, now_iso
 
 DEFAULT_ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
 

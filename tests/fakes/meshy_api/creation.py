@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.fakes.meshy_requests import (
+from tests.fakes.meshy_api.requests import (
     ApiError,
     api_key,
     json_body,
@@ -25,7 +25,7 @@ from tests.fakes.meshy_requests import (
     validate_preview,
     validate_refine_options,
 )
-from tests.fakes.meshy_tasks import (
+from tests.fakes.meshy_api.tasks import (
     IMAGE_TO_3D,
     SAMPLE_IMAGE_ID,
     SAMPLE_PREVIEW_ID,
@@ -38,7 +38,7 @@ from tests.fakes.meshy_tasks import (
 )
 
 if TYPE_CHECKING:
-    from tests.fakes.meshy_server import FakeMeshy
+    from tests.fakes.meshy_api.server import FakeMeshy
 
 
 def _refine_source(meshy: FakeMeshy, body: dict[str, Any], key: str) -> FakeTask:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tests.fakes.discord_recording import ApiError, RecordedRequest
+from tests.fakes.discord_api.recording import ApiError, RecordedRequest
 
 if TYPE_CHECKING:
-    from tests.fakes.discord_server import FakeDiscord
+    from tests.fakes.discord_api.server import FakeDiscord
 
 
 class ApplicationRoutes:

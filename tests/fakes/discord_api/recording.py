@@ -12,8 +12,8 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from aiohttp import BodyPartReader, web
 
-from tests.fakes.discord_payloads import guess_content_type
-from tests.fakes.discord_protocol import JsonDict
+from tests.fakes.discord_api.payloads import guess_content_type
+from tests.fakes.discord_api.protocol import JsonDict
 
 T = TypeVar("T")
 

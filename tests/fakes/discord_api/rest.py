@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.fakes.discord_protocol import JsonDict
-from tests.fakes.discord_recording import (
+from tests.fakes.discord_api.protocol import JsonDict
+from tests.fakes.discord_api.recording import (
     ApiError,
     FailureRule,
     ObservedList,
@@ -25,13 +25,13 @@ from tests.fakes.discord_recording import (
     json_response,
     parse_body,
 )
-from tests.fakes.discord_rest_application import ApplicationRoutes
-from tests.fakes.discord_rest_channels import NO_CONTENT
-from tests.fakes.discord_rest_guild import GuildRoutes
-from tests.fakes.discord_rest_interactions import InteractionRoutes
+from tests.fakes.discord_api.rest_application import ApplicationRoutes
+from tests.fakes.discord_api.rest_channels import NO_CONTENT
+from tests.fakes.discord_api.rest_guild import GuildRoutes
+from tests.fakes.discord_api.rest_interactions import InteractionRoutes
 
 if TYPE_CHECKING:
-    from tests.fakes.discord_server import FakeDiscord
+    from tests.fakes.discord_api.server import FakeDiscord
 
 Handler = Callable[[RecordedRequest, dict[str, str]], Awaitable[Any]]
 

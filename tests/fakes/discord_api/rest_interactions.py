@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from tests.fakes.discord_protocol import JsonDict, MessageFlag
-from tests.fakes.discord_recording import ApiError, RecordedRequest
-from tests.fakes.discord_rest_channels import NO_CONTENT, ChannelRoutes
+from tests.fakes.discord_api.protocol import JsonDict, MessageFlag
+from tests.fakes.discord_api.recording import ApiError, RecordedRequest
+from tests.fakes.discord_api.rest_channels import NO_CONTENT, ChannelRoutes
 
 if TYPE_CHECKING:
-    from tests.fakes.discord_world import InteractionRecord
+    from tests.fakes.discord_api.world import InteractionRecord
 
 # Interaction callback types (Discord API "Interaction Callback Type").
 PONG = 1

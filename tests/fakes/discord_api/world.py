@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakes.discord_entities import (
+from tests.fakes.discord_api.entities import (
     ChannelRef,
     FakeChannel,
     FakeGuild,
@@ -22,8 +22,8 @@ from tests.fakes.discord_entities import (
     PermissionOverwrite,
     UserRef,
 )
-from tests.fakes.discord_payloads import HostedFile, summarize_message, tiny_png
-from tests.fakes.discord_protocol import (
+from tests.fakes.discord_api.payloads import HostedFile, summarize_message, tiny_png
+from tests.fakes.discord_api.protocol import (
     BOT_PERMISSIONS,
     EVERYONE_PERMISSIONS,
     MODERATOR_PERMISSIONS,
@@ -31,7 +31,7 @@ from tests.fakes.discord_protocol import (
     JsonDict,
     SnowflakeFactory,
 )
-from tests.fakes.discord_recording import ApiError, ObservedList, RecordedRequest
+from tests.fakes.discord_api.recording import ApiError, ObservedList, RecordedRequest
 
 
 @dataclass

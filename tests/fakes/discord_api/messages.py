@@ -11,17 +11,17 @@ import time
 
 import yarl
 
-from tests.fakes.discord_entities import ChannelRef, FakeChannel, FakeMember, FakeUser
-from tests.fakes.discord_payloads import (
+from tests.fakes.discord_api.entities import ChannelRef, FakeChannel, FakeMember, FakeUser
+from tests.fakes.discord_api.payloads import (
     HostedFile,
     attachment_payload,
     guess_content_type,
     mentioned_ids,
     message_payload,
 )
-from tests.fakes.discord_protocol import InteractionType, JsonDict, MessageFlag, now_iso
-from tests.fakes.discord_recording import ApiError
-from tests.fakes.discord_world import DiscordWorld, InteractionRecord
+from tests.fakes.discord_api.protocol import InteractionType, JsonDict, MessageFlag, now_iso
+from tests.fakes.discord_api.recording import ApiError
+from tests.fakes.discord_api.world import DiscordWorld, InteractionRecord
 
 
 class MessageStore(DiscordWorld):
