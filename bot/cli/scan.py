@@ -136,7 +136,11 @@ def _scan_command(args: argparse.Namespace) -> int:
         json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
         print()
     else:
-        print_table(results, classifiers=None if catalog is None else classifiers)
+        print_table(
+            results,
+            classifiers=None if catalog is None else classifiers,
+            unchecked_action=policy.unchecked_action.value,
+        )
     return 1 if any(result["flagged"] for result in results) else 0
 
 

@@ -8,6 +8,14 @@ from typing import Any
 
 from bot.services.moderation import CheckStatus, RegisteredClassifier
 
+_CHECKED = frozenset({CheckStatus.CHECKED.value, CheckStatus.REPEAT.value})
+# The policy's unchecked_action, as moderation carries it out.
+_UNCHECKED_WORDS = {
+    "alert": "moderation alerts the moderators",
+    "hold": "moderation holds the post for review",
+    "none": "moderation only logs it",
+}
+
 
 def print_unavailable_classifiers(
     classifiers: Sequence[RegisteredClassifier], unavailable: Mapping[int, str]
@@ -33,9 +41,16 @@ def classifier_json(classifier: RegisteredClassifier, problem: str | None) -> di
 
 
 def print_table(
-    results: Sequence[dict[str, Any]], *, classifiers: Sequence[RegisteredClassifier] | None
+    results: Sequence[dict[str, Any]],
+    *,
+    classifiers: Sequence[RegisteredClassifier] | None,
+    unchecked_action: str = "alert",
 ) -> None:
-    """One line per file; ``classifiers``: the custom ones that ran (None: turned off)."""
+    """One line per file; ``classifiers``: the custom ones that ran (None: turned off).
+
+    An image Lumi could not check that people may still see (too large, or damaged while it starts like
+    an image) says what moderation does with it: the policy's ``unchecked_action``.
+    """
     custom_categories = {classifier.category for classifier in classifiers or ()}
     if not results:
         print("no image files found")
@@ -46,7 +61,10 @@ def print_table(
         path = result["path"] if len(result["path"]) <= width else "…" + result["path"][-(width - 1) :]
         status = result["status"]
         if status in (CheckStatus.UNREADABLE.value, CheckStatus.ERROR.value):
-            print(f"{path:<{width}}  {status:<14} {'':<24} {'':>7}  {result['reason']}")
+            details = result["reason"]
+            if result.get("may_be_shown"):
+                details = f"{details} People may still see it: {_UNCHECKED_WORDS[unchecked_action]}."
+            print(f"{path:<{width}}  {status:<14} {'':<24} {'':>7}  {details}")
             continue
         verdict = "safe" if not result["flagged"] else f"{result['level']}:{result['action']}"
         scores = result["scores"]
@@ -57,7 +75,8 @@ def print_table(
         details = result["reason"] if result["flagged"] else ", ".join(custom + labels)
         print(f"{path:<{width}}  {verdict:<14} {top_text:<24} {result['elapsed_ms']:>7.0f}  {details}")
     flagged = sum(1 for r in results if r["flagged"])
-    print(f"\n{len(results)} image(s), {flagged} flagged")
+    unchecked = sum(1 for r in results if r["status"] not in _CHECKED)
+    print(f"\n{len(results)} image(s), {flagged} flagged, {unchecked} not checked")
     if classifiers is not None:
         names = ", ".join(f"#{c.id} {c.category} ({c.scope})" for c in classifiers)
         print(f"custom classifiers: {names or 'none apply'}")

@@ -54,10 +54,25 @@ class FetchError(Exception):
 
 @dataclass(frozen=True)
 class FetchedImage:
+    """Downloaded bytes, with what the server said of them and what Discord's attachment metadata said.
+
+    ``declared_type`` and ``declared_dimensions`` come from the attachment (None for links and embeds):
+    Discord gives a width and height only to an image its own media service could read, so it shows it.
+    """
+
     url: str
     filename: str
     data: bytes
     content_type: str | None = None
+    declared_type: str | None = None
+    declared_dimensions: tuple[int, int] | None = None
+
+    @property
+    def declared_image(self) -> bool:
+        """Discord describes the attachment as an image of a known size, so its clients show it."""
+        kind = (self.declared_type or "").split(";")[0].strip().lower()
+        size = self.declared_dimensions
+        return kind.startswith("image/") and size is not None and size[0] > 0 and size[1] > 0
 
 
 def _is_loopback(host: str) -> bool:
@@ -126,8 +141,20 @@ class ImageFetcher:
             self._session = aiohttp.ClientSession(timeout=timeout, trust_env=False)
         return self._session
 
-    async def fetch(self, url: str, *, filename: str = "", declared_size: int | None = None) -> FetchedImage:
-        """The bytes behind ``url``, or ``FetchError`` with a clear message. Never more than ``max_bytes``."""
+    async def fetch(
+        self,
+        url: str,
+        *,
+        filename: str = "",
+        declared_size: int | None = None,
+        declared_type: str | None = None,
+        declared_dimensions: tuple[int, int] | None = None,
+    ) -> FetchedImage:
+        """The bytes behind ``url``, or ``FetchError`` with a clear message. Never more than ``max_bytes``.
+
+        ``declared_*``: what the attachment's metadata says (size in bytes, content type, width and
+        height); the last two are kept on the result.
+        """
         self._check_url(url)
         if declared_size is not None and declared_size > self.max_bytes:
             raise self._too_large(declared_size)
@@ -142,7 +169,14 @@ class ImageFetcher:
             except aiohttp.ClientError as error:
                 log.info("download of %s failed: %r", url, error)
                 raise FetchError("network", "The image could not be downloaded (network error).") from None
-        return FetchedImage(url=url, filename=name, data=data, content_type=content_type)
+        return FetchedImage(
+            url=url,
+            filename=name,
+            data=data,
+            content_type=content_type,
+            declared_type=declared_type,
+            declared_dimensions=declared_dimensions,
+        )
 
     async def _download(self, url: str) -> tuple[bytes, str | None]:
         session = self._client()

@@ -42,9 +42,13 @@ MAX_PREVIEW_BYTES = 8 * 1024 * 1024
 
 @dataclass(frozen=True)
 class ImageSource:
+    """An image of a message; the ``declared_*`` fields are an attachment's metadata (None otherwise)."""
+
     url: str
     filename: str
     declared_size: int | None = None
+    declared_type: str | None = None
+    declared_dimensions: tuple[int, int] | None = None
 
 
 def _has_image_extension(name: str) -> bool:
@@ -61,24 +65,33 @@ def image_sources(message: discord.Message, fetcher: ImageFetcher) -> list[Image
     """Images of a message worth fetching: image attachments, and image links/embeds on allowed hosts."""
     found: dict[str, ImageSource] = {}
 
-    def add(url: str | None, filename: str, size: int | None = None) -> None:
-        if not url or not fetcher.is_allowed(url):
-            return
-        found.setdefault(_dedupe_key(url), ImageSource(url, filename, size))
+    def add(url: str | None, source: ImageSource) -> None:
+        if url and fetcher.is_allowed(url):
+            found.setdefault(_dedupe_key(url), source)
 
     for attachment in message.attachments:
         content_type = (attachment.content_type or "").split(";")[0].strip().lower()
         if content_type.startswith(("video/", "audio/")):
             continue
         if content_type.startswith("image/") or _has_image_extension(attachment.filename):
-            add(attachment.url, attachment.filename, attachment.size)
+            # Discord gives a width and height only to images it could read: it shows those, so an
+            # image among them that Lumi cannot decode still goes to the moderators.
+            dimensions = (
+                (attachment.width, attachment.height)
+                if attachment.width is not None and attachment.height is not None
+                else None
+            )
+            source = ImageSource(
+                attachment.url, attachment.filename, attachment.size, attachment.content_type, dimensions
+            )
+            add(attachment.url, source)
     for embed in message.embeds:
         for url in (embed.image.url, embed.thumbnail.url, embed.url if embed.type == "image" else None):
             if url:
-                add(url, _name_from_url(url))
+                add(url, ImageSource(url, _name_from_url(url)))
     for url in _URL.findall(message.content or ""):
         if _has_image_extension(urlsplit(url).path):
-            add(url, _name_from_url(url))
+            add(url, ImageSource(url, _name_from_url(url)))
     return list(found.values())
 
 
@@ -91,7 +104,16 @@ async def fetch_images(
 ) -> tuple[list[FetchedImage], list[tuple[str, FetchError]]]:
     """Fetch every source at once; returns the images and (filename, error) for those that failed."""
     results = await asyncio.gather(
-        *(fetcher.fetch(s.url, filename=s.filename, declared_size=s.declared_size) for s in sources),
+        *(
+            fetcher.fetch(
+                s.url,
+                filename=s.filename,
+                declared_size=s.declared_size,
+                declared_type=s.declared_type,
+                declared_dimensions=s.declared_dimensions,
+            )
+            for s in sources
+        ),
         return_exceptions=True,
     )
     images: list[FetchedImage] = []

@@ -157,7 +157,7 @@ def cases_embed(cases: Sequence[ModerationCase]) -> discord.Embed:
         return embed
     lines = []
     for case in cases:
-        # No scores: either a re-post matched by its hash, or an image too large to check (no hash).
+        # No scores: either a re-post matched by its hash, or an image Lumi could not check (no hash).
         category = case_category(case) or ("repeat" if case.image_phash else "not checked")
         when = discord.utils.format_dt(case.created_at, "R")
         lines.append(

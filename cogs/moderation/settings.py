@@ -42,7 +42,7 @@ class ModerationSettings(ModerationBase):
         remove="Remove the given exempt channel/role instead of adding it",
         nsfw_channels_exempt="Skip age-restricted channels",
         unchecked_action=(
-            "What to do with a post whose image is too large for Lumi to check (people still see it)"
+            "What to do with a post whose image Lumi cannot check: too large or unreadable (people see it)"
         ),
         enabled="Turn image moderation on or off",
         reset="Restore the default thresholds and actions first",

@@ -2,6 +2,9 @@
 
 Everything that can be checked from the header (byte size, declared pixel count, frame count) is
 checked before any pixel data is decoded, so a decompression bomb costs a header parse, not memory.
+A damaged file is first mended into what a viewer shows of it (``inference.images.repair``: a JPEG
+without its end, a PNG with broken metadata chunks); a rejection names the format the bytes start
+like, since a viewer may show part of a file Lumi cannot decode.
 Decoding is synchronous and meant for worker threads; ``decode_image_async`` moves it off the loop.
 The caps and rejections are in ``inference.images.limits``, format detection in ``inference.images.formats``
 and frame conversion in ``inference.images.frames``.
@@ -23,6 +26,7 @@ from inference.images.formats import (
     ANIMATED_FORMATS,
     frame_count,
     gif_frame_count,
+    image_signature,
     open_image,
     sniff_rejection,
 )
@@ -35,6 +39,7 @@ from inference.images.limits import (
     corrupt,
     too_many_pixels,
 )
+from inference.images.repair import mend_for_viewing
 
 __all__ = [
     "DecodedImage",
@@ -105,18 +110,30 @@ def _decode_frames(
 
 
 def decode_image(data: bytes, *, limits: ImageLimits | None = None) -> DecodedImage:
-    """Decode untrusted bytes into sampled RGB frames, or raise ``ImageRejected``. Blocking."""
+    """Decode untrusted bytes into sampled RGB frames, or raise ``ImageRejected``. Blocking.
+
+    A rejection's ``image_format`` names the format the bytes start like (None: no image format).
+    """
     limits = limits or ImageLimits()
     if not data:
         raise ImageRejected("empty", "The file is empty.")
-    if len(data) > limits.max_bytes:
-        raise ImageRejected(
-            "too_large", f"This file is larger than the {limits.max_bytes // (1024 * 1024)} MB limit."
-        )
-    rejection = sniff_rejection(data)
-    if rejection is not None:
-        raise rejection
+    signature = image_signature(data)
+    try:
+        if len(data) > limits.max_bytes:
+            raise ImageRejected(
+                "too_large", f"This file is larger than the {limits.max_bytes // (1024 * 1024)} MB limit."
+            )
+        rejection = sniff_rejection(data)
+        if rejection is not None:
+            raise rejection
+        return _decode(mend_for_viewing(data, signature), limits)
+    except ImageRejected as rejected:
+        if rejected.image_format is None:
+            rejected.image_format = signature
+        raise
 
+
+def _decode(data: bytes, limits: ImageLimits) -> DecodedImage:
     with open_image(data) as image:
         _check_declared_size(image, limits)
         image_format = image.format or "UNKNOWN"

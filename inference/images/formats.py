@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from inference.images.limits import ImageRejected, corrupt, too_many_pixels
 
-__all__ = ["heif_supported"]
+__all__ = ["heif_supported", "image_signature"]
 
 # Formats Discord users actually post. Restricting Image.open to these keeps exotic, rarely audited
 # decoders (EPS runs Ghostscript, PSD, FITS, ...) away from untrusted input.
@@ -31,6 +31,16 @@ _HEIF_BRANDS: Final = frozenset(
     {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 )
 _AVIF_BRANDS: Final = frozenset({b"avif", b"avis"})
+# The first bytes of each format a browser or a Discord client shows. TIFF is left out: neither shows
+# it, so a TIFF that Lumi cannot decode is seen by nobody either.
+_SIGNATURES: Final = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+)
+# Sizes of the BMP info headers that exist; "BM" alone starts too many text files to mean a bitmap.
+_BMP_INFO_HEADER_SIZES: Final = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 
 
 @cache
@@ -82,6 +92,28 @@ def sniff_rejection(data: bytes) -> ImageRejected | None:
     return None
 
 
+def image_signature(data: bytes) -> str | None:
+    """The image format whose signature ``data`` starts with (None: none that viewers show).
+
+    A file that starts like an image but that Lumi cannot decode may still be shown, in part, by a
+    browser or a Discord client; moderation treats it as an image it could not check, not as junk.
+    """
+    for prefix, image_format in _SIGNATURES:
+        if data.startswith(prefix):
+            return image_format
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:2] == b"BM" and int.from_bytes(data[14:18], "little") in _BMP_INFO_HEADER_SIZES:
+        return "BMP"
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        brands = _ftyp_brands(data)
+        if brands & _AVIF_BRANDS:
+            return "AVIF"
+        if brands & _HEIF_BRANDS:
+            return "HEIF"
+    return None
+
+
 def _ftyp_brands(data: bytes) -> set[bytes]:
     """Major and compatible brands of an ISO media file (AVIF files often say ``mif1`` first)."""
     box_size = int.from_bytes(data[:4], "big")
@@ -124,6 +156,9 @@ def open_image(data: bytes) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise too_many_pixels() from exc
     except UnidentifiedImageError as exc:
+        if image_signature(data) is not None:
+            # It starts like an image Pillow can read, so its header is what is broken.
+            raise corrupt() from exc
         if _looks_like_text(data):
             raise ImageRejected("not_an_image", "This file is text, not an image.") from exc
         raise ImageRejected(

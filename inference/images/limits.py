@@ -58,18 +58,35 @@ class ImageRejected(Exception):
     """The bytes are not an image this bot will look at. ``message`` is safe to show to users.
 
     ``size`` is the width and height the file declares, where the header was read before rejecting it.
+    ``image_format`` is the format whose signature the bytes start with ("PNG", "JPEG", ...; None when
+    they start like no image viewers show): a damaged file that starts like an image may still be
+    shown, in part, by a browser or a Discord client.
     """
 
-    def __init__(self, reason_code: str, message: str, *, size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        reason_code: str,
+        message: str,
+        *,
+        size: tuple[int, int] | None = None,
+        image_format: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason_code = reason_code
         self.message = message
         self.size = size
+        self.image_format = image_format
 
     @property
     def too_large_to_check(self) -> bool:
-        """A real image, refused only for its size: people may well see it (unlike a corrupt file)."""
+        """A real image, refused only for its size: people may well see it."""
         return self.reason_code in SIZE_REASON_CODES
+
+    @property
+    def may_be_shown(self) -> bool:
+        """People may see what Lumi could not check: an image too large to check, or a file that starts
+        like an image (damaged, or in a format Lumi cannot decode) that a viewer may still show."""
+        return self.too_large_to_check or self.image_format is not None
 
     def __repr__(self) -> str:
         return f"ImageRejected({self.reason_code!r}, {self.message!r})"

@@ -18,6 +18,7 @@ from bot.services.moderation.classifiers.detector import ClassifierCatalog, clas
 from bot.services.moderation.policy import DEFAULT_POLICY
 from storage.db import Database, default_sqlite_url
 from storage.repo import guilds as repo_guilds
+from tests.fakes import hostile_images as hostile
 from tests.fakes import images as corpus
 from tests.fakes.patterns import png_bytes
 
@@ -47,7 +48,7 @@ def test_table_for_folders_and_files(photos: Path, capsys: pytest.CaptureFixture
     assert " safe " in lines["cat.png"] and " safe " in lines["rocket.jpg"]
     assert "This file is text, not an image." in lines["renamed.jpg"]
     assert "file not found" in lines["missing.png"]
-    assert "4 image(s), 0 flagged" in out
+    assert "4 image(s), 0 flagged, 2 not checked" in out
 
 
 def test_json_with_a_policy_that_flags_everything(photos: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -62,6 +63,37 @@ def test_json_with_a_policy_that_flags_everything(photos: Path, capsys: pytest.C
     assert result["category"] == "sexual_explicit"
     assert set(result["scores"]) >= {"sexual_explicit", "suggestive"}
     assert len(result["phash"]) == 16 and result["width"] == 451
+
+
+def test_edited_photos_are_flagged_like_the_originals_and_damaged_ones_not_passed(
+    photos: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bypass: a JPEG without its end marker and a PNG with a 1 KB zTXt inflating past 1 MB were
+    "unreadable"; a PNG cut short, which browsers still show in part, is reported as not checked."""
+    rocket, cat = (photos / "nested/rocket.jpg").read_bytes(), (photos / "cat.png").read_bytes()
+    edited = photos / "edited"
+    edited.mkdir()
+    files = {
+        "no_end.jpg": hostile.jpeg_without_eoi(rocket),
+        "text_bomb.png": hostile.png_ztxt_bomb(cat),
+        "cut.png": hostile.png_cut_in_image_data(cat),
+    }
+    for name, data in files.items():
+        (edited / name).write_bytes(data)
+    policy = json.dumps(_FLAG_EVERYTHING)
+    code = main(["scan", "--policy", policy, str(edited)])
+    out = capsys.readouterr().out
+    assert code == 1
+    lines = {line.split()[0].rsplit("/", 1)[-1]: line for line in out.splitlines() if "/" in line}
+    assert " review:alert " in lines["no_end.jpg"] and " review:alert " in lines["text_bomb.png"]
+    assert " unreadable " in lines["cut.png"] and " safe " not in lines["cut.png"]
+    assert "People may still see it: moderation alerts the moderators." in lines["cut.png"]
+    assert "3 image(s), 2 flagged, 1 not checked" in out
+
+    code, document, _ = _scan_json(capsys, "--policy", policy, str(edited / "cut.png"))
+    (result,) = document["results"]
+    assert (result["status"], result["problem_code"], result["format"]) == ("unreadable", "corrupt", "PNG")
+    assert result["may_be_shown"] is True and result["flagged"] is False
 
 
 def test_bad_policy_is_refused_before_loading_anything(

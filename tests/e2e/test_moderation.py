@@ -253,7 +253,7 @@ async def test_no_mod_channel_and_unreadable_files_never_crash(lumi: LumiHarness
 async def test_image_too_large_to_check_is_alerted_then_held(lumi: LumiHarness) -> None:
     server = lumi.server
     reply = await setup_moderation(lumi, mod_channel="mod-log")
-    assert "images too large to check: alert the moderators" in reply
+    assert "images Lumi cannot check (too large or unreadable): alert the moderators" in reply
     huge = corpus.real_bilevel_png(10_000, 5_000)  # a few kilobytes; Discord shows it, Lumi cannot decode it
     since_messages = len(server.created_messages)
     post = await server.post_message("photos", "alice", attachments=[("huge.png", huge)])
@@ -272,8 +272,8 @@ async def test_image_too_large_to_check_is_alerted_then_held(lumi: LumiHarness) 
 
     reply = await setup_moderation(lumi, unchecked_action="hold")
     assert (
-        "images too large to check: hold the post for review (alert only when over the download limit)"
-        in reply
+        "images Lumi cannot check (too large or unreadable): hold the post for review (alert only when "
+        "over the download limit)" in reply
     )
     since_messages = len(server.created_messages)
     again = await server.post_message("photos", "alice", attachments=[("huge.png", huge)])
@@ -285,6 +285,38 @@ async def test_image_too_large_to_check_is_alerted_then_held(lumi: LumiHarness) 
     assert buttons(alert)["restore"]["disabled"] is False
     case = await case_number(lumi, 2)
     assert (case.status, case.action) == (CaseStatus.OPEN, CaseAction.HELD) and case.evidence_key
+
+
+async def test_edited_photos_are_flagged_and_damaged_images_alerted(lumi: LumiHarness) -> None:
+    """A JPEG without its end marker is shown by every client: before, Lumi called it damaged and only
+    logged it. Images Lumi cannot decode that Discord may show go to the moderators: a PNG cut short
+    (its bytes start like an image) and a TIFF cut short (Discord's metadata gives it a size)."""
+    server = lumi.server
+    await setup_moderation(lumi, mod_channel="mod-log", review_threshold=0.0)
+    since_messages = len(server.created_messages)
+    await server.post_message("photos", "alice", attachments=[("rocket.jpg", photo("rocket")[:-2])])
+    alert = await wait_for_alert(lumi, since_messages, "Case #1")
+    assert "sexual_explicit" in message_text(alert)
+
+    cut_png = corpus.encode(corpus.gradient(400, 300), "PNG")[:500]
+    tiff = corpus.encode(corpus.gradient(400, 300), "TIFF")
+    for number, (name, data, reason) in enumerate(
+        [
+            ("cut.png", cut_png, "PNG image Lumi could not read (damaged or incomplete, 400×300 px)"),
+            (
+                "cut.tiff",
+                tiff[: len(tiff) // 2],
+                "image Lumi could not read (damaged or incomplete, 400×300 px)",
+            ),
+        ],
+        start=2,
+    ):
+        since_messages = len(server.created_messages)
+        post = await server.post_message("photos", "alice", attachments=[(name, data)])
+        alert = await wait_for_alert(lumi, since_messages, f"Case #{number}")
+        text = message_text(alert)
+        assert f"{reason}; please look at it" in text, text
+        assert "alert only (post still up)" in text and post["id"] in text
 
 
 async def test_image_too_large_to_download_is_alerted_and_later_posts_still_checked(

@@ -79,6 +79,13 @@ def png_declaring(
     return b"\x89PNG\r\n\x1a\n" + body + _png_chunk(b"IEND", b"")
 
 
+def png_of_empty_chunks(count: int) -> bytes:
+    """A small valid PNG with ``count`` empty text chunks before its image data (12 bytes each)."""
+    data = encode(gradient(), "PNG")
+    first_idat = data.index(b"IDAT") - 4
+    return data[:first_idat] + _png_chunk(b"tEXt", b"") * count + data[first_idat:]
+
+
 def real_bilevel_png(width: int, height: int) -> bytes:
     """A complete, valid 1-bit PNG of the given size: all white, compressed row by row (tiny file)."""
     row = b"\x00" + b"\xff" * ((width + 7) // 8)

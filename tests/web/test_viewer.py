@@ -1,7 +1,7 @@
 """The 3D job's web side: JSON, Server-Sent Events, and the viewer page rendered by headless Chromium.
 
-The browser test needs Debian's `chromium` (`make test` installs it when run as root); without it the
-test is skipped, unless LUMI_REQUIRE_BROWSER=1 makes that a failure.
+The browser test needs Debian's `chromium` (see `tests/fakes/browser.py`); without it the test is
+skipped, unless LUMI_REQUIRE_BROWSER=1 makes that a failure.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import shutil
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -27,34 +25,8 @@ from bot.web.generate3d import viewer_assets_installed
 from storage.blobs import LocalBlobStore
 from storage.models import utcnow
 from tests.conftest import make_settings
+from tests.fakes.browser import chromium, run_browser
 from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
-
-BROWSER_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # WebGL without a GPU: ANGLE's software renderer.
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-    "--window-size=900,700",
-    "--virtual-time-budget=15000",
-)
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path is not None:
-            return path
-    reason = "no chromium binary on PATH (apt-get install chromium; `make test` does it as root)"
-    if os.environ.get("LUMI_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"LUMI_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 class DeletesFailOnce(LocalBlobStore):
@@ -200,37 +172,17 @@ async def test_a_blob_whose_deletion_failed_answers_410_and_goes_next_round(site
             assert response.status == 410
 
 
-async def _run_browser(*args: str, profile: Path) -> bytes:
-    process = await asyncio.create_subprocess_exec(
-        chromium(),
-        *BROWSER_FLAGS,
-        f"--user-data-dir={profile}",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(90):
-            stdout, stderr = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode == 0, stderr.decode(errors="replace")[-2000:]
-    return stdout
-
-
 async def test_viewer_renders_the_model_in_headless_chromium(site: Site, tmp_path: Path) -> None:
     chromium()
     assert viewer_assets_installed(), "three.js is missing: run `make install` (npm ci in bot/web/static)"
     job_id = await site.finished_job()
     url = f"{site.server.url}/view/{job_id}"
 
-    dom = (await _run_browser("--dump-dom", url, profile=tmp_path / "profile-dom")).decode()
+    dom = (await run_browser("--dump-dom", url, profile=tmp_path / "profile-dom")).decode()
     assert 'data-viewer-state="loaded"' in dom, dom[:2000]
 
     shot = tmp_path / "viewer.png"
-    await _run_browser(f"--screenshot={shot}", url, profile=tmp_path / "profile-shot")
+    await run_browser(f"--screenshot={shot}", url, profile=tmp_path / "profile-shot")
     with Image.open(io.BytesIO(shot.read_bytes())) as image:
         pixels = image.convert("RGB")
     # The canvas sits left of the downloads panel; sample its middle, where the framed model is.

@@ -102,6 +102,7 @@ class Verdict:
     # Why the image was not checked, in words safe to show (status UNREADABLE or ERROR).
     problem: str | None = None
     problem_code: str | None = None
+    # The decoded format; for an image Lumi could not decode, the format its first bytes announce.
     image_format: str | None = None
     width: int = 0
     height: int = 0
@@ -120,6 +121,14 @@ class Verdict:
     def too_large_to_check(self) -> bool:
         """Not checked only because of its size: a real image, which Discord may well show to everyone."""
         return self.status is CheckStatus.UNREADABLE and self.problem_code in SIZE_REASON_CODES
+
+    @property
+    def may_be_shown(self) -> bool:
+        """Not checked, yet people may well see it: too large to check, or damaged (or in a format Lumi
+        cannot decode) while its first bytes announce an image, which a viewer may still show in part."""
+        return self.status is CheckStatus.UNREADABLE and (
+            self.too_large_to_check or self.image_format is not None
+        )
 
     @property
     def summary(self) -> str:
@@ -146,6 +155,7 @@ class Verdict:
             "width": self.width,
             "height": self.height,
             "frames_checked": self.frames_checked,
+            "may_be_shown": self.may_be_shown,
             "elapsed_ms": round(self.elapsed_ms, 1),
             "matched_case_id": self.decision.matched_case_id,
         }
@@ -201,6 +211,7 @@ class ImageChecker:
                 decision=_SAFE,
                 problem=rejected.message,
                 problem_code=rejected.reason_code,
+                image_format=rejected.image_format,
                 width=width,
                 height=height,
                 elapsed_ms=_ms_since(started),

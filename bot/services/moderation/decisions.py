@@ -2,7 +2,8 @@
 
 NudeNet boxes, the open_nsfw probability and extra detectors' scores become one score per category
 (`category_scores`); `decide` compares them with the guild's thresholds. Re-posts of confirmed images
-and images too large to check get their decisions here too. Pure functions.
+and images Lumi could not check (too large, or unreadable yet shown by Discord) get their decisions
+here too. Pure functions.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "Decision",
     "Level",
     "category_scores",
+    "could_not_read",
     "decide",
     "repeat_decision",
     "too_large_to_check",
@@ -59,6 +61,13 @@ SUGGESTIVE_LABELS: Final = frozenset(
 # open_nsfw is a single "how pornographic" probability. It feeds both categories; the suggestive
 # category's lower thresholds make its lower band count there.
 _OPEN_NSFW_CATEGORIES: Final = ("sexual_explicit", "suggestive")
+# Why an image Discord may show could not be read, by the reason code of its rejection.
+_UNREADABLE_WORDS: Final = {
+    "corrupt": "damaged or incomplete",
+    "unsupported_format": "a format Lumi cannot decode",
+    "empty": "the download was empty",
+}
+_NOT_HELD: Final = "not held: Lumi has no copy of an image it did not download, so the post stays up"
 # OpenAI omni-moderation names -> Lumi categories.
 _EXTRA_NAMES: Final = {
     "sexual": "sexual_explicit",
@@ -178,24 +187,41 @@ def repeat_decision(policy: Policy, *, category: str | None, case_id: int | None
     )
 
 
-def unchecked_decision(policy: Policy, *, subject: str, size: tuple[int, int] | None) -> Decision | None:
-    """What the policy does with a post whose ``subject`` ("image", "animation") was too large to check.
+def unchecked_decision(policy: Policy, *, unchecked: str, can_hold: bool = True) -> Decision | None:
+    """What the policy does with a post whose images named by ``unchecked`` (e.g. "image too large for
+    Lumi to check (10000×5000 px)") Lumi could not check; None when the guild only wants it logged.
 
-    None when the guild only wants it logged.
+    ``can_hold`` False: Lumi has no copy of some of them (it did not download them), so holding, which
+    deletes the post to restore it later from a copy, could not be undone; such a post is alerted, and
+    the alert says why.
     """
     if policy.unchecked_action is Action.NONE:
         return None
-    return Decision(
-        level=Level.REVIEW,
-        action=policy.unchecked_action,
-        reason=f"{too_large_to_check(subject, size)}; please look at it",
-    )
+    reason = f"{unchecked}; please look at it"
+    action = policy.unchecked_action
+    if action is Action.HOLD and not can_hold:
+        action = Action.ALERT
+        reason = f"{reason} ({_NOT_HELD})"
+    return Decision(level=Level.REVIEW, action=action, reason=reason)
 
 
 def too_large_to_check(subject: str, size: tuple[int, int] | None) -> str:
     """ "image too large for Lumi to check (10000×5000 px)": the size is left out when unknown."""
-    shown = f" ({size[0]}×{size[1]} px)" if size and size[0] > 0 and size[1] > 0 else ""
-    return f"{subject} too large for Lumi to check{shown}"
+    shown = _shown_size(size)
+    return f"{subject} too large for Lumi to check{f' ({shown})' if shown else ''}"
+
+
+def could_not_read(image_format: str | None, problem_code: str | None, size: tuple[int, int] | None) -> str:
+    """ "PNG image Lumi could not read (damaged or incomplete)": an image Discord may show although Lumi
+    could not decode it; the format is the one its first bytes announce, the size Discord's own."""
+    subject = f"{image_format} image" if image_format else "image"
+    why = _UNREADABLE_WORDS.get(problem_code or "", "not a format Lumi recognises")
+    shown = _shown_size(size)
+    return f"{subject} Lumi could not read ({why}{', ' + shown if shown else ''})"
+
+
+def _shown_size(size: tuple[int, int] | None) -> str:
+    return f"{size[0]}×{size[1]} px" if size and size[0] > 0 and size[1] > 0 else ""
 
 
 def _level_for(category: str, score: float, rule: CategoryRule, order: int) -> _Candidate | None:

@@ -74,7 +74,8 @@ class Policy:
     repeat_matching: bool = True
     # Hamming distance between 64-bit perceptual hashes; re-encodes and resizes of a photo stay within ~4.
     repeat_max_distance: int = 6
-    # A post with an image too large to check (Discord still shows it to everyone).
+    # A post with an image Lumi could not check although Discord still shows it to everyone: too large
+    # to decode or download, past the per-post limit, or unreadable to Lumi (damaged, unknown format).
     unchecked_action: Action = Action.ALERT
 
     def with_thresholds(self, category: str, *, review: float | None, act: float | None) -> Policy:
@@ -116,5 +117,5 @@ def describe_policy(policy: Policy) -> list[str]:
     repeat = f"on (distance ≤ {policy.repeat_max_distance})" if policy.repeat_matching else "off"
     lines.append(f"repeat matching: {repeat}; NSFW channels exempt: {policy.exempt_nsfw_channels}")
     unchecked = _UNCHECKED_WORDS.get(policy.unchecked_action, policy.unchecked_action.value)
-    lines.append(f"images too large to check: {unchecked}")
+    lines.append(f"images Lumi cannot check (too large or unreadable): {unchecked}")
     return lines

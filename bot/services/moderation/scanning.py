@@ -31,12 +31,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PostOutcome:
-    """A flagged post (or one with an image too large to check): its case and what to do now."""
+    """A flagged post (or one with an image Lumi could not check): its case and what to do now."""
 
     case: ModerationCase
     decision: Decision
     verdicts: list[tuple[FetchedImage, Verdict]]
-    # The image the case is about: the worst flagged one, else the one too large to check; None when
+    # The image the case is about: the worst flagged one, else the one Lumi could not check; None when
     # the case is about an image Lumi refused to download (no bytes: no preview, no copy to restore).
     flagged_image: FetchedImage | None
     remove_post: bool
@@ -79,9 +79,9 @@ class PostScanner:
         config: GuildModeration,
         refused: Sequence[RefusedDownload] = (),
     ) -> PostOutcome | None:
-        """Check every image of a post; record a case when one is flagged, or else when one was too large
-        to check (``refused``: not downloaded, too large or past the per-post image limit) and the guild's
-        ``unchecked_action`` asks for it.
+        """Check every image of a post; record a case when one is flagged, or else when Discord may show
+        one that Lumi could not check (too large or unreadable; ``refused``: not downloaded, too large or
+        past the per-post image limit) and the guild's ``unchecked_action`` asks for it.
         None when there is no case."""
         if not images and not refused:
             return None
@@ -104,7 +104,7 @@ class PostScanner:
         worst = _worst(pairs)
         digests = await image_digests([image.data for image in images])
         by_digest = dict(zip(digests, verdicts, strict=True))
-        # An image too large to check does not make the post "flagged"; its verdict, not checked, still
+        # An image Lumi could not check does not make the post "flagged"; its verdict, not checked, still
         # keeps readers such as photo comments away from it.
         self.post_verdicts.publish(post.message_id, PostVerdict(flagged=worst is not None, images=by_digest))
         case_about = worst or unchecked_case(pairs, refused, config.policy)

@@ -1,29 +1,27 @@
-"""Posts with an image Lumi could not check because of its size or number, and what the guild's policy
+"""Posts with an image Lumi could not check although Discord may show it, and what the guild's policy
 does then.
 
-An image ends up unchecked in three ways: Lumi downloaded it but it is too large to decode (pixels,
-frames); Lumi never downloaded it because the file is over the download limit
-(`MODERATION_MAX_IMAGE_MB`; boosted servers accept bigger uploads); or the post carries more images
-than Lumi checks per post (`MODERATION_MAX_IMAGES_PER_MESSAGE`; attachments plus image links and
-embeds). Discord shows all of them to everyone, so none may pass silently: the guild's
-``unchecked_action`` decides, and one post gives at most one case.
+An image ends up unchecked in four ways: Lumi downloaded it but it is too large to decode (pixels,
+frames); Lumi downloaded it but cannot decode it while Discord may still show it (it is damaged, or in
+a format Lumi cannot decode, and its first bytes announce an image, or Discord's attachment metadata
+gives it an image type and a size); Lumi never downloaded it because the file is over the download
+limit (`MODERATION_MAX_IMAGE_MB`; boosted servers accept bigger uploads); or the post carries more
+images than Lumi checks per post (`MODERATION_MAX_IMAGES_PER_MESSAGE`; attachments plus image links
+and embeds). Discord shows all of them, so none may pass silently: the guild's ``unchecked_action``
+decides, and one post gives at most one case.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Final
 
 from bot.services.image_fetch import FetchedImage, FetchError, megabytes
 from bot.services.moderation.checker import CheckStatus, Verdict
-from bot.services.moderation.decisions import Decision, Level, too_large_to_check, unchecked_decision
-from bot.services.moderation.policy import Action, Policy
+from bot.services.moderation.decisions import could_not_read, too_large_to_check, unchecked_decision
+from bot.services.moderation.policy import Policy
 
-__all__ = ["RefusedDownload", "images_past_limit", "refused_downloads", "unchecked_case"]
-
-_PLEASE_LOOK: Final = "please look at it"
-_NOT_HELD: Final = "not held: Lumi has no copy of an image it did not download, so the post stays up"
+__all__ = ["RefusedDownload", "images_past_limit", "may_be_shown", "refused_downloads", "unchecked_case"]
 
 
 @dataclass(frozen=True)
@@ -73,30 +71,40 @@ def refused_downloads(failures: Iterable[tuple[str, FetchError]]) -> list[Refuse
     ]
 
 
+def may_be_shown(image: FetchedImage, verdict: Verdict) -> bool:
+    """Whether Discord may show an image Lumi did not check: the verdict says so (too large to check,
+    or damaged while its bytes start like an image), or Discord's metadata calls it an image of a size."""
+    return verdict.may_be_shown or (verdict.status is CheckStatus.UNREADABLE and image.declared_image)
+
+
 def unchecked_case(
     pairs: Sequence[tuple[FetchedImage, Verdict]], refused: Sequence[RefusedDownload], policy: Policy
 ) -> tuple[FetchedImage | None, Verdict] | None:
     """The image a case about unchecked images is about (None: it was never downloaded), with the
     verdict carrying the guild's decision; None when there is no such image or the guild only logs it.
 
-    Only size and number count: Discord shows a huge but valid image, or a post's eleventh image, to
-    everyone, so moderators must hear of it, while a corrupt file or a non-image cannot be shown either
-    and stays "not checked", logged only.
-    Several such images in one post give one case: about the first too large to decode (it has bytes
-    for the preview), its reason naming the downloads Lumi refused as well.
+    Only images Discord may show count (``may_be_shown``, refused downloads): a file that neither
+    starts like an image nor is one to Discord cannot be shown either, and stays "not checked", logged
+    only. Several such images in one post give one case, about an image Lumi has the bytes of (for the
+    preview and a held copy): the first too large to decode, else the first it could not read. Its
+    reason names the others too.
     """
-    too_large = next(((image, verdict) for image, verdict in pairs if verdict.too_large_to_check), None)
-    if not refused:
-        if too_large is None:
-            return None
-        image, verdict = too_large
-        decision = unchecked_decision(policy, subject=_subject(verdict), size=(verdict.width, verdict.height))
-        return None if decision is None else (image, replace(verdict, decision=decision))
-    decision = _refused_decision(policy, refused, too_large[1] if too_large else None)
+    unchecked = [(image, verdict) for image, verdict in pairs if may_be_shown(image, verdict)]
+    if not unchecked and not refused:
+        return None
+    about = next(
+        (pair for pair in unchecked if pair[1].too_large_to_check), unchecked[0] if unchecked else None
+    )
+    parts = [] if about is None else [_describe(*about)]
+    if len(unchecked) > 1:
+        others = len(unchecked) - 1
+        parts.append(f"{others} other image{'' if others == 1 else 's'} Lumi could not check")
+    parts += [download.describe() for download in refused]
+    decision = unchecked_decision(policy, unchecked=" and ".join(parts), can_hold=not refused)
     if decision is None:
         return None
-    if too_large is not None:
-        return too_large[0], replace(too_large[1], decision=decision)
+    if about is not None:
+        return about[0], replace(about[1], decision=decision)
     return None, Verdict(
         status=CheckStatus.UNREADABLE,
         decision=decision,
@@ -105,21 +113,8 @@ def unchecked_case(
     )
 
 
-def _refused_decision(
-    policy: Policy, refused: Sequence[RefusedDownload], too_large: Verdict | None
-) -> Decision | None:
-    """Always an alert, even where the guild holds: holding deletes the post to restore it later from a
-    copy, and Lumi has no copy of an image it did not download; the alert says so."""
-    if policy.unchecked_action is Action.NONE:
-        return None
-    parts = [download.describe() for download in refused]
-    if too_large is not None:
-        parts.insert(0, too_large_to_check(_subject(too_large), (too_large.width, too_large.height)))
-    reason = f"{' and '.join(parts)}; {_PLEASE_LOOK}"
-    if policy.unchecked_action is Action.HOLD:
-        reason = f"{reason} ({_NOT_HELD})"
-    return Decision(level=Level.REVIEW, action=Action.ALERT, reason=reason)
-
-
-def _subject(verdict: Verdict) -> str:
-    return "animation" if verdict.problem_code == "animation_too_large" else "image"
+def _describe(image: FetchedImage, verdict: Verdict) -> str:
+    if verdict.too_large_to_check:
+        subject = "animation" if verdict.problem_code == "animation_too_large" else "image"
+        return too_large_to_check(subject, (verdict.width, verdict.height))
+    return could_not_read(verdict.image_format, verdict.problem_code, image.declared_dimensions)

@@ -21,8 +21,9 @@ from tests.fakes.images import PHOTO_NAMES, photo_bytes
 # The hostile corpus: (name, builder, expected reason code). Builders run inside the timed test.
 REJECTED: list[tuple[str, Callable[[], bytes], str]] = [
     ("zero_bytes", lambda: b"", "empty"),
-    ("truncated_png", lambda: fake.encode(fake.gradient(400, 300), "PNG")[:500], "corrupt"),
-    ("truncated_jpeg", lambda: fake.encode(fake.gradient(400, 300), "JPEG")[:700], "corrupt"),
+    ("png_cut_in_image_data", lambda: fake.encode(fake.gradient(400, 300), "PNG")[:500], "corrupt"),
+    ("jpeg_cut_in_its_header", lambda: fake.encode(fake.gradient(400, 300), "JPEG")[:300], "corrupt"),
+    ("png_with_a_million_empty_chunks", lambda: fake.png_of_empty_chunks(2_000_000), "corrupt"),
     ("text_named_jpg", lambda: fake.PLAIN_TEXT, "not_an_image"),
     ("html", lambda: fake.HTML_TEXT, "not_an_image"),
     ("svg", lambda: fake.SVG_TEXT, "vector_image"),
@@ -129,6 +130,34 @@ def test_corrupt_files_are_not_counted_as_too_large() -> None:
     with pytest.raises(ImageRejected) as caught:
         decode_image(fake.encode(fake.gradient(400, 300), "PNG")[:500])
     assert not caught.value.too_large_to_check
+
+
+@pytest.mark.parametrize(
+    ("data", "image_format"),
+    [
+        (fake.encode(fake.gradient(400, 300), "PNG")[:500], "PNG"),
+        (fake.encode(fake.gradient(400, 300), "JPEG")[:300], "JPEG"),
+        (fake.encode(fake.gradient(), "GIF")[:100], "GIF"),
+        (b"RIFF\x00\x01\x00\x00WEBPVP8 " + bytes(64), "WEBP"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIF"),
+        (fake.PLAIN_TEXT, None),
+        (b"BMW and other words that start like a bitmap", None),
+        (bytes(range(256)) * 8, None),
+    ],
+    ids=["png", "jpeg", "gif", "webp", "heic", "text", "text_starting_with_bm", "random_bytes"],
+)
+def test_a_rejection_names_the_image_format_the_bytes_start_like(
+    data: bytes, image_format: str | None
+) -> None:
+    """A viewer may show part of a damaged file that starts like an image; moderation must know."""
+    if image_format == "HEIF" and heif_supported():
+        pytest.skip("pillow-heif is installed, so HEIC is decoded instead of rejected")
+    with pytest.raises(ImageRejected) as caught:
+        decode_image(data)
+    assert caught.value.image_format == image_format
+    assert caught.value.may_be_shown is (image_format is not None)
+    if image_format in ("PNG", "JPEG", "GIF", "WEBP"):
+        assert caught.value.reason_code == "corrupt"
 
 
 def test_byte_cap_is_checked_before_anything_else() -> None:

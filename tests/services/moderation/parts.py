@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from bot.services.image_fetch import FetchedImage
@@ -16,6 +17,13 @@ from storage.db import Database
 
 def fetched(name: str, data: bytes) -> FetchedImage:
     return FetchedImage(url=f"https://cdn.discordapp.com/attachments/1/2/{name}", filename=name, data=data)
+
+
+def declared(
+    name: str, data: bytes, content_type: str | None, dimensions: tuple[int, int] | None
+) -> FetchedImage:
+    """An attachment as downloaded, with the content type and size Discord's metadata gave it."""
+    return replace(fetched(name, data), declared_type=content_type, declared_dimensions=dimensions)
 
 
 @asynccontextmanager

@@ -1,6 +1,7 @@
 """The moderation service's image checks with the real models and a real SQLite database: package photos
-come out safe, hostile files get clear outcomes, a missing model file is reported, and the OpenAI second
-opinion adds scores without ever blocking."""
+come out safe, hostile files get clear outcomes, photos edited so that only viewers still show them are
+checked like the originals, a missing model file is reported, and the OpenAI second opinion adds scores
+without ever blocking."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import asyncio
 import time
 from pathlib import Path
 
-from bot.services.moderation.checker import CheckStatus, ImageChecker
+import pytest
+
+from bot.services.moderation.checker import CheckStatus, ImageChecker, Verdict
 from bot.services.moderation.decisions import Level
 from bot.services.moderation.openai_detector import OpenAIImageDetector
+from bot.services.moderation.policy_json import parse_policy
 from inference.moderation import NUDENET, OPEN_NSFW
 from inference.registry import ModelRegistry
 from inference.remote.moderation_api import OpenAIModerationClient
@@ -18,6 +22,7 @@ from inference.runners.nudenet import NudeNetRunner
 from inference.runners.open_nsfw import OpenNsfwRunner
 from storage.db import Database
 from storage.models import CaseAction
+from tests.fakes import hostile_images as hostile
 from tests.fakes import images as corpus
 from tests.fakes.openai_server import FakeOpenAI
 from tests.services.moderation.parts import fetched, moderation
@@ -59,6 +64,18 @@ HOSTILE: list[tuple[str, bytes, CheckStatus, str | None]] = [
     ("20000x20000", corpus.real_bilevel_png(20_000, 20_000), CheckStatus.UNREADABLE, "too_many_pixels"),
     ("SVG", corpus.SVG_TEXT, CheckStatus.UNREADABLE, "vector_image"),
     ("300-frame GIF", corpus.animated_gif(300), CheckStatus.CHECKED, None),
+    (
+        "JPEG without its end",
+        hostile.jpeg_without_eoi(corpus.encode(corpus.gradient(), "JPEG")),
+        CheckStatus.CHECKED,
+        None,
+    ),
+    (
+        "PNG with a zTXt bomb",
+        hostile.png_ztxt_bomb(corpus.encode(corpus.gradient(), "PNG")),
+        CheckStatus.CHECKED,
+        None,
+    ),
     ("CMYK JPEG", corpus.cmyk_jpeg(), CheckStatus.CHECKED, None),
     ("16-bit PNG", corpus.png_16bit_grey(), CheckStatus.CHECKED, None),
 ]
@@ -78,17 +95,52 @@ async def test_hostile_files_get_clear_outcomes(sqlite_database: Database, tmp_p
                 assert verdict.problem and verdict.problem.endswith("."), name
                 assert verdict.summary.startswith("not checked: "), name
         assert 3 <= verdicts[7].frames_checked <= 8  # sampled, not all 300
+        # The truncated PNG and JPEG start like images: a viewer may show part of them.
+        assert [v.image_format for v in verdicts[1:3]] == ["PNG", "JPEG"]
+        assert [v.may_be_shown for v in verdicts[:4]] == [False, True, True, False]
         # The same files as one message: nothing is flagged and nothing raises. The decompression bomb
-        # is an image too large to check, so the moderators are alerted (Pillow refused it before its
-        # size was read, so none is given).
+        # is an image too large to check, so the moderators are alerted about it (Pillow refused it
+        # before its size was read, so none is given), and about the other images Discord may show.
         files = [fetched(f"file{i}.jpg", data) for i, (_, data, _, _) in enumerate(HOSTILE)]
         config = await service.guild_config(GUILD)
         outcome = await service.moderate_post(post(), files, config=config)
         assert outcome is not None and outcome.flagged_image is files[4]
-        assert outcome.case.reason == "image too large for Lumi to check; please look at it"
+        assert outcome.case.reason == (
+            "image too large for Lumi to check and 3 other images Lumi could not check; please look at it"
+        )
         assert outcome.case.action is CaseAction.ALERTED
         assert len(await service.list_cases(GUILD)) == 1
         assert time.monotonic() - started < 60
+
+
+# A review threshold of 0 flags any image it checks as sexual_explicit: the photos stand in for one.
+FLAG_EVERY_IMAGE = parse_policy({"categories": {"sexual_explicit": {"review": 0}}})
+
+
+async def test_edited_photos_that_viewers_show_are_flagged_like_the_originals(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    """The bypass: edits anyone can make (a JPEG without its end, a PNG text bomb, ...) made Lumi call
+    the photo damaged, and a damaged image was only logged."""
+    edits = hostile.SHOWN
+    files = [(edit.build(), hostile.original_of(edit)) for edit in edits]
+    if any(edited is None or original is None for edited, original in files):
+        pytest.skip("the packages that ship the corpus photos are not installed")
+    async with moderation(sqlite_database, tmp_path) as service:
+
+        async def check(data: bytes | None) -> Verdict:
+            assert data is not None
+            return await service.check_image(data, guild_policy=FLAG_EVERY_IMAGE)
+
+        verdicts = await asyncio.gather(*(check(edited) for edited, _ in files))
+        originals = await asyncio.gather(*(check(original) for _, original in files))
+    for edit, verdict, original in zip(edits, verdicts, originals, strict=True):
+        assert verdict.status is CheckStatus.CHECKED, (edit.name, verdict.problem)
+        assert verdict.flagged and verdict.decision.category == "sexual_explicit", edit.name
+        assert original.flagged and verdict.decision.action is original.decision.action, edit.name
+        if edit.keeps_pixels:
+            # The same pixels: the same scores and hash, so any threshold flags both or neither.
+            assert (verdict.scores, verdict.phash) == (original.scores, original.phash), edit.name
 
 
 async def test_missing_model_file_is_reported_not_raised(sqlite_database: Database, tmp_path: Path) -> None:

@@ -5,8 +5,10 @@ import pytest
 from bot.services.moderation.decisions import (
     Level,
     category_scores,
+    could_not_read,
     decide,
     repeat_decision,
+    too_large_to_check,
     unchecked_decision,
 )
 from bot.services.moderation.policy import DEFAULT_POLICY, Action, describe_policy
@@ -116,19 +118,34 @@ def test_repeat_decision_uses_the_auto_action() -> None:
 
 
 def test_images_too_large_to_check_are_alerted_unless_the_guild_says_otherwise() -> None:
-    decision = unchecked_decision(DEFAULT_POLICY, subject="image", size=(10_000, 5_000))
+    too_large = too_large_to_check("image", (10_000, 5_000))
+    decision = unchecked_decision(DEFAULT_POLICY, unchecked=too_large)
     assert decision is not None
     assert (decision.level, decision.action) == (Level.REVIEW, Action.ALERT)
     assert decision.reason == "image too large for Lumi to check (10000×5000 px); please look at it"
     held = parse_policy({"unchecked_action": "hold"})
     assert policy_to_json(held) == {"unchecked_action": "hold"}
-    unknown_size = unchecked_decision(held, subject="animation", size=(0, 0))
+    unknown_size = unchecked_decision(held, unchecked=too_large_to_check("animation", (0, 0)))
     assert unknown_size is not None and unknown_size.action is Action.HOLD
     assert unknown_size.reason == "animation too large for Lumi to check; please look at it"
-    assert unchecked_decision(parse_policy({"unchecked_action": "none"}), subject="image", size=None) is None
+    # Without a copy of every image (some were never downloaded), holding could not be undone.
+    not_held = unchecked_decision(held, unchecked=too_large, can_hold=False)
+    assert not_held is not None and not_held.action is Action.ALERT
+    assert not_held.reason.startswith(f"{too_large}; please look at it (not held: Lumi has no copy")
+    assert unchecked_decision(parse_policy({"unchecked_action": "none"}), unchecked=too_large) is None
     assert (
-        "images too large to check: hold the post for review (alert only when over the download limit)"
-        in describe_policy(held)
+        "images Lumi cannot check (too large or unreadable): hold the post for review (alert only when "
+        "over the download limit)"
+    ) in describe_policy(held)
+
+
+def test_images_lumi_could_not_read_are_named_by_format_and_reason() -> None:
+    assert could_not_read("PNG", "corrupt", None) == "PNG image Lumi could not read (damaged or incomplete)"
+    assert could_not_read("HEIF", "unsupported_format", (4032, 3024)) == (
+        "HEIF image Lumi could not read (a format Lumi cannot decode, 4032×3024 px)"
+    )
+    assert could_not_read(None, "not_an_image", (800, 600)) == (
+        "image Lumi could not read (not a format Lumi recognises, 800×600 px)"
     )
 
 
