@@ -194,12 +194,9 @@ class AssetSaver:
             return
         async with self.database.session() as session:
             for filename, info in stored:
-                await repo_assets.add_asset(
+                await repo_assets.record_blob(
                     session=session,
-                    key=info.key,
-                    content_type=info.content_type,
-                    size=info.size,
-                    sha256=info.sha256,
+                    blob=info,
                     filename=filename,
                     owner_kind=AssetOwner.JOB.value,
                     owner_id=job.id,

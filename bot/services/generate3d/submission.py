@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any, Unpack
 
 from bot.errors import UserFacingError
-from bot.services.generate3d.job_rows import count_active, require_job
+from bot.services.generate3d.job_rows import require_job
 from bot.services.generate3d.prompts import STYLES, PromptChecker, PromptVerdict
 from bot.services.generate3d.shapes import (
     GenerationConfig,
@@ -87,7 +87,7 @@ class JobSubmission:
                     user_limit = settings.generation_daily_user_limit
                 if settings.generation_daily_guild_limit is not None:
                     guild_limit = settings.generation_daily_guild_limit
-            active = await count_active(session, user_id=request.user_id)
+            active = await repo_jobs.count_active_jobs(session=session, user_id=request.user_id)
             if active >= config.user_concurrent_limit:
                 raise QuotaExceeded(
                     f"You already have {active} 3D job(s) running (limit {config.user_concurrent_limit}). "
