@@ -3,13 +3,14 @@ stored files and download links. No Discord here.
 
 GenerationService (service) admits and submits a request (submission), runs each job through its stages
 (runner, queue, meshy_tasks, events, progress), stores the files (assets, job_rows), and removes or
-expires them (removal, retention); shapes holds the data shapes, build wires it from the settings, and
-prompts/ holds the prompt check and enhancer.
+expires them (removal, retention); shapes holds the data shapes, config the feature's settings (built
+once from Settings by build, which wires the service), and prompts/ holds the prompt check and enhancer.
 """
 
 from __future__ import annotations
 
 from bot.services.generate3d.build import build_generation_service, prompt_checker, prompt_enhancer
+from bot.services.generate3d.config import GenerationConfig
 from bot.services.generate3d.progress import (
     STAGE_LABELS,
     EditThrottle,
@@ -29,7 +30,6 @@ from bot.services.generate3d.prompts import (
 from bot.services.generate3d.retention import GeneratedFileCleanup
 from bot.services.generate3d.service import (
     DEFAULT_FORMATS,
-    GenerationConfig,
     GenerationOptions,
     GenerationRequest,
     GenerationService,

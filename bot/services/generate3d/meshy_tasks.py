@@ -19,8 +19,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from bot.services.generate3d.config import GenerationConfig
 from bot.services.generate3d.queue import AccountQueue
-from bot.services.generate3d.shapes import GenerationConfig, GenerationOptions
+from bot.services.generate3d.shapes import GenerationOptions
 from inference.remote.meshy import (
     MeshyClient,
     MeshyConnectionError,

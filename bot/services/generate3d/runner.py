@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from bot.services.generate3d.assets import AssetSaver
+from bot.services.generate3d.config import GenerationConfig
 from bot.services.generate3d.events import JobEvents
 from bot.services.generate3d.job_rows import require_job, write_job
 from bot.services.generate3d.meshy_tasks import TaskCreator
@@ -24,7 +25,6 @@ from bot.services.generate3d.progress import overall_percent
 from bot.services.generate3d.prompts import PromptEnhancer
 from bot.services.generate3d.queue import AccountQueue, LocalSlots
 from bot.services.generate3d.shapes import (
-    GenerationConfig,
     GenerationOptions,
     JobGone,
     failure_message,

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from bot.services.generate3d.assets import job_of_key
+from bot.services.generate3d.config import GenerationConfig
 from bot.services.generate3d.events import JobEvents, Listener
 from bot.services.generate3d.job_rows import get_job, require_job
 from bot.services.generate3d.progress import JobSnapshot
@@ -36,7 +37,6 @@ from bot.services.generate3d.runner import JobRunner
 from bot.services.generate3d.shapes import (
     DEFAULT_FORMATS,
     GENERIC_FAILURE,
-    GenerationConfig,
     GenerationDisabled,
     GenerationOptions,
     GenerationRequest,

@@ -1,4 +1,5 @@
-"""The shapes of 3D generation: options, requests, settings, errors, results, and pure helpers."""
+"""The shapes of 3D generation: options, requests, errors, results, and pure helpers (the settings are
+`config.GenerationConfig`)."""
 
 from __future__ import annotations
 
@@ -86,28 +87,6 @@ class JobOrigin(TypedDict, total=False):
     application_id: int | None
     message_id: int | None
     enforce_quotas: bool
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    daily_user_limit: int = 10
-    daily_guild_limit: int = 100
-    user_concurrent_limit: int = 2
-    max_concurrent_jobs: int = 8
-    queue_retry_s: float = 15.0
-    poll_initial_s: float = 2.0
-    poll_max_s: float = 30.0
-    task_deadline_s: float = 3600.0
-    max_asset_bytes: int = 200 * 1024 * 1024
-    ai_model: str = "latest"
-    enable_pbr: bool = True
-    create_attempts: int = 3
-    create_backoff_s: float = 2.0
-    progress_save_interval_s: float = 2.0
-    download_concurrency: int = 4
-    use_stream: bool = True
-    # Days a finished job's files are kept; 0 keeps them forever.
-    keep_days: int = 30
 
 
 # ---------------------------------------------------------------------------------------------- errors

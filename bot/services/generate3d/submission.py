@@ -9,10 +9,10 @@ from datetime import timedelta
 from typing import Any, Unpack
 
 from bot.errors import UserFacingError
+from bot.services.generate3d.config import GenerationConfig
 from bot.services.generate3d.job_rows import require_job
 from bot.services.generate3d.prompts import STYLES, PromptChecker, PromptVerdict
 from bot.services.generate3d.shapes import (
-    GenerationConfig,
     GenerationOptions,
     GenerationRequest,
     JobOrigin,
