@@ -21,6 +21,7 @@ class Generate3D(Generate3DCommands, JobButtons, ProgressMessages):
     def __init__(self, bot: LumiBot) -> None:
         self.bot = bot
         self.service: GenerationService = bot.runtime.generation
+        self.moderation = bot.runtime.moderation
         # The feature's settings come with its service (built once in bot/services/generate3d/build.py).
         config = self.service.config
         self.token_ttl_s = config.interaction_ttl_s

@@ -131,13 +131,12 @@ class Generate3DCommands(Generate3DBase):
 
     async def _alert_moderators(self, alert: ModeratorAlert) -> None:
         if alert.mod_channel_id is None:
-            report = getattr(self.bot.runtime.moderation, "report_problem", None)
-            if report is not None:
-                report(
-                    alert.guild_id,
-                    f"a 3D prompt by user {alert.user_id} was blocked, but no moderation "
-                    "channel is set for alerts",
-                )
+            # Moderation's problem log is what `/moderation status` shows, where the channel gets set.
+            self.moderation.report_problem(
+                alert.guild_id,
+                f"a 3D prompt by user {alert.user_id} was blocked, but no moderation "
+                "channel is set for alerts",
+            )
             return
         channel = self.bot.get_channel(alert.mod_channel_id)
         if not isinstance(channel, discord.abc.Messageable):

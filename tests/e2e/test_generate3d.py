@@ -20,6 +20,7 @@ from tests.e2e.conftest import LumiFactory, LumiHarness
 from tests.fakes.discord_api.protocol import JsonDict
 from tests.fakes.discord_api.server import message_text
 from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
+from tests.services.generate3d.parts import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -201,6 +202,28 @@ async def test_blocked_prompt_is_refused_privately_and_reported(
     alert = await lumi.server.wait_for_message("mod-log", since=since)
     alert_text = message_text(alert)
     assert "Blocked 3D prompt" in alert_text and "||a naked woman statue||" in alert_text
+    assert meshy.create_requests == []
+
+
+async def test_a_blocked_prompt_without_a_moderation_channel_is_a_moderation_problem(
+    make_lumi: LumiFactory, meshy: FakeMeshy
+) -> None:
+    lumi = await start_lumi(make_lumi, meshy)
+    interaction = await lumi.server.slash_command(
+        "3d", subcommand="create", options={"prompt": "a naked woman statue"}
+    )
+    callback = await lumi.server.wait_for_callback(interaction)
+    assert callback.json["type"] == 4 and callback.json["data"]["flags"] & 64
+
+    def reported() -> list[str]:
+        return [text for _, text in lumi.bot.runtime.moderation.problems(lumi.guild_id)]
+
+    async def some_reported() -> bool:
+        return bool(reported())
+
+    # The problem is reported right after the refusal is answered.
+    await wait_until(some_reported, timeout=WAIT_S)
+    assert any("3D prompt" in text and "no moderation channel" in text for text in reported()), reported()
     assert meshy.create_requests == []
 
 
