@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from cogs.generate3d import slash_commands
 from storage.models import JobState
 from storage.repo import guilds as repo_guilds
 from tests.e2e.conftest import LumiFactory, LumiHarness
@@ -224,6 +225,24 @@ async def test_a_blocked_prompt_without_a_moderation_channel_is_a_moderation_pro
     # The problem is reported right after the refusal is answered.
     await wait_until(some_reported, timeout=WAIT_S)
     assert any("3D prompt" in text and "no moderation channel" in text for text in reported()), reported()
+    assert meshy.create_requests == []
+
+
+async def test_a_refusal_once_the_command_had_to_defer_stays_private(
+    make_lumi: LumiFactory, meshy: FakeMeshy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As when the admission outlasts Discord's patience (a cold profanity model): the command defers first.
+    monkeypatch.setattr(slash_commands, "_CHECK_BEFORE_DEFER_S", 0.0)
+    lumi = await start_lumi(make_lumi, meshy, generation_daily_user_limit=0)
+    interaction = await lumi.server.slash_command("3d", subcommand="create", options={"prompt": "a fox"})
+    assert (await lumi.server.wait_for_callback(interaction)).json["type"] == 5
+    await lumi.server.wait_for_request("DELETE", rf"/webhooks/\d+/{interaction['token']}/messages/@original")
+    record = lumi.server.interactions[int(interaction["id"])]
+    await lumi.server.rest.requests.wait_for(
+        lambda _: bool(record.followups), timeout=WAIT_S, describe="the private refusal"
+    )
+    refusal = record.followups[-1].json
+    assert refusal["flags"] & 64 and "used your 0 3D generations" in refusal["content"]
     assert meshy.create_requests == []
 
 

@@ -30,6 +30,7 @@ from bot.services.generate3d.prompts import (
 from bot.services.generate3d.retention import GeneratedFileCleanup
 from bot.services.generate3d.service import (
     DEFAULT_FORMATS,
+    Admission,
     GenerationOptions,
     GenerationRequest,
     GenerationService,
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_FORMATS",
     "STAGE_LABELS",
     "STYLES",
+    "Admission",
     "EditThrottle",
     "Enhancement",
     "GeneratedFileCleanup",

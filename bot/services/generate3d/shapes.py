@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
@@ -76,6 +76,22 @@ class GenerationRequest:
     message_id: int | None = None
     # Jobs from the command line or a benchmark skip quotas.
     enforce_quotas: bool = True
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A request that passed its checks (style, prompt, quotas), made by ``GenerationService.admit``.
+
+    ``submit`` stores it as it is, without checking again, so one request reads its quotas once.
+    ``verdict`` is None when the caller vouched for the prompt (``checked=True``).
+    """
+
+    request: GenerationRequest
+    verdict: PromptVerdict | None = None
+
+    def shown_in(self, message_id: int | None) -> Admission:
+        """The same admission, for a job shown in ``message_id`` (known only once the command is deferred)."""
+        return replace(self, request=replace(self.request, message_id=message_id))
 
 
 class JobOrigin(TypedDict, total=False):
