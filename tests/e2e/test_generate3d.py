@@ -13,9 +13,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
+from sqlmodel import col
 
-from cogs.generate3d import slash_commands
-from storage.models import JobState
+from storage.models import GuildSettings, JobState
 from storage.repo import guilds as repo_guilds
 from tests.e2e.conftest import LumiFactory, LumiHarness
 from tests.fakes.discord_api.protocol import JsonDict
@@ -229,14 +230,23 @@ async def test_a_blocked_prompt_without_a_moderation_channel_is_a_moderation_pro
 
 
 async def test_a_refusal_once_the_command_had_to_defer_stays_private(
-    make_lumi: LumiFactory, meshy: FakeMeshy, monkeypatch: pytest.MonkeyPatch
+    make_lumi: LumiFactory, meshy: FakeMeshy
 ) -> None:
-    # As when the admission outlasts Discord's patience (a cold profanity model): the command defers first.
-    monkeypatch.setattr(slash_commands, "_CHECK_BEFORE_DEFER_S", 0.0)
     lumi = await start_lumi(make_lumi, meshy, generation_daily_user_limit=0)
-    interaction = await lumi.server.slash_command("3d", subcommand="create", options={"prompt": "a fox"})
-    assert (await lumi.server.wait_for_callback(interaction)).json["type"] == 5
-    await lumi.server.wait_for_request("DELETE", rf"/webhooks/\d+/{interaction['token']}/messages/@original")
+    database = lumi.bot.runtime.database
+    async with database.session() as session:
+        await session.exec(sa.delete(GuildSettings).where(col(GuildSettings.guild_id) == lumi.guild_id))
+        await session.commit()
+    # An admission slower than Discord's patience: the guild's first settings row waits for a write that
+    # another connection holds, so the command defers before it knows the answer.
+    async with database.session() as holding:
+        await repo_guilds.get_guild_settings(session=holding, guild_id=lumi.guild_id)
+        interaction = await lumi.server.slash_command("3d", subcommand="create", options={"prompt": "a fox"})
+        assert (await lumi.server.wait_for_callback(interaction)).json["type"] == 5
+        await holding.rollback()
+    await lumi.server.wait_for_request(
+        "DELETE", rf"/webhooks/\d+/{interaction['token']}/messages/@original", timeout=WAIT_S
+    )
     record = lumi.server.interactions[int(interaction["id"])]
     await lumi.server.rest.requests.wait_for(
         lambda _: bool(record.followups), timeout=WAIT_S, describe="the private refusal"
