@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from bot.services.generate3d.build import build_generation_service, prompt_checker, prompt_enhancer
 from bot.services.generate3d.config import GenerationConfig
+from bot.services.generate3d.job_files import JobFiles
 from bot.services.generate3d.progress import (
     STAGE_LABELS,
     EditThrottle,
+    JobMessage,
     JobSnapshot,
     format_elapsed,
     progress_bar,
@@ -53,6 +55,8 @@ __all__ = [
     "GenerationOptions",
     "GenerationRequest",
     "GenerationService",
+    "JobFiles",
+    "JobMessage",
     "JobResult",
     "JobSnapshot",
     "KeywordEnhancer",

@@ -3,7 +3,7 @@ OBJ package that Blender and other tools can open in one go.
 
 Meshy's file URLs are signed and expire after a few days, so every file is copied while the task is fresh.
 Each job's files live under ``jobs/<job id>/`` with fixed stems (``model.<format>``, ``preview.<ext>``,
-``texture_<map>.<ext>``, ``model.zip``); ``generation_models.asset_from_row`` reads the kind back from
+``texture_<map>.<ext>``, ``model.zip``); ``job_files.asset_from_row`` reads the kind back from
 the key. An OBJ alone is not usable: it names its material file, which names its texture images, so the
 ZIP holds all three under the names they refer to each other by.
 """

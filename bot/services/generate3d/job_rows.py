@@ -1,14 +1,16 @@
-"""Job rows as the 3D service reads and writes them: lookups by id, the guarded write, and whether another
-job shares a Meshy task. The queries themselves live in `storage.repo.jobs`."""
+"""Job rows as the 3D service reads and writes them: lookups by id, the guarded write, a finished job's
+files, and whether another job shares a Meshy task. The queries themselves live in `storage.repo`."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
+from bot.services.generate3d.job_files import JobFiles, job_files
 from bot.services.generate3d.shapes import JobGone, JobNotFound
 from storage.db import Database
 from storage.models import GenerationJob, JobState
+from storage.repo import assets as repo_assets
 from storage.repo import jobs as repo_jobs
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -38,6 +40,13 @@ async def write_job(database: Database, job_id: str, **changes: Any) -> Generati
         await repo_jobs.update_job(session=session, job=job, **changes)
         await session.commit()
     return job
+
+
+async def stored_files(database: Database, job: GenerationJob) -> JobFiles:
+    """The job's files as its asset rows list them (none once they expired)."""
+    async with database.session() as session:
+        rows = await repo_assets.list_job_assets(session=session, job_id=job.id)
+    return job_files(job, rows)
 
 
 async def task_shared(database: Database, task_id: str, job_id: str) -> bool:

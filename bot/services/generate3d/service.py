@@ -25,6 +25,7 @@ from typing import Any, Unpack
 from bot.services.generate3d.assets import job_of_key
 from bot.services.generate3d.config import GenerationConfig
 from bot.services.generate3d.events import JobEvents, Listener
+from bot.services.generate3d.job_files import JobAsset, job_files
 from bot.services.generate3d.job_rows import get_job, require_job
 from bot.services.generate3d.progress import JobSnapshot
 from bot.services.generate3d.prompts import PromptChecker, PromptEnhancer
@@ -42,14 +43,12 @@ from bot.services.generate3d.shapes import (
     GenerationDisabled,
     GenerationOptions,
     GenerationRequest,
-    JobAsset,
     JobNotFound,
     JobOrigin,
     JobResult,
     ModeratorAlert,
     PromptRejected,
     QuotaExceeded,
-    asset_from_row,
     failure_message,
     snapshot_from_row,
 )
@@ -162,9 +161,7 @@ class GenerationService:
             if job is None:
                 raise JobNotFound("That 3D job does not exist (it may have been deleted).")
             rows = await repo_assets.list_job_assets(session=session, job_id=job_id)
-        if files_expired_note(job) is not None:
-            rows = []  # blobs whose deletion failed wait for the next clean-up; they are not offered
-        return JobResult(job, [asset_from_row(row) for row in rows])
+        return JobResult(job, list(job_files(job, rows).assets))
 
     async def read_asset(self, key: str) -> bytes:
         return await self.blobs.read(key)
@@ -239,6 +236,7 @@ class GenerationService:
                 if job is not None:
                     await repo_jobs.update_job(session=session, job=job, **changes)
                     await session.commit()
+            self.events.shown_in(job_id, message_id=message_id, channel_message_id=channel_message_id)
 
     # -- running ------------------------------------------------------------------------------------
 

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from bot.errors import UserFacingError
-from bot.services.generate3d.progress import JobSnapshot
+from bot.services.generate3d.job_files import AssetGroups, JobAsset, JobFiles
+from bot.services.generate3d.progress import JobMessage, JobSnapshot
 from bot.services.generate3d.prompts import PromptVerdict
 from inference.remote.meshy import (
     MeshyAuthError,
@@ -25,7 +27,7 @@ from inference.remote.meshy import (
     MeshyTaskNotFound,
     MeshyTimeout,
 )
-from storage.models import GenerationJob, StoredAsset, utcnow
+from storage.models import GenerationJob, utcnow
 
 DEFAULT_FORMATS: tuple[str, ...] = ("glb", "fbx", "obj", "usdz")
 GENERIC_FAILURE = "Something went wrong on Lumi's side while generating. The operators have the details."
@@ -187,44 +189,15 @@ def failure_message(error: BaseException, *, deadline_s: float | None = None) ->
 
 
 @dataclass(frozen=True)
-class JobAsset:
-    key: str
-    filename: str
-    content_type: str
-    size: int
-    kind: str  # "model", "texture" or "thumbnail"
-    name: str  # the format for models ("glb"), the map for textures ("base_color")
+class JobResult(AssetGroups):
+    """A job with its files (none once they expired), for the web page and the command line."""
 
-
-@dataclass(frozen=True)
-class JobResult:
     job: GenerationJob
     assets: list[JobAsset]
 
     @property
-    def models(self) -> list[JobAsset]:
-        return [asset for asset in self.assets if asset.kind == "model"]
-
-    @property
-    def textures(self) -> list[JobAsset]:
-        return [asset for asset in self.assets if asset.kind == "texture"]
-
-    @property
-    def thumbnail(self) -> JobAsset | None:
-        return next((asset for asset in self.assets if asset.kind == "thumbnail"), None)
-
-    def model(self, fmt: str) -> JobAsset | None:
-        return next((asset for asset in self.models if asset.name == fmt), None)
-
-
-def asset_from_row(row: StoredAsset) -> JobAsset:
-    base = row.key.rsplit("/", 1)[-1].rsplit(".", 1)
-    stem, ext = base[0], base[-1] if len(base) > 1 else ""
-    if stem == "model":
-        return JobAsset(row.key, row.filename, row.content_type, row.size, "model", ext)
-    if stem.startswith("texture_"):
-        return JobAsset(row.key, row.filename, row.content_type, row.size, "texture", stem[len("texture_") :])
-    return JobAsset(row.key, row.filename, row.content_type, row.size, "thumbnail", ext)
+    def all_assets(self) -> Sequence[JobAsset]:
+        return self.assets
 
 
 def day_start(now: datetime | None = None) -> datetime:
@@ -235,7 +208,8 @@ def day_start(now: datetime | None = None) -> datetime:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def snapshot_from_row(job: GenerationJob) -> JobSnapshot:
+def snapshot_from_row(job: GenerationJob, files: JobFiles | None = None) -> JobSnapshot:
+    """The job as its row says; ``files`` go on the final snapshot of a finished job."""
     options = GenerationOptions.from_json(job.options)
     enhancer = job.options.get("enhancer")
     return JobSnapshot(
@@ -254,4 +228,11 @@ def snapshot_from_row(job: GenerationJob) -> JobSnapshot:
         parent_job_id=job.parent_job_id,
         created_at=job.created_at,
         finished_at=job.finished_at,
+        message=JobMessage(
+            application_id=job.application_id,
+            interaction_token=job.interaction_token,
+            message_id=job.message_id,
+            channel_message_id=job.channel_message_id,
+        ),
+        files=files,
     )
