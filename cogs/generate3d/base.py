@@ -1,4 +1,5 @@
-"""What the parts of the 3D cog share: the bot, the generation service and the helpers its parts share."""
+"""What the parts of the 3D cog share: the bot, the generation service, the moderation service (for blocked
+prompts) and the helpers its parts share."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from discord.ext import commands
 
 from bot.client import LumiBot
 from bot.services.generate3d import GenerationService
+from bot.services.moderation import ModerationService
 
 
 class Generate3DBase(commands.Cog):
@@ -20,6 +22,8 @@ class Generate3DBase(commands.Cog):
 
     bot: LumiBot
     service: GenerationService
+    # Blocked prompts are moderation's business: alerts and the problems `/moderation status` lists.
+    moderation: ModerationService
 
     def viewer_url(self, job_id: str) -> str:
         return f"{self.bot.runtime.public_base_url}/view/{job_id}"

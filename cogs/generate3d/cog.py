@@ -21,15 +21,17 @@ class Generate3D(Generate3DCommands, JobButtons, ProgressMessages):
     def __init__(self, bot: LumiBot) -> None:
         self.bot = bot
         self.service: GenerationService = bot.runtime.generation
-        settings = bot.settings
-        self.token_ttl_s = settings.generation_interaction_ttl_s
+        self.moderation = bot.runtime.moderation
+        # The feature's settings come with its service (built once in bot/services/generate3d/build.py).
+        config = self.service.config
+        self.token_ttl_s = config.interaction_ttl_s
         self.throttle: EditThrottle[JobSnapshot] = EditThrottle(
-            self._show, interval_s=settings.generation_progress_interval_s
+            self._show, interval_s=config.progress_interval_s
         )
         self._targets: dict[str, ProgressTarget] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.file_cleanup = GeneratedFileCleanup(
-            self.service.file_retention, interval_s=settings.generation_cleanup_interval_s
+            self.service.file_retention, interval_s=config.cleanup_interval_s
         )
 
     async def cog_load(self) -> None:

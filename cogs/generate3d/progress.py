@@ -3,6 +3,11 @@
 Progress goes to the deferred interaction reply while its token is valid (15 minutes); shortly before
 that a job moves to an ordinary channel message and keeps editing that one. Which message shows a job
 is stored on its row, so after a restart the resumed jobs keep updating the same messages.
+
+Every snapshot says where its job is shown, and the final one of a finished job carries its files, so
+showing the result goes down to the service once, for the thumbnail's bytes (``read_asset``), plus
+``set_message`` when the job moves to a channel message. It used to go down 3-4 times: ``get_job`` for
+where to show it, ``result`` (the job row and its assets again), ``read_asset``, and ``set_message``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.services.generate3d import EditThrottle, JobSnapshot
+from bot.services.generate3d import EditThrottle, JobFiles, JobMessage, JobSnapshot
 from cogs.generate3d import render
 from cogs.generate3d.base import Generate3DBase
 from cogs.generate3d.views import failed_view, result_view, running_view
@@ -47,40 +52,43 @@ class ProgressMessages(Generate3DBase):
     throttle: EditThrottle[JobSnapshot]
     _targets: dict[str, ProgressTarget]
 
-    async def _target(self, job_id: str) -> ProgressTarget | None:
-        target = self._targets.get(job_id)
+    def _target(self, snapshot: JobSnapshot) -> ProgressTarget | None:
+        target = self._targets.get(snapshot.job_id)
         if target is not None:
             return target
-        job = await self.service.get_job(job_id)
-        if job is None or job.channel_id is None:
+        if snapshot.channel_id is None:
             return None
+        shown = snapshot.message or JobMessage()
         target = ProgressTarget(
-            job_id=job.id,
-            channel_id=job.channel_id,
-            application_id=job.application_id,
-            token=job.interaction_token,
-            message_id=job.message_id,
-            channel_message_id=job.channel_message_id,
+            job_id=snapshot.job_id,
+            channel_id=snapshot.channel_id,
+            application_id=shown.application_id,
+            token=shown.interaction_token,
+            message_id=shown.message_id,
+            channel_message_id=shown.channel_message_id,
             # The row is created right after the interaction arrives, so its age is the token's age.
-            started=job.created_at.timestamp(),
+            started=snapshot.created_at.timestamp(),
         )
-        self._targets[job.id] = target
+        self._targets[snapshot.job_id] = target
         return target
 
     async def _show(self, job_id: str, snapshot: JobSnapshot) -> None:
-        target = await self._target(job_id)
+        target = self._target(snapshot)
         if target is None:
             return
         files: list[discord.File] = []
         if snapshot.state is JobState.DONE:
-            result = await self.service.result(job_id)
-            thumbnail = result.thumbnail
+            stored = snapshot.files
+            if stored is None:
+                log.warning("3D job %s finished without its files on the snapshot", job_id)
+                stored = JobFiles()
+            thumbnail = stored.thumbnail
             if thumbnail is not None:
                 data = await self.service.read_asset(thumbnail.key)
                 files.append(discord.File(io.BytesIO(data), filename=render.THUMBNAIL_NAME))
             embed = render.result_embed(
                 snapshot,
-                result,
+                stored,
                 sign=self.bot.runtime.download_url,
                 viewer_url=self.viewer_url(job_id),
                 has_thumbnail=bool(files),

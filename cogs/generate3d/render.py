@@ -1,4 +1,5 @@
-"""Embeds of the 3D feature, built from the service's snapshots and results only."""
+"""Embeds of the 3D feature, built from the service's snapshots only (a finished job's last one has its
+files)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import discord
 
 from bot.services.generate3d import (
     STAGE_LABELS,
-    JobResult,
+    JobFiles,
     JobSnapshot,
     ModeratorAlert,
     files_expired_after_days,
@@ -62,14 +63,15 @@ def _format_label(name: str) -> str:
 
 
 def result_embed(
-    snapshot: JobSnapshot, result: JobResult, *, sign: Signer, viewer_url: str, has_thumbnail: bool
+    snapshot: JobSnapshot, files: JobFiles, *, sign: Signer, viewer_url: str, has_thumbnail: bool
 ) -> discord.Embed:
+    """A finished job: download links for its files (signed now, since links expire), prompts, viewer."""
     models = sorted(
-        result.models,
+        files.models,
         key=lambda a: _FORMAT_ORDER.index(a.name) if a.name in _FORMAT_ORDER else len(_FORMAT_ORDER),
     )
     downloads = " · ".join(f"[{_format_label(asset.name)}]({sign(asset.key)})" for asset in models)
-    textures = " · ".join(f"[{asset.name.replace('_', ' ')}]({sign(asset.key)})" for asset in result.textures)
+    textures = " · ".join(f"[{asset.name.replace('_', ' ')}]({sign(asset.key)})" for asset in files.textures)
     # Links go in the description (4096 characters); the prompts in fields, so long prompts cannot push
     # a link past the limit and cut it in half.
     parts = [f"**Downloads:** {downloads or 'none'}"]

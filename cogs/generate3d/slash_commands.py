@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from typing import Literal
 
 import discord
@@ -13,6 +12,7 @@ from discord import app_commands
 from bot.errors import UserFacingError
 from bot.services.generate3d import (
     DEFAULT_FORMATS,
+    Admission,
     GenerationOptions,
     GenerationRequest,
     ModeratorAlert,
@@ -85,59 +85,53 @@ class Generate3DCommands(Generate3DBase):
             interaction_token=interaction.token,
             application_id=interaction.application_id,
         )
-        outcome = await self._check_prompt(interaction, request)
-        if outcome is None:
+        admitted = await self._admit(interaction, request)
+        if admitted is None:
             return
-        deferred, message_id = outcome
-        if not deferred:
-            await self.service.check_quotas(request)
-            message_id = await self._defer_thinking(interaction)
+        admission, message_id = admitted
         message_id = await self._reply_message_id(interaction, message_id)
         try:
-            await self.service.submit(replace(request, message_id=message_id), checked=True)
+            await self.service.submit(admission.shown_in(message_id))
         except UserFacingError as error:
             await self._refuse_after_defer(interaction, error.message)
 
-    async def _check_prompt(
+    async def _admit(
         self, interaction: discord.Interaction, request: GenerationRequest
-    ) -> tuple[bool, int | None] | None:
-        """Check the prompt. None when refused; else whether the interaction had to be deferred meanwhile
-        (a cold profanity model), with the deferred reply's message id."""
-        check = asyncio.create_task(
-            self.service.check_prompt(
-                request.prompt,
-                user_id=request.user_id,
-                guild_id=request.guild_id,
-                channel_id=request.channel_id,
-            )
-        )
-        done, _ = await asyncio.wait({check}, timeout=_CHECK_BEFORE_DEFER_S)
+    ) -> tuple[Admission, int | None] | None:
+        """Admit the request (prompt check and quotas, once, in the service) and defer the interaction.
+
+        None when refused, the user told privately why. Else the admission and the deferred reply's message
+        id when Discord said it. The check normally answers before the defer, so a refusal is a plain
+        private reply; one that outlasts Discord's patience (a cold profanity model) is deferred meanwhile.
+        """
+        admitting = asyncio.create_task(self.service.admit(request))
+        done, _ = await asyncio.wait({admitting}, timeout=_CHECK_BEFORE_DEFER_S)
         deferred = not done
-        message_id = None
-        if deferred:
-            await self.service.check_quotas(request)
-            message_id = await self._defer_thinking(interaction)
+        message_id = await self._defer_thinking(interaction) if deferred else None
         try:
-            await check
-        except PromptRejected as rejection:
+            admission = await admitting
+        except UserFacingError as refusal:
             if deferred:
-                await self._refuse_after_defer(interaction, rejection.message)
+                await self._refuse_after_defer(interaction, refusal.message)
+            elif isinstance(refusal, PromptRejected):
+                await interaction.response.send_message(refusal.message, ephemeral=True)
             else:
-                await interaction.response.send_message(rejection.message, ephemeral=True)
-            if rejection.alert is not None:
-                await self._alert_moderators(rejection.alert)
+                raise  # the tree's error handler answers it privately, as every refusal
+            if isinstance(refusal, PromptRejected) and refusal.alert is not None:
+                await self._alert_moderators(refusal.alert)
             return None
-        return deferred, message_id
+        if not deferred:
+            message_id = await self._defer_thinking(interaction)
+        return admission, message_id
 
     async def _alert_moderators(self, alert: ModeratorAlert) -> None:
         if alert.mod_channel_id is None:
-            report = getattr(self.bot.runtime.moderation, "report_problem", None)
-            if report is not None:
-                report(
-                    alert.guild_id,
-                    f"a 3D prompt by user {alert.user_id} was blocked, but no moderation "
-                    "channel is set for alerts",
-                )
+            # Moderation's problem log is what `/moderation status` shows, where the channel gets set.
+            self.moderation.report_problem(
+                alert.guild_id,
+                f"a 3D prompt by user {alert.user_id} was blocked, but no moderation "
+                "channel is set for alerts",
+            )
             return
         channel = self.bot.get_channel(alert.mod_channel_id)
         if not isinstance(channel, discord.abc.Messageable):

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.blobs import BlobInfo
 from storage.models import TERMINAL_JOB_STATES, AssetOwner, GenerationJob, StoredAsset
 
 
@@ -43,6 +44,33 @@ async def add_asset(
     return row
 
 
+async def record_blob(
+    *,
+    session: AsyncSession,
+    blob: BlobInfo,
+    filename: str,
+    owner_kind: str,
+    owner_id: str,
+    expires_at: datetime | None = None,
+) -> StoredAsset:
+    """Record a blob just written to the blob store, with what `BlobStore.put` said about it.
+
+    The one shape for job outputs and case evidence alike: key, content type, size and digest come from
+    the store, so callers cannot record a size or digest other than the stored bytes'.
+    """
+    return await add_asset(
+        session=session,
+        key=blob.key,
+        content_type=blob.content_type,
+        size=blob.size,
+        sha256=blob.sha256,
+        filename=filename,
+        owner_kind=owner_kind,
+        owner_id=owner_id,
+        expires_at=expires_at,
+    )
+
+
 async def get_asset(*, session: AsyncSession, key: str) -> StoredAsset | None:
     return (await session.exec(select(StoredAsset).where(StoredAsset.key == key))).first()
 
@@ -51,6 +79,16 @@ async def list_job_assets(*, session: AsyncSession, job_id: str) -> list[StoredA
     statement = (
         select(StoredAsset)
         .where(StoredAsset.owner_kind == AssetOwner.JOB.value, StoredAsset.owner_id == job_id)
+        .order_by(col(StoredAsset.id))
+    )
+    return list((await session.exec(statement)).all())
+
+
+async def list_case_assets(*, session: AsyncSession, case_id: int) -> list[StoredAsset]:
+    """A moderation case's stored evidence, in the order it was recorded (the post's image order)."""
+    statement = (
+        select(StoredAsset)
+        .where(StoredAsset.owner_kind == AssetOwner.CASE.value, StoredAsset.owner_id == str(case_id))
         .order_by(col(StoredAsset.id))
     )
     return list((await session.exec(statement)).all())

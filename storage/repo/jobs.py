@@ -1,4 +1,5 @@
-"""Queries over 3D generation jobs: creation, state updates, resumption after a restart and quotas.
+"""Queries over 3D generation jobs: creation, state updates, resumption after a restart, quotas, and which
+job uses a Meshy task.
 
 Session handling follows `storage.repo.common`: flush, never commit.
 """
@@ -105,3 +106,30 @@ async def count_jobs_since(
     if excluded:
         statement = statement.where(col(GenerationJob.state).not_in(excluded))
     return int((await session.exec(statement)).one())
+
+
+async def count_active_jobs(*, session: AsyncSession, user_id: int) -> int:
+    """The user's jobs that have not ended (queued or running), for the concurrent-jobs quota."""
+    statement = (
+        select(sa.func.count())
+        .select_from(GenerationJob)
+        .where(GenerationJob.user_id == user_id, col(GenerationJob.state).not_in(sorted(TERMINAL_JOB_STATES)))
+    )
+    return int((await session.exec(statement)).one())
+
+
+async def find_job_using_task(
+    *, session: AsyncSession, task_id: str, other_than: str | None = None
+) -> str | None:
+    """The id of a job whose preview or refine task is `task_id`, ignoring job `other_than`; else None.
+
+    A refine job reuses its parent's preview task, so a task may belong to more than one job: deleting a
+    job deletes its tasks only when no other job uses them, and a task found after a restart is adopted
+    only when no job owns it yet.
+    """
+    statement = select(GenerationJob.id).where(
+        sa.or_(col(GenerationJob.preview_task_id) == task_id, col(GenerationJob.refine_task_id) == task_id)
+    )
+    if other_than is not None:
+        statement = statement.where(GenerationJob.id != other_than)
+    return (await session.exec(statement.order_by(col(GenerationJob.created_at)))).first()

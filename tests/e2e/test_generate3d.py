@@ -13,13 +13,16 @@ from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
+from sqlmodel import col
 
-from storage.models import JobState
+from storage.models import GuildSettings, JobState
 from storage.repo import guilds as repo_guilds
 from tests.e2e.conftest import LumiFactory, LumiHarness
 from tests.fakes.discord_api.protocol import JsonDict
 from tests.fakes.discord_api.server import message_text
 from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
+from tests.services.generate3d.parts import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -201,6 +204,55 @@ async def test_blocked_prompt_is_refused_privately_and_reported(
     alert = await lumi.server.wait_for_message("mod-log", since=since)
     alert_text = message_text(alert)
     assert "Blocked 3D prompt" in alert_text and "||a naked woman statue||" in alert_text
+    assert meshy.create_requests == []
+
+
+async def test_a_blocked_prompt_without_a_moderation_channel_is_a_moderation_problem(
+    make_lumi: LumiFactory, meshy: FakeMeshy
+) -> None:
+    lumi = await start_lumi(make_lumi, meshy)
+    interaction = await lumi.server.slash_command(
+        "3d", subcommand="create", options={"prompt": "a naked woman statue"}
+    )
+    callback = await lumi.server.wait_for_callback(interaction)
+    assert callback.json["type"] == 4 and callback.json["data"]["flags"] & 64
+
+    def reported() -> list[str]:
+        return [text for _, text in lumi.bot.runtime.moderation.problems(lumi.guild_id)]
+
+    async def some_reported() -> bool:
+        return bool(reported())
+
+    # The problem is reported right after the refusal is answered.
+    await wait_until(some_reported, timeout=WAIT_S)
+    assert any("3D prompt" in text and "no moderation channel" in text for text in reported()), reported()
+    assert meshy.create_requests == []
+
+
+async def test_a_refusal_once_the_command_had_to_defer_stays_private(
+    make_lumi: LumiFactory, meshy: FakeMeshy
+) -> None:
+    lumi = await start_lumi(make_lumi, meshy, generation_daily_user_limit=0)
+    database = lumi.bot.runtime.database
+    async with database.session() as session:
+        await session.exec(sa.delete(GuildSettings).where(col(GuildSettings.guild_id) == lumi.guild_id))
+        await session.commit()
+    # An admission slower than Discord's patience: the guild's first settings row waits for a write that
+    # another connection holds, so the command defers before it knows the answer.
+    async with database.session() as holding:
+        await repo_guilds.get_guild_settings(session=holding, guild_id=lumi.guild_id)
+        interaction = await lumi.server.slash_command("3d", subcommand="create", options={"prompt": "a fox"})
+        assert (await lumi.server.wait_for_callback(interaction)).json["type"] == 5
+        await holding.rollback()
+    await lumi.server.wait_for_request(
+        "DELETE", rf"/webhooks/\d+/{interaction['token']}/messages/@original", timeout=WAIT_S
+    )
+    record = lumi.server.interactions[int(interaction["id"])]
+    await lumi.server.rest.requests.wait_for(
+        lambda _: bool(record.followups), timeout=WAIT_S, describe="the private refusal"
+    )
+    refusal = record.followups[-1].json
+    assert refusal["flags"] & 64 and "used your 0 3D generations" in refusal["content"]
     assert meshy.create_requests == []
 
 

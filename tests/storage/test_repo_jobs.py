@@ -142,70 +142,41 @@ async def test_unfinished_user_jobs_and_counts(database: Database) -> None:
         )
 
 
-async def test_assets(database: Database) -> None:
+async def test_active_jobs_and_the_jobs_using_a_meshy_task(database: Database) -> None:
     now = datetime.now(UTC)
     async with database.session() as session:
-        job = await repo_jobs.create_job(session=session, user_id=USER, prompt="p")
-        glb = await repo_assets.add_asset(
-            session=session,
-            key=f"jobs/{job.id}/model.glb",
-            content_type="model/gltf-binary",
-            size=3_000_000_000,
-            sha256="ab" * 32,
-            filename="red fox.glb",
-            owner_kind=AssetOwner.JOB,
-            owner_id=job.id,
-        )
-        await repo_assets.add_asset(
-            session=session,
-            key=f"jobs/{job.id}/preview.png",
-            content_type="image/png",
-            size=10,
-            sha256="cd" * 32,
-            filename="preview.png",
-            owner_kind="job",
-            owner_id=job.id,
-            expires_at=now - timedelta(seconds=1),
-        )
-        await repo_assets.add_asset(
-            session=session,
-            key="evidence/1.jpg",
-            content_type="image/jpeg",
-            size=10,
-            sha256="ef" * 32,
-            filename="1.jpg",
-            owner_kind=AssetOwner.CASE,
-            owner_id="1",
-            expires_at=now + timedelta(days=1),
-        )
+        made: list[GenerationJob] = []
+
+        async def job(state: JobState, *, user_id: int = USER, **tasks: str) -> GenerationJob:
+            row = await repo_jobs.create_job(session=session, user_id=user_id, prompt=f"p{len(made)}")
+            row.created_at = now - timedelta(minutes=10 - len(made))  # in the order they are made
+            if state is not JobState.QUEUED or tasks:
+                await repo_jobs.update_job(session=session, job=row, state=state, **tasks)
+            made.append(row)
+            return row
+
+        parent = await job(JobState.DONE, preview_task_id="shape-1", refine_task_id="paint-1")
+        # A refine job reuses its parent's shape and paints it again.
+        child = await job(JobState.REFINING, preview_task_id="shape-1", refine_task_id="paint-2")
+        await job(JobState.QUEUED)
+        await job(JobState.FAILED, preview_task_id="shape-2")
+        await job(JobState.CANCELED)
+        await job(JobState.PREVIEW, user_id=OTHER_USER, preview_task_id="shape-3")
         await session.commit()
 
     async with database.session() as session:
-        fetched = await repo_assets.get_asset(session=session, key=glb.key)
-        assert fetched is not None
-        assert (fetched.size, fetched.filename, fetched.owner_kind) == (3_000_000_000, "red fox.glb", "job")
-        assert await repo_assets.get_asset(session=session, key="jobs/none") is None
-        listed = await repo_assets.list_job_assets(session=session, job_id=job.id)
-        assert [asset.key.rsplit("/", 1)[1] for asset in listed] == ["model.glb", "preview.png"]
-        expired = await repo_assets.expired_assets(session=session, now=now)
-        assert [asset.key for asset in expired] == [f"jobs/{job.id}/preview.png"]
-        assert await repo_assets.delete_asset(session=session, key=expired[0].key) is True
-        assert await repo_assets.delete_asset(session=session, key=expired[0].key) is False
-        await session.commit()
+        assert await repo_jobs.count_active_jobs(session=session, user_id=USER) == 2
+        assert await repo_jobs.count_active_jobs(session=session, user_id=OTHER_USER) == 1
+        assert await repo_jobs.count_active_jobs(session=session, user_id=12345) == 0
 
-    async with database.session() as session:
-        assert len(await repo_assets.list_job_assets(session=session, job_id=job.id)) == 1
-        with pytest.raises(IntegrityError):
-            await repo_assets.add_asset(
-                session=session,
-                key=glb.key,
-                content_type="x",
-                size=1,
-                sha256="0" * 64,
-                filename="again",
-                owner_kind="job",
-                owner_id=job.id,
-            )
+        using = repo_jobs.find_job_using_task
+        assert await using(session=session, task_id="shape-1") == parent.id  # the oldest first
+        assert await using(session=session, task_id="shape-1", other_than=parent.id) == child.id
+        assert await using(session=session, task_id="paint-1", other_than=parent.id) is None
+        assert await using(session=session, task_id="paint-1") == parent.id
+        assert await using(session=session, task_id="paint-2") == child.id
+        assert await using(session=session, task_id="shape-2") is not None  # failed jobs still own theirs
+        assert await using(session=session, task_id="no-such-task") is None
 
 
 async def test_comment_records(database: Database) -> None:

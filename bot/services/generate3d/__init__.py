@@ -3,16 +3,19 @@ stored files and download links. No Discord here.
 
 GenerationService (service) admits and submits a request (submission), runs each job through its stages
 (runner, queue, meshy_tasks, events, progress), stores the files (assets, job_rows), and removes or
-expires them (removal, retention); shapes holds the data shapes, build wires it from the settings, and
-prompts/ holds the prompt check and enhancer.
+expires them (removal, retention); shapes holds the data shapes, config the feature's settings (built
+once from Settings by build, which wires the service), and prompts/ holds the prompt check and enhancer.
 """
 
 from __future__ import annotations
 
 from bot.services.generate3d.build import build_generation_service, prompt_checker, prompt_enhancer
+from bot.services.generate3d.config import GenerationConfig
+from bot.services.generate3d.job_files import JobFiles
 from bot.services.generate3d.progress import (
     STAGE_LABELS,
     EditThrottle,
+    JobMessage,
     JobSnapshot,
     format_elapsed,
     progress_bar,
@@ -29,7 +32,7 @@ from bot.services.generate3d.prompts import (
 from bot.services.generate3d.retention import GeneratedFileCleanup
 from bot.services.generate3d.service import (
     DEFAULT_FORMATS,
-    GenerationConfig,
+    Admission,
     GenerationOptions,
     GenerationRequest,
     GenerationService,
@@ -44,6 +47,7 @@ __all__ = [
     "DEFAULT_FORMATS",
     "STAGE_LABELS",
     "STYLES",
+    "Admission",
     "EditThrottle",
     "Enhancement",
     "GeneratedFileCleanup",
@@ -51,6 +55,8 @@ __all__ = [
     "GenerationOptions",
     "GenerationRequest",
     "GenerationService",
+    "JobFiles",
+    "JobMessage",
     "JobResult",
     "JobSnapshot",
     "KeywordEnhancer",

@@ -3,7 +3,7 @@ OBJ package that Blender and other tools can open in one go.
 
 Meshy's file URLs are signed and expire after a few days, so every file is copied while the task is fresh.
 Each job's files live under ``jobs/<job id>/`` with fixed stems (``model.<format>``, ``preview.<ext>``,
-``texture_<map>.<ext>``, ``model.zip``); ``generation_models.asset_from_row`` reads the kind back from
+``texture_<map>.<ext>``, ``model.zip``); ``job_files.asset_from_row`` reads the kind back from
 the key. An OBJ alone is not usable: it names its material file, which names its texture images, so the
 ZIP holds all three under the names they refer to each other by.
 """
@@ -194,12 +194,9 @@ class AssetSaver:
             return
         async with self.database.session() as session:
             for filename, info in stored:
-                await repo_assets.add_asset(
+                await repo_assets.record_blob(
                     session=session,
-                    key=info.key,
-                    content_type=info.content_type,
-                    size=info.size,
-                    sha256=info.sha256,
+                    blob=info,
                     filename=filename,
                     owner_kind=AssetOwner.JOB.value,
                     owner_id=job.id,

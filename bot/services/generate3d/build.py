@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from bot.config import Settings
+from bot.services.generate3d.config import GenerationConfig
 from bot.services.generate3d.prompts import PromptChecker, PromptEnhancer, build_prompt_enhancer
-from bot.services.generate3d.service import GenerationConfig, GenerationService
+from bot.services.generate3d.service import GenerationService
 from inference.remote.meshy import MeshyClient
 from storage.blobs import BlobStore
 from storage.db import Database
 
 
 def generation_config(settings: Settings) -> GenerationConfig:
+    """The 3D block of `Settings`, read once: the service, its parts and the 3D cog get it from here."""
     return GenerationConfig(
         daily_user_limit=settings.generation_daily_user_limit,
         daily_guild_limit=settings.generation_daily_guild_limit,
@@ -21,6 +23,9 @@ def generation_config(settings: Settings) -> GenerationConfig:
         max_asset_bytes=int(settings.generation_max_asset_mb * 1024 * 1024),
         ai_model=settings.meshy_ai_model,
         keep_days=settings.generation_keep_days,
+        cleanup_interval_s=settings.generation_cleanup_interval_s,
+        progress_interval_s=settings.generation_progress_interval_s,
+        interaction_ttl_s=settings.generation_interaction_ttl_s,
     )
 
 

@@ -12,9 +12,10 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
-from bot.services.generate3d.progress import JobSnapshot
+from bot.services.generate3d.progress import JobMessage, JobSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,21 @@ class JobEvents:
         snapshot = current.evolve(**changes)
         self.publish(snapshot)
         return snapshot
+
+    def shown_in(
+        self, job_id: str, *, message_id: int | None = None, channel_message_id: int | None = None
+    ) -> None:
+        """Note in the live snapshot which message shows the job now, telling no listener: it is no news,
+        but a listener that starts over (a reloaded cog) finds the message in the next snapshot."""
+        current = self._live.get(job_id)
+        if current is None:
+            return
+        message = current.message or JobMessage()
+        if message_id is not None:
+            message = replace(message, message_id=message_id)
+        if channel_message_id is not None:
+            message = replace(message, channel_message_id=channel_message_id)
+        self._live[job_id] = replace(current, message=message)
 
     # -- positions in the waiting lines -------------------------------------------------------------
 

@@ -1,18 +1,16 @@
-"""Job rows as the 3D service reads and writes them: lookups by id, the guarded write, and the counts and
-checks that need their own queries."""
+"""Job rows as the 3D service reads and writes them: lookups by id, the guarded write, a finished job's
+files, and whether another job shares a Meshy task. The queries themselves live in `storage.repo`."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-import sqlalchemy as sa
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
-
+from bot.services.generate3d.job_files import JobFiles, job_files
 from bot.services.generate3d.shapes import JobGone, JobNotFound
 from storage.db import Database
-from storage.models import TERMINAL_JOB_STATES, GenerationJob, JobState
+from storage.models import GenerationJob, JobState
+from storage.repo import assets as repo_assets
 from storage.repo import jobs as repo_jobs
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -44,23 +42,15 @@ async def write_job(database: Database, job_id: str, **changes: Any) -> Generati
     return job
 
 
-async def count_active(session: AsyncSession, *, user_id: int) -> int:
-    """The user's jobs that have not ended."""
-    statement = (
-        select(sa.func.count())
-        .select_from(GenerationJob)
-        .where(GenerationJob.user_id == user_id, col(GenerationJob.state).not_in(sorted(TERMINAL_JOB_STATES)))
-    )
-    return int((await session.exec(statement)).one())
+async def stored_files(database: Database, job: GenerationJob) -> JobFiles:
+    """The job's files as its asset rows list them (none once they expired)."""
+    async with database.session() as session:
+        rows = await repo_assets.list_job_assets(session=session, job_id=job.id)
+    return job_files(job, rows)
 
 
 async def task_shared(database: Database, task_id: str, job_id: str) -> bool:
     """Whether another job still uses the task (a refine job reuses its parent's preview)."""
     async with database.session() as session:
-        statement = select(GenerationJob.id).where(
-            sa.or_(
-                col(GenerationJob.preview_task_id) == task_id, col(GenerationJob.refine_task_id) == task_id
-            ),
-            GenerationJob.id != job_id,
-        )
-        return (await session.exec(statement)).first() is not None
+        other = await repo_jobs.find_job_using_task(session=session, task_id=task_id, other_than=job_id)
+    return other is not None

@@ -19,11 +19,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import sqlalchemy as sa
-from sqlmodel import col, select
-
+from bot.services.generate3d.config import GenerationConfig
 from bot.services.generate3d.queue import AccountQueue
-from bot.services.generate3d.shapes import GenerationConfig, GenerationOptions
+from bot.services.generate3d.shapes import GenerationOptions
 from inference.remote.meshy import (
     MeshyClient,
     MeshyConnectionError,
@@ -36,6 +34,7 @@ from inference.remote.meshy import (
 )
 from storage.db import Database
 from storage.models import GenerationJob
+from storage.repo import jobs as repo_jobs
 
 log = logging.getLogger(__name__)
 
@@ -179,10 +178,4 @@ class TaskCreator:
 
     async def _claimed(self, task_id: str) -> bool:
         async with self.database.session() as session:
-            statement = select(GenerationJob.id).where(
-                sa.or_(
-                    col(GenerationJob.preview_task_id) == task_id,
-                    col(GenerationJob.refine_task_id) == task_id,
-                )
-            )
-            return (await session.exec(statement)).first() is not None
+            return await repo_jobs.find_job_using_task(session=session, task_id=task_id) is not None

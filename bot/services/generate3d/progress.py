@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from bot.services.generate3d.job_files import JobFiles
 from storage.models import JobState, utcnow
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,24 @@ def overall_percent(state: JobState, stage_percent: float, *, textured: bool) ->
 
 
 @dataclass(frozen=True)
+class JobMessage:
+    """Where a job is shown in Discord: the reply to the command that asked for it (edited through the
+    interaction's token while that lives) and, once that token is spent, a message of its own."""
+
+    application_id: int | None = None
+    interaction_token: str | None = field(default=None, repr=False)
+    message_id: int | None = None
+    channel_message_id: int | None = None
+
+
+@dataclass(frozen=True)
 class JobSnapshot:
-    """One job's live state. ``detail`` is a short human line ("position 3 in the queue")."""
+    """One job's live state. ``detail`` is a short human line ("position 3 in the queue").
+
+    It carries what a message about the job needs, so that showing it asks nothing more of the service:
+    ``message`` (where it is shown) and, on the final snapshot of a finished job, ``files``. Neither goes
+    into ``to_json`` (the web page's view): the token is a secret, and links are signed when served.
+    """
 
     job_id: str
     state: JobState
@@ -78,6 +95,8 @@ class JobSnapshot:
     parent_job_id: str | None = None
     created_at: datetime = field(default_factory=utcnow)
     finished_at: datetime | None = None
+    message: JobMessage | None = None
+    files: JobFiles | None = None
     version: int = 0
 
     @property

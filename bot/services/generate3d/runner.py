@@ -17,14 +17,14 @@ import time
 from typing import Any
 
 from bot.services.generate3d.assets import AssetSaver
+from bot.services.generate3d.config import GenerationConfig
 from bot.services.generate3d.events import JobEvents
-from bot.services.generate3d.job_rows import require_job, write_job
+from bot.services.generate3d.job_rows import require_job, stored_files, write_job
 from bot.services.generate3d.meshy_tasks import TaskCreator
 from bot.services.generate3d.progress import overall_percent
 from bot.services.generate3d.prompts import PromptEnhancer
 from bot.services.generate3d.queue import AccountQueue, LocalSlots
 from bot.services.generate3d.shapes import (
-    GenerationConfig,
     GenerationOptions,
     JobGone,
     failure_message,
@@ -223,7 +223,8 @@ class JobRunner:
         job = await self._reach(job, JobState.DOWNLOADING, textured=textured)
         await self._download(job, final, textured=textured)
         job = await self.save(job_id, state=JobState.DONE, progress=100, stage_detail="")
-        self.events.publish(snapshot_from_row(job))
+        # The final snapshot carries the files, so the message that shows them asks for nothing more.
+        self.events.publish(snapshot_from_row(job, await stored_files(self.database, job)))
         log.info("3D job %s done", job_id)
 
     # -- Meshy tasks --------------------------------------------------------------------------------

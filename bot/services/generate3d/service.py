@@ -1,12 +1,13 @@
 """Text-to-3D jobs: the service the cogs, the web server and the command line talk to.
 
 ``GenerationService`` puts the parts together and is the only way in:
-- ``generation_submission``: prompt check, quotas, new jobs (from a request, refine, regenerate);
-- ``generation_runner``: each job's task against Meshy (enhance, preview, refine, download), resumable;
-- ``generation_removal``: cancel and delete;
-- ``generation_retention``: files older than ``keep_days`` deleted, their jobs marked as expired;
-- ``generation_events``: live snapshots for listeners (the Discord cog) and subscribers (the web page);
-- ``generation_rows``: the job-row queries they share.
+- ``submission``: a request admitted once (style, prompt check, quotas), then stored and started; new
+  jobs from finished ones (refine, regenerate);
+- ``runner``: each job's task against Meshy (enhance, preview, refine, download), resumable;
+- ``removal``: cancel and delete;
+- ``retention``: files older than ``keep_days`` deleted, their jobs marked as expired;
+- ``events``: live snapshots for listeners (the Discord cog) and subscribers (the web page);
+- ``job_rows``: the job-row reads and writes they share.
 Every job is a ``GenerationJob`` row; the row is the job's memory, so a restarted Lumi picks every
 unfinished row up again (``resume_unfinished``) and continues where the row says it was. Nothing here
 knows Discord.
@@ -22,10 +23,12 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from bot.services.generate3d.assets import job_of_key
+from bot.services.generate3d.config import GenerationConfig
 from bot.services.generate3d.events import JobEvents, Listener
+from bot.services.generate3d.job_files import JobAsset, job_files
 from bot.services.generate3d.job_rows import get_job, require_job
 from bot.services.generate3d.progress import JobSnapshot
-from bot.services.generate3d.prompts import PromptChecker, PromptEnhancer, PromptVerdict
+from bot.services.generate3d.prompts import PromptChecker, PromptEnhancer
 from bot.services.generate3d.removal import JobRemoval
 from bot.services.generate3d.retention import (
     GeneratedFileRetention,
@@ -36,18 +39,16 @@ from bot.services.generate3d.runner import JobRunner
 from bot.services.generate3d.shapes import (
     DEFAULT_FORMATS,
     GENERIC_FAILURE,
-    GenerationConfig,
+    Admission,
     GenerationDisabled,
     GenerationOptions,
     GenerationRequest,
-    JobAsset,
     JobNotFound,
     JobOrigin,
     JobResult,
     ModeratorAlert,
     PromptRejected,
     QuotaExceeded,
-    asset_from_row,
     failure_message,
     snapshot_from_row,
 )
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_FORMATS",
     "GENERIC_FAILURE",
+    "Admission",
     "GenerationConfig",
     "GenerationDisabled",
     "GenerationOptions",
@@ -159,9 +161,7 @@ class GenerationService:
             if job is None:
                 raise JobNotFound("That 3D job does not exist (it may have been deleted).")
             rows = await repo_assets.list_job_assets(session=session, job_id=job_id)
-        if files_expired_note(job) is not None:
-            rows = []  # blobs whose deletion failed wait for the next clean-up; they are not offered
-        return JobResult(job, [asset_from_row(row) for row in rows])
+        return JobResult(job, list(job_files(job, rows).assets))
 
     async def read_asset(self, key: str) -> bytes:
         return await self.blobs.read(key)
@@ -182,20 +182,24 @@ class GenerationService:
 
     # -- checks and new jobs ------------------------------------------------------------------------
 
-    async def check_prompt(
-        self, prompt: str, *, user_id: int, guild_id: int | None = None, channel_id: int | None = None
-    ) -> PromptVerdict:
-        """Raise ``PromptRejected`` (with a moderator alert for abusive prompts) or return the verdict."""
-        return await self.submission.check_prompt(
-            prompt, user_id=user_id, guild_id=guild_id, channel_id=channel_id
-        )
-
     async def check_quotas(self, request: GenerationRequest) -> None:
+        """Raise ``QuotaExceeded`` when the request's person or guild is at a limit (the job buttons ask
+        before they defer; `/3d create` uses ``admit``)."""
         await self.submission.check_quotas(request)
 
-    async def submit(self, request: GenerationRequest, *, checked: bool = False) -> GenerationJob:
-        """Check (unless ``checked``), enforce quotas, store the job and start it. Returns the new row."""
-        return await self.submission.submit(request, checked=checked)
+    async def admit(self, request: GenerationRequest, *, checked: bool = False) -> Admission:
+        """Check a request once: style, prompt (unless ``checked``), quotas (a guild's limits read once,
+        its active and daily jobs counted once). Raises a ``UserFacingError`` saying why it is refused."""
+        return await self.submission.admit(request, checked=checked)
+
+    async def submit(self, request: GenerationRequest | Admission, *, checked: bool = False) -> GenerationJob:
+        """Store a job and start it; returns the new row.
+
+        An ``Admission`` from ``admit`` is stored as it is, checked nothing again (the `/3d create` path:
+        admit, defer, submit). A plain request is admitted first (``checked`` skips its prompt check).
+        """
+        admission = request if isinstance(request, Admission) else await self.admit(request, checked=checked)
+        return await self.submission.submit(admission)
 
     async def refine(
         self,
@@ -232,6 +236,7 @@ class GenerationService:
                 if job is not None:
                     await repo_jobs.update_job(session=session, job=job, **changes)
                     await session.commit()
+            self.events.shown_in(job_id, message_id=message_id, channel_message_id=channel_message_id)
 
     # -- running ------------------------------------------------------------------------------------
 

@@ -1,13 +1,16 @@
-"""The shapes of 3D generation: options, requests, settings, errors, results, and pure helpers."""
+"""The shapes of 3D generation: options, requests, errors, results, and pure helpers (the settings are
+`config.GenerationConfig`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from bot.errors import UserFacingError
-from bot.services.generate3d.progress import JobSnapshot
+from bot.services.generate3d.job_files import AssetGroups, JobAsset, JobFiles
+from bot.services.generate3d.progress import JobMessage, JobSnapshot
 from bot.services.generate3d.prompts import PromptVerdict
 from inference.remote.meshy import (
     MeshyAuthError,
@@ -24,7 +27,7 @@ from inference.remote.meshy import (
     MeshyTaskNotFound,
     MeshyTimeout,
 )
-from storage.models import GenerationJob, StoredAsset, utcnow
+from storage.models import GenerationJob, utcnow
 
 DEFAULT_FORMATS: tuple[str, ...] = ("glb", "fbx", "obj", "usdz")
 GENERIC_FAILURE = "Something went wrong on Lumi's side while generating. The operators have the details."
@@ -77,6 +80,22 @@ class GenerationRequest:
     enforce_quotas: bool = True
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A request that passed its checks (style, prompt, quotas), made by ``GenerationService.admit``.
+
+    ``submit`` stores it as it is, without checking again, so one request reads its quotas once.
+    ``verdict`` is None when the caller vouched for the prompt (``checked=True``).
+    """
+
+    request: GenerationRequest
+    verdict: PromptVerdict | None = None
+
+    def shown_in(self, message_id: int | None) -> Admission:
+        """The same admission, for a job shown in ``message_id`` (known only once the command is deferred)."""
+        return replace(self, request=replace(self.request, message_id=message_id))
+
+
 class JobOrigin(TypedDict, total=False):
     """Where a job is asked for from: the `GenerationRequest` fields besides user, prompt and options."""
 
@@ -86,28 +105,6 @@ class JobOrigin(TypedDict, total=False):
     application_id: int | None
     message_id: int | None
     enforce_quotas: bool
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    daily_user_limit: int = 10
-    daily_guild_limit: int = 100
-    user_concurrent_limit: int = 2
-    max_concurrent_jobs: int = 8
-    queue_retry_s: float = 15.0
-    poll_initial_s: float = 2.0
-    poll_max_s: float = 30.0
-    task_deadline_s: float = 3600.0
-    max_asset_bytes: int = 200 * 1024 * 1024
-    ai_model: str = "latest"
-    enable_pbr: bool = True
-    create_attempts: int = 3
-    create_backoff_s: float = 2.0
-    progress_save_interval_s: float = 2.0
-    download_concurrency: int = 4
-    use_stream: bool = True
-    # Days a finished job's files are kept; 0 keeps them forever.
-    keep_days: int = 30
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -192,44 +189,15 @@ def failure_message(error: BaseException, *, deadline_s: float | None = None) ->
 
 
 @dataclass(frozen=True)
-class JobAsset:
-    key: str
-    filename: str
-    content_type: str
-    size: int
-    kind: str  # "model", "texture" or "thumbnail"
-    name: str  # the format for models ("glb"), the map for textures ("base_color")
+class JobResult(AssetGroups):
+    """A job with its files (none once they expired), for the web page and the command line."""
 
-
-@dataclass(frozen=True)
-class JobResult:
     job: GenerationJob
     assets: list[JobAsset]
 
     @property
-    def models(self) -> list[JobAsset]:
-        return [asset for asset in self.assets if asset.kind == "model"]
-
-    @property
-    def textures(self) -> list[JobAsset]:
-        return [asset for asset in self.assets if asset.kind == "texture"]
-
-    @property
-    def thumbnail(self) -> JobAsset | None:
-        return next((asset for asset in self.assets if asset.kind == "thumbnail"), None)
-
-    def model(self, fmt: str) -> JobAsset | None:
-        return next((asset for asset in self.models if asset.name == fmt), None)
-
-
-def asset_from_row(row: StoredAsset) -> JobAsset:
-    base = row.key.rsplit("/", 1)[-1].rsplit(".", 1)
-    stem, ext = base[0], base[-1] if len(base) > 1 else ""
-    if stem == "model":
-        return JobAsset(row.key, row.filename, row.content_type, row.size, "model", ext)
-    if stem.startswith("texture_"):
-        return JobAsset(row.key, row.filename, row.content_type, row.size, "texture", stem[len("texture_") :])
-    return JobAsset(row.key, row.filename, row.content_type, row.size, "thumbnail", ext)
+    def all_assets(self) -> Sequence[JobAsset]:
+        return self.assets
 
 
 def day_start(now: datetime | None = None) -> datetime:
@@ -240,7 +208,8 @@ def day_start(now: datetime | None = None) -> datetime:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def snapshot_from_row(job: GenerationJob) -> JobSnapshot:
+def snapshot_from_row(job: GenerationJob, files: JobFiles | None = None) -> JobSnapshot:
+    """The job as its row says; ``files`` go on the final snapshot of a finished job."""
     options = GenerationOptions.from_json(job.options)
     enhancer = job.options.get("enhancer")
     return JobSnapshot(
@@ -259,4 +228,11 @@ def snapshot_from_row(job: GenerationJob) -> JobSnapshot:
         parent_job_id=job.parent_job_id,
         created_at=job.created_at,
         finished_at=job.finished_at,
+        message=JobMessage(
+            application_id=job.application_id,
+            interaction_token=job.interaction_token,
+            message_id=job.message_id,
+            channel_message_id=job.channel_message_id,
+        ),
+        files=files,
     )

@@ -1,5 +1,9 @@
-"""Starting 3D jobs: the prompt check, the quotas, and new rows from a request or from a finished job
-(texture its shape, or generate a new shape from the same prompt)."""
+"""Starting 3D jobs: a request admitted once (style, prompt check, quotas), then stored and started without
+a second check; and new rows from a finished job (texture its shape, or a new shape from the same prompt).
+
+Quotas are counted when a request is admitted, not under a lock with the insert (there has never been
+one): two requests of one person admitted at the same moment can both pass a limit they reach together.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ from datetime import timedelta
 from typing import Any, Unpack
 
 from bot.errors import UserFacingError
-from bot.services.generate3d.job_rows import count_active, require_job
+from bot.services.generate3d.config import GenerationConfig
+from bot.services.generate3d.job_rows import require_job
 from bot.services.generate3d.prompts import STYLES, PromptChecker, PromptVerdict
 from bot.services.generate3d.shapes import (
-    GenerationConfig,
+    Admission,
     GenerationOptions,
     GenerationRequest,
     JobOrigin,
@@ -87,7 +92,7 @@ class JobSubmission:
                     user_limit = settings.generation_daily_user_limit
                 if settings.generation_daily_guild_limit is not None:
                     guild_limit = settings.generation_daily_guild_limit
-            active = await count_active(session, user_id=request.user_id)
+            active = await repo_jobs.count_active_jobs(session=session, user_id=request.user_id)
             if active >= config.user_concurrent_limit:
                 raise QuotaExceeded(
                     f"You already have {active} 3D job(s) running (limit {config.user_concurrent_limit}). "
@@ -116,20 +121,31 @@ class JobSubmission:
 
     # -- new jobs -----------------------------------------------------------------------------------
 
-    async def submit(self, request: GenerationRequest, *, checked: bool = False) -> GenerationJob:
-        """Check (unless ``checked``), enforce quotas, store the job and start it. Returns the new row."""
+    async def admit(self, request: GenerationRequest, *, checked: bool = False) -> Admission:
+        """Check a request once: its style, its prompt (unless ``checked``) and its quotas.
+
+        Raises ``GenerationDisabled``, ``PromptRejected`` (with a moderator alert for abusive prompts),
+        ``QuotaExceeded`` or another ``UserFacingError``; returns what ``submit`` takes.
+        """
         require_meshy(self.meshy)
         options = request.options
         if options.style is not None and options.style not in STYLES:
             raise UserFacingError(f"Unknown style {options.style!r}; choose one of {', '.join(STYLES)}.")
+        verdict = None
         if not checked:
-            await self.check_prompt(
+            verdict = await self.check_prompt(
                 request.prompt,
                 user_id=request.user_id,
                 guild_id=request.guild_id,
                 channel_id=request.channel_id,
             )
         await self.check_quotas(request)
+        return Admission(request, verdict)
+
+    async def submit(self, admission: Admission) -> GenerationJob:
+        """Store the admitted job and start it, checking nothing again. Returns the new row."""
+        require_meshy(self.meshy)
+        request = admission.request
         async with self.database.session() as session:
             job = await repo_jobs.create_job(
                 session=session,
@@ -137,7 +153,7 @@ class JobSubmission:
                 prompt=request.prompt.strip(),
                 guild_id=request.guild_id,
                 channel_id=request.channel_id,
-                options=options.to_json(),
+                options=request.options.to_json(),
                 interaction_token=request.interaction_token,
                 application_id=request.application_id,
             )

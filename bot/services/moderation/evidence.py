@@ -11,17 +11,16 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.image_fetch import FetchedImage
 from bot.services.moderation.cases import EvidenceFile
 from storage.blobs import BlobStore
 from storage.db import Database
-from storage.models import AssetOwner, ModerationCase, StoredAsset, utcnow
+from storage.models import AssetOwner, ModerationCase, utcnow
 from storage.repo import assets as repo_assets
 
-__all__ = ["EvidenceStore", "case_assets"]
+__all__ = ["EvidenceStore"]
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +49,9 @@ class EvidenceStore:
             await self.delete_blobs(keys)
             raise
         for image, info in infos:
-            await repo_assets.add_asset(
+            await repo_assets.record_blob(
                 session=session,
-                key=info.key,
-                content_type=info.content_type,
-                size=info.size,
-                sha256=info.sha256,
+                blob=info,
                 filename=image.filename[:255] or "image",
                 owner_kind=AssetOwner.CASE.value,
                 owner_id=str(case_id),
@@ -66,7 +62,7 @@ class EvidenceStore:
     async def load(self, case: ModerationCase) -> list[EvidenceFile]:
         """Every stored image of a case, in posting order (what Restore re-posts)."""
         async with self.database.session() as session:
-            assets = await case_assets(session, _case_id(case))
+            assets = await repo_assets.list_case_assets(session=session, case_id=_case_id(case))
         files = []
         for asset in assets:
             try:
@@ -93,7 +89,8 @@ class EvidenceStore:
 
     async def detach(self, session: AsyncSession, case: ModerationCase) -> list[str]:
         """Forget the case's evidence rows; returns the blob keys to delete once the transaction commits."""
-        keys = {asset.key for asset in await case_assets(session, _case_id(case))}
+        assets = await repo_assets.list_case_assets(session=session, case_id=_case_id(case))
+        keys = {asset.key for asset in assets}
         if case.evidence_key is not None:
             keys.add(case.evidence_key)
         for key in keys:
@@ -106,16 +103,6 @@ class EvidenceStore:
                 await self.blobs.delete(key)
             except Exception:
                 log.exception("could not delete blob %s", key)
-
-
-async def case_assets(session: AsyncSession, case_id: int) -> list[StoredAsset]:
-    # storage.repo.assets lists assets of jobs only; cases own theirs the same way (owner kind "case").
-    statement = (
-        select(StoredAsset)
-        .where(StoredAsset.owner_kind == AssetOwner.CASE.value, StoredAsset.owner_id == str(case_id))
-        .order_by(col(StoredAsset.id))
-    )
-    return list((await session.exec(statement)).all())
 
 
 def _case_id(case: ModerationCase) -> int:

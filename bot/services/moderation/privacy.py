@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.services.moderation.cases import case_id_of
-from bot.services.moderation.evidence import EvidenceStore, case_assets
+from bot.services.moderation.evidence import EvidenceStore
 from storage.db import Database
 from storage.models import AssetOwner, utcnow
 from storage.repo import assets as repo_assets
@@ -55,7 +55,7 @@ async def forget_user(
         ]
         keys: set[str] = set()
         for case in authored:
-            for asset in await case_assets(session, case_id_of(case)):
+            for asset in await repo_assets.list_case_assets(session=session, case_id=case_id_of(case)):
                 keys.add(asset.key)
                 await repo_assets.delete_asset(session=session, key=asset.key)
         deleted = await repo_user_data.delete_user_data(session=session, guild_id=guild_id, user_id=user_id)

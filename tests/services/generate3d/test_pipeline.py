@@ -8,7 +8,9 @@ import asyncio
 import io
 import time
 import zipfile
+from dataclasses import replace
 
+from bot.services.generate3d.progress import JobMessage
 from bot.services.generate3d.service import GenerationOptions
 from inference.remote.meshy import MeshyClient
 from storage.models import JobState
@@ -64,6 +66,34 @@ async def test_textured_job_runs_every_stage_and_stores_the_files(env: Env) -> N
         mtl = archive.read(mtl_name).decode()
         texture = next(line.split()[-1] for line in mtl.splitlines() if line.lower().startswith("map_kd"))
         assert archive.read(texture) == env.meshy.asset_bytes(done.refine_task_id, "texture_base_color.png")
+
+
+async def test_the_final_snapshot_carries_what_the_result_message_shows(env: Env) -> None:
+    service = env.service()
+    asked = replace(request(texture=False), interaction_token="secret-token-123", application_id=77)
+    job = await service.submit((await service.admit(asked)).shown_in(4242))
+    await service.wait(job.id)
+    snapshots = [event for event in env.events if event.job_id == job.id]
+    final = snapshots[-1]
+    assert final.state is JobState.DONE and final.files is not None
+    # Everything the result embed links to, as the service's own result lists it.
+    assert list(final.files.assets) == (await service.result(job.id)).assets
+    assert final.files.thumbnail is not None and final.files.model("glb") is not None
+    assert final.files.expired_note is None
+    assert all(snapshot.files is None for snapshot in snapshots[:-1])
+    # Where the job is shown, on every snapshot; the token stays out of logs and the web page's view.
+    shown = JobMessage(application_id=77, interaction_token="secret-token-123", message_id=4242)
+    assert all(snapshot.message == shown for snapshot in snapshots)
+    assert "secret-token-123" not in repr(final) and "secret-token-123" not in str(final.to_json())
+
+    # Moving to a channel message is noted on the live snapshot, without news for the listeners.
+    heard = len(env.events)
+    await service.set_message(job.id, channel_message_id=5555)
+    assert len(env.events) == heard
+    live = await service.snapshot(job.id)
+    assert live is not None and live.message == replace(shown, channel_message_id=5555)
+    row = await service.get_job(job.id)
+    assert row is not None and row.channel_message_id == 5555
 
 
 async def test_untextured_job_stops_after_the_shape(env: Env) -> None:
