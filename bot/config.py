@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
     public_base_url: str = ""
+    # Seconds a connection may take to send a whole request head, and stay idle between requests: slow or
+    # silent clients are dropped instead of holding a connection open for an hour.
+    web_header_timeout_s: float = Field(default=20.0, gt=0, le=3600)
+    # Live progress streams (/jobs/<id>/events) open at once, in total and from one client address.
+    web_sse_max_connections: int = Field(default=200, ge=1, le=100_000)
+    web_sse_max_per_client: int = Field(default=10, ge=1, le=100_000)
 
     # Inference
     inference_device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import migrate
+from storage.models import metadata
 
 Backend = Literal["sqlite", "postgresql"]
 
@@ -134,6 +135,25 @@ class Database:
                 await connection.execute(sa.text("SELECT 1"))
         except (OSError, sa.exc.DBAPIError) as exc:
             raise DatabaseUnavailable(self._unavailable_message(exc)) from exc
+
+    async def check_tables(self) -> None:
+        """Read one row of every table Lumi uses; `DatabaseUnavailable` names the first that fails.
+
+        Cheap (an indexed first row each), for health checks: a reachable database whose table was dropped
+        or damaged is as broken for Lumi as an unreachable one, and `ping` alone cannot see it.
+        """
+        await self.ping()
+        async with self._engine.connect() as connection:
+            for table in metadata.sorted_tables:
+                try:
+                    await connection.execute(sa.select(sa.literal(1)).select_from(table).limit(1))
+                except (OSError, sa.exc.DBAPIError) as exc:
+                    reason = str(exc.orig) if isinstance(exc, sa.exc.DBAPIError) else str(exc)
+                    first_line = reason.splitlines()[0] if reason else type(exc).__name__
+                    raise DatabaseUnavailable(
+                        f"the {table.name} table cannot be read ({first_line}); run `lumi db upgrade` if the "
+                        "schema is behind, or restore the database from a backup"
+                    ) from exc
 
     async def upgrade(self, revision: str = "head") -> None:
         """Apply Alembic migrations up to `revision`; `DatabaseUnavailable` when the database fails."""
