@@ -7,6 +7,7 @@ import contextlib
 import logging
 from typing import Any
 
+import aiohttp
 import discord
 from discord.ext import commands
 
@@ -20,6 +21,10 @@ log = logging.getLogger(__name__)
 
 # Loaded by dotted name so that nothing in `bot` imports `cogs`.
 EXTENSIONS: tuple[str, ...] = ("cogs.admin", "cogs.moderation", "cogs.generate3d", "cogs.comments")
+
+# Waits between attempts to reach Discord at start-up: doubling from the first to at most the last.
+LOGIN_RETRY_FIRST_S = 2.0
+LOGIN_RETRY_MAX_S = 60.0
 
 
 def lumi_intents() -> discord.Intents:
@@ -56,6 +61,9 @@ class LumiBot(commands.Bot):
         self.web: WebServer | None = None
         self.accepting_work = True
         self.failed_extensions: dict[str, str] = {}
+        # Set when Lumi's own start-up begins: from then on a failure is Lumi's, not Discord's, and is not
+        # retried by `login_with_retry`.
+        self.setup_started = False
 
     @property
     def runtime(self) -> Runtime:
@@ -64,6 +72,7 @@ class LumiBot(commands.Bot):
         return self._runtime
 
     async def setup_hook(self) -> None:
+        self.setup_started = True
         # Publishing commands needs the cogs, not the database: `lumi sync` never connects to it.
         self._runtime = await Runtime.open(self.settings) if self.serving else Runtime.unopened(self.settings)
         install_error_handler(self.tree)
@@ -114,13 +123,61 @@ class LumiBot(commands.Bot):
             log.info("Lumi stopped")
 
 
+async def login_with_retry(
+    bot: LumiBot,
+    token: str,
+    *,
+    first_delay_s: float = LOGIN_RETRY_FIRST_S,
+    max_delay_s: float = LOGIN_RETRY_MAX_S,
+) -> None:
+    """Log in, and while Discord cannot be reached (network down, DNS, an outage) wait and try again.
+
+    Each failure is one warning saying what failed and when the next try is; a rejected token is final
+    (`UserFacingError`). Only reaching Discord is retried: once `setup_hook` has begun, an error there is
+    Lumi's own and propagates. (Once connected, discord.py reconnects the gateway by itself.)
+    """
+    delay = first_delay_s
+    attempt = 1
+    while True:
+        try:
+            await bot.login(token)
+        except discord.LoginFailure:
+            raise UserFacingError("Discord rejected DISCORD_TOKEN; copy the bot's token again") from None
+        except (OSError, aiohttp.ClientError, discord.DiscordServerError) as error:
+            if bot.setup_started:
+                raise
+            log.warning(
+                "cannot reach Discord at %s (%s); trying again in %.0f s (attempt %d)",
+                discord.http.Route.BASE,
+                str(error) or type(error).__name__,
+                delay,
+                attempt,
+            )
+        else:
+            if attempt > 1:
+                log.info("reached Discord after %d attempts", attempt)
+            return
+        # The failed attempt opened an HTTP session; closing it closes its connector too, so the next
+        # attempt must make a new one (discord.py does when the connector is unset).
+        await bot.http.close()
+        bot.http.connector = discord.utils.MISSING
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay_s)
+        attempt += 1
+
+
+async def _login_and_connect(bot: LumiBot, token: str) -> None:
+    await login_with_retry(bot, token)
+    await bot.connect(reconnect=True)
+
+
 async def run_bot(settings: Settings) -> None:
     """Run until the gateway closes or SIGINT/SIGTERM asks Lumi to stop."""
     assert settings.discord_token is not None
     bot = LumiBot(settings)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
-    runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+    runner = asyncio.create_task(_login_and_connect(bot, settings.discord_token.get_secret_value()))
     stopper = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import secrets
+import os
+import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from inference.threads import default_threads
+from storage.links import GENERATE_SECRET_HINT, MIN_SECRET_BYTES, LinkSecretError, load_or_create_secret
 
 
 class SettingsError(Exception):
@@ -41,6 +45,12 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
     public_base_url: str = ""
+    # Seconds a connection may take to send a whole request head, and stay idle between requests: slow or
+    # silent clients are dropped instead of holding a connection open for an hour.
+    web_header_timeout_s: float = Field(default=20.0, gt=0, le=3600)
+    # Live progress streams (/jobs/<id>/events) open at once, in total and from one client address.
+    web_sse_max_connections: int = Field(default=200, ge=1, le=100_000)
+    web_sse_max_per_client: int = Field(default=10, ge=1, le=100_000)
 
     # Inference
     inference_device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -120,6 +130,17 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("link_secret")
+    @classmethod
+    def _check_link_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode("utf-8")) < MIN_SECRET_BYTES:
+            size = len(value.get_secret_value().encode("utf-8"))
+            raise ValueError(
+                f"must be at least {MIN_SECRET_BYTES} bytes, got {size}; {GENERATE_SECRET_HINT} "
+                "(or leave it empty to have one generated under DATA_DIR)"
+            )
+        return value
+
     @field_validator("discord_dev_guild_id", "comment_model_dir", mode="before")
     @classmethod
     def _blank_guild_is_none(cls, value: object) -> object:
@@ -164,6 +185,11 @@ class Settings(BaseSettings):
                 "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// (async drivers), "
                 f"got {value.split('://', 1)[0]}://"
             )
+        if value:
+            try:
+                make_url(value)
+            except (ArgumentError, ValueError) as error:
+                raise ValueError(f"is not a valid database URL ({error})") from None
         return value
 
     @property
@@ -183,26 +209,67 @@ class Settings(BaseSettings):
         host = "127.0.0.1" if self.web_host in ("0.0.0.0", "::") else self.web_host
         return f"http://{host}:{self.web_port}"
 
+    def ensure_data_dir(self) -> Path:
+        """Create DATA_DIR if needed and check this user can write there; `SettingsError` says why not."""
+        path = self.data_dir
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            problem = "is a file, not a folder"
+        except NotADirectoryError:
+            problem = "cannot be created: a folder above it is a file"
+        except OSError as error:
+            problem = f"cannot be created ({error.strerror})"
+        else:
+            if os.access(path, os.W_OK | os.X_OK):
+                return path
+            problem = "is not writable by this user"
+        raise SettingsError(f"DATA_DIR: {path} {problem}; set DATA_DIR to a folder this user can write")
+
     def link_secret_value(self) -> str:
         """The secret for signed links; a random one is generated (and kept under data_dir) if unset."""
         if self.link_secret is not None:
             return self.link_secret.get_secret_value()
-        path = self.data_dir / "link_secret"
-        if path.exists():
-            return path.read_text(encoding="utf-8").strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(32)
-        path.write_text(value, encoding="utf-8")
-        path.chmod(0o600)
-        return value
+        self.ensure_data_dir()
+        try:
+            return load_or_create_secret(self.data_dir / "link_secret")
+        except LinkSecretError as error:
+            raise SettingsError(str(error)) from None
+
+
+# Their values never appear in messages: secrets, and database URLs (which may carry a password).
+_SECRET_FIELDS = frozenset(
+    name
+    for name, field in Settings.model_fields.items()
+    if SecretStr in (field.annotation, *get_args(field.annotation))
+)
+_URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^/]*@")
+
+
+def masked_url(url: str) -> str:
+    """`url` with its password replaced by ***, also when it does not parse as a URL.
+
+    Up to the last '@' before the path: an unescaped '@' in a password must not leave its tail showing.
+    """
+    return _URL_PASSWORD.sub(r"\1***@", url, count=1)
+
+
+def _shown_value(field: str, given: object) -> str:
+    if isinstance(given, dict) or given is None:
+        return ""
+    if field in _SECRET_FIELDS:
+        return " (value not shown)"
+    if field == "database_url" and isinstance(given, str):
+        return f" (got {masked_url(given)!r})"
+    return f" (got {given!r})"
 
 
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
-        name = ".".join(str(p) for p in item.get("loc", ())) or "settings"
-        given = item.get("input")
-        shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+        loc = item.get("loc", ())
+        name = ".".join(str(p) for p in loc) or "settings"
+        shown = _shown_value(str(loc[0]) if loc else "", item.get("input"))
         parts.append(f"{name.upper()}: {item.get('msg', 'invalid value')}{shown}")
     return "invalid configuration: " + "; ".join(parts)
 

@@ -53,17 +53,19 @@ class Runtime:
         # torch and triton load here, once, before model threads race to load TensorFlow and torch
         # models side by side (TensorFlow loaded first makes a later triton import crash the process).
         import_torch_side()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.ensure_data_dir()
+        # Before the database: a link secret that cannot be read or written stops start-up in one line.
+        settings.link_secret_value()
         database = Database(settings.resolved_database_url)
         try:
             if migrate:
                 await database.upgrade()
             await database.ping()
+            log.info("database ready (%s)", database.backend)
+            return cls._assemble(settings, database)
         except BaseException:
             await database.close()
             raise
-        log.info("database ready (%s)", database.backend)
-        return cls._assemble(settings, database)
 
     @classmethod
     def unopened(cls, settings: Settings) -> Runtime:

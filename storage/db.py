@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import migrate
+from storage.models import metadata
 
 Backend = Literal["sqlite", "postgresql"]
 
@@ -46,6 +47,19 @@ def _sqlite_on_connect(dbapi_connection: Any, _connection_record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+
+
+def _sqlite_hint(reason: str) -> str:
+    """What to check, from SQLite's own words for the fault."""
+    lowered = reason.lower()
+    if "not a database" in lowered or "malformed" in lowered:
+        return (
+            "the file is damaged or is not a SQLite database: restore it from a backup, or move it aside to "
+            "start with an empty database"
+        )
+    if "full" in lowered or "i/o error" in lowered:
+        return "the disk may be full (or failing): free some space and try again"
+    return "check that its directory exists and is writable by this user"
 
 
 class Database:
@@ -122,17 +136,48 @@ class Database:
         except (OSError, sa.exc.DBAPIError) as exc:
             raise DatabaseUnavailable(self._unavailable_message(exc)) from exc
 
+    async def check_tables(self) -> None:
+        """Read one row of every table Lumi uses; `DatabaseUnavailable` names the first that fails.
+
+        Cheap (an indexed first row each), for health checks: a reachable database whose table was dropped
+        or damaged is as broken for Lumi as an unreachable one, and `ping` alone cannot see it.
+        """
+        await self.ping()
+        async with self._engine.connect() as connection:
+            for table in metadata.sorted_tables:
+                try:
+                    await connection.execute(sa.select(sa.literal(1)).select_from(table).limit(1))
+                except (OSError, sa.exc.DBAPIError) as exc:
+                    reason = str(exc.orig) if isinstance(exc, sa.exc.DBAPIError) else str(exc)
+                    first_line = reason.splitlines()[0] if reason else type(exc).__name__
+                    raise DatabaseUnavailable(
+                        f"the {table.name} table cannot be read ({first_line}); run `lumi db upgrade` if the "
+                        "schema is behind, or restore the database from a backup"
+                    ) from exc
+
     async def upgrade(self, revision: str = "head") -> None:
-        """Apply Alembic migrations up to `revision`."""
+        """Apply Alembic migrations up to `revision`; `DatabaseUnavailable` when the database fails."""
         # Connectivity first, so an unreachable server is reported as such and not as a migration failure.
         await self.ping()
-        if self._is_in_memory_sqlite():
-            # A second engine would open a different, empty in-memory database.
-            await migrate.upgrade(self._engine, revision)
-        else:
-            # A separate connection without this engine's per-connection pragmas: SQLite table rebuilds in
-            # future migrations must be able to switch foreign keys off.
-            await migrate.upgrade(self._url.render_as_string(hide_password=False), revision)
+        try:
+            if self._is_in_memory_sqlite():
+                # A second engine would open a different, empty in-memory database.
+                await migrate.upgrade(self._engine, revision)
+            else:
+                # A separate connection without this engine's per-connection pragmas: SQLite table rebuilds
+                # in future migrations must be able to switch foreign keys off.
+                await migrate.upgrade(self._url.render_as_string(hide_password=False), revision)
+        except (OSError, sa.exc.DBAPIError) as exc:
+            # A full disk, a damaged file or a server going away mid-migration: one sentence, not a traceback.
+            raise DatabaseUnavailable(self._unavailable_message(exc)) from exc
+
+    async def revision(self) -> str | None:
+        """The schema revision the database is at (None: none ran); `DatabaseUnavailable` on a fault."""
+        await self.ping()
+        try:
+            return await migrate.current(self._engine)
+        except (OSError, sa.exc.DBAPIError) as exc:
+            raise DatabaseUnavailable(self._unavailable_message(exc)) from exc
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -157,8 +202,8 @@ class Database:
         reason = str(exc.orig) if isinstance(exc, sa.exc.DBAPIError) else (str(exc) or type(exc).__name__)
         if self._backend == "sqlite":
             return (
-                f"cannot open the SQLite database at {self._url.database or ':memory:'} ({reason}); "
-                "check that its directory exists and is writable by this user"
+                f"cannot use the SQLite database at {self._url.database or ':memory:'} ({reason}); "
+                + _sqlite_hint(reason)
             )
         host = self._url.host or "localhost"
         port = self._url.port or 5432

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,72 @@ def test_link_secret_is_generated_once(tmp_path: Path, monkeypatch: pytest.Monke
     second = load_settings().link_secret_value()
     assert first == second
     assert len(first) >= 32
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "hidden"),
+    [
+        ("LINK_SECRET", "short", "short"),
+        ("DATABASE_URL", "mysql://lumi:hunter22@db.example/lumi", "hunter22"),
+        ("DATABASE_URL", "postgresql+asyncpg://lumi:hunter22@db.example:notaport/lumi", "hunter22"),
+        # An unescaped '@' in the password: none of it may show.
+        ("DATABASE_URL", "mysql://lumi:hun@ter22@db.example/lumi", "ter22"),
+    ],
+)
+def test_bad_secrets_and_urls_are_named_without_showing_the_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, hidden: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert variable in message and "\n" not in message
+    assert hidden not in message
+
+
+def test_a_short_link_secret_says_how_long_it_must_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LINK_SECRET", "short")
+    with pytest.raises(SettingsError, match=r"LINK_SECRET: .*at least 16 bytes, got 5"):
+        load_settings()
+
+
+def test_a_short_link_secret_file_stops_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "link_secret").write_text("tiny\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings().link_secret_value()
+    assert "link_secret is 4 bytes" in str(caught.value)
+
+
+@pytest.mark.parametrize("layout", ["parent is a file", "data dir is a file"])
+def test_a_data_dir_that_cannot_be_created_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    data_dir = tmp_path / "blocker" / "data" if layout == "parent is a file" else tmp_path / "blocker"
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    settings = load_settings()
+    for action in (settings.ensure_data_dir, settings.link_secret_value):
+        with pytest.raises(SettingsError) as caught:
+            action()
+        assert str(caught.value).startswith("DATA_DIR: ") and str(data_dir) in str(caught.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="permissions do not bind root")
+def test_a_read_only_data_dir_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "locked").mkdir(mode=0o500)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "locked" / "data"))
+    with pytest.raises(SettingsError, match=r"DATA_DIR: .* cannot be created \(Permission denied\)"):
+        load_settings().ensure_data_dir()
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "locked"))
+    with pytest.raises(SettingsError, match=r"DATA_DIR: .* is not writable"):
+        load_settings().ensure_data_dir()

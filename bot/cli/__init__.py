@@ -62,5 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, DatabaseUnavailable, UserFacingError) as error:
         print(f"lumi: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        # The machine said no (full disk, permissions, a port in use): its words in one line. The traceback
+        # is kept for whoever debugs with LOG_LEVEL=DEBUG.
+        log.debug("stopped by an operating system error", exc_info=True)
+        print(f"lumi: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130

@@ -1,14 +1,19 @@
-"""`lumi db upgrade|current`: schema migrations (also applied automatically at start-up)."""
+"""`lumi db upgrade|current`: schema migrations (also applied automatically at start-up).
+
+Any database fault (server down, damaged or unwritable SQLite file, full disk) ends in one line saying
+where and what to check, with the URL's password masked.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 
-from sqlalchemy.engine import make_url
+from alembic.util import CommandError
 
 from bot.cli.common import settings_and_logging
-from storage import migrate
+from bot.errors import UserFacingError
+from storage.db import Database
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,16 +28,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _upgrade(args: argparse.Namespace) -> int:
     settings = settings_and_logging()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.resolved_database_url
-    asyncio.run(migrate.upgrade(url, args.revision))
-    shown = make_url(url).render_as_string(hide_password=True)
-    print(f"database at {shown} upgraded to {args.revision}")
+    settings.ensure_data_dir()
+    database = Database(settings.resolved_database_url)
+    asyncio.run(_upgrade_and_close(database, args.revision))
+    print(f"database at {database.url} upgraded to {args.revision}")
     return 0
+
+
+async def _upgrade_and_close(database: Database, revision: str) -> None:
+    try:
+        await database.upgrade(revision)
+    except CommandError as error:
+        # Alembic's own words, e.g. "Can't locate revision identified by 'x'".
+        raise UserFacingError(
+            f"cannot migrate the database at {database.url} to {revision!r}: {error}"
+        ) from None
+    finally:
+        await database.close()
 
 
 def _current(args: argparse.Namespace) -> int:
     settings = settings_and_logging()
-    revision = asyncio.run(migrate.current(settings.resolved_database_url))
+    revision = asyncio.run(_revision_and_close(Database(settings.resolved_database_url)))
     print(revision or "empty (no migrations applied)")
     return 0
+
+
+async def _revision_and_close(database: Database) -> str | None:
+    try:
+        return await database.revision()
+    finally:
+        await database.close()

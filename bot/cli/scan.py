@@ -8,8 +8,10 @@ The policy is ``--policy`` when given, else with ``--guild`` that server's store
 defaults; one line says which. Reading a server's policy opens the configured database read only; when
 it cannot be read, or the server has no stored settings, the line says so and the defaults apply.
 
-Exit status: 0 when nothing is flagged, 1 when at least one image is flagged, 2 for bad usage.
-Nothing is stored (the classifier registry is a file under DATA_DIR).
+Exit status (`scan_report.EXIT_STATUS_HELP`): 0 every image checked and none flagged, 1 at least one
+flagged, 2 bad usage or no image could be checked, 3 none flagged but some could not be checked. File
+names are printed escaped (a name can hold newlines or terminal escape sequences). Nothing is stored
+(the classifier registry is a file under DATA_DIR).
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot.cli.common import settings_and_logging
-from bot.cli.scan_report import classifier_json, print_table, print_unavailable_classifiers
+from bot.cli.scan_report import (
+    EXIT_STATUS_HELP,
+    classifier_json,
+    exit_status,
+    json_text,
+    print_table,
+    print_unavailable_classifiers,
+    was_checked,
+)
 from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.services.moderation import (
@@ -60,8 +70,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "for images. The custom classifiers registered for all servers (lumi models add-classifier) run "
         "too, and their categories score and flag as in moderation. A registered classifier that cannot "
         "load is reported and left out. The policy is --policy when given, else with --guild that "
-        "server's stored policy (read from the database), else the defaults; a line says which. "
-        "Exit status 1 when an image is flagged.",
+        "server's stored policy (read from the database), else the defaults; a line says which.",
+        epilog=EXIT_STATUS_HELP,
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout instead of a table")
@@ -124,6 +134,7 @@ def _scan_command(args: argparse.Namespace) -> int:
     results = outcome.results
     # On stderr with --json, so that stdout stays one JSON document.
     print(f"policy: {choice.description}", file=sys.stderr if args.json else sys.stdout)
+    status = exit_status(results)
     if args.json:
         document = {
             "policy": "default" if policy == DEFAULT_POLICY else "custom",
@@ -131,7 +142,13 @@ def _scan_command(args: argparse.Namespace) -> int:
             "policy_description": choice.description,
             "guild_id": args.guild,
             "custom_classifiers": [classifier_json(c, unavailable.get(c.id)) for c in classifiers],
-            "results": results,
+            "results": [{**result, "path": json_text(result["path"])} for result in results],
+            "summary": {
+                "images": len(results),
+                "flagged": sum(1 for result in results if result["flagged"]),
+                "not_checked": sum(1 for result in results if not was_checked(result)),
+                "exit_status": status,
+            },
         }
         json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
         print()
@@ -141,7 +158,7 @@ def _scan_command(args: argparse.Namespace) -> int:
             classifiers=None if catalog is None else classifiers,
             unchecked_action=policy.unchecked_action.value,
         )
-    return 1 if any(result["flagged"] for result in results) else 0
+    return status
 
 
 def _registered_for(catalog: ClassifierCatalog, guild_id: int | None) -> list[RegisteredClassifier]:

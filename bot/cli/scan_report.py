@@ -1,4 +1,5 @@
-"""What `lumi scan` prints: the table of results, and the custom classifiers that ran or could not."""
+"""What `lumi scan` prints and returns: the table of results, the custom classifiers that ran or could not,
+and the exit status that sums the results up for scripts."""
 
 from __future__ import annotations
 
@@ -8,13 +9,52 @@ from typing import Any
 
 from bot.services.moderation import CheckStatus, RegisteredClassifier
 
-_CHECKED = frozenset({CheckStatus.CHECKED.value, CheckStatus.REPEAT.value})
 # The policy's unchecked_action, as moderation carries it out.
 _UNCHECKED_WORDS = {
     "alert": "moderation alerts the moderators",
     "hold": "moderation holds the post for review",
     "none": "moderation only logs it",
 }
+# Exit statuses of `lumi scan` (documented in `lumi scan --help` and docs/operations.md).
+EXIT_CLEAN = 0  # every image was checked and none is flagged
+EXIT_FLAGGED = 1  # at least one image is flagged (whatever happened to the others)
+EXIT_NOTHING_CHECKED = 2  # bad usage, or not one image could be checked (none found, all unreadable...)
+EXIT_SOME_NOT_CHECKED = 3  # none is flagged, but some could not be checked
+EXIT_STATUS_HELP = (
+    "Exit status: 0 every image was checked and none is flagged; 1 at least one image is flagged; "
+    "2 bad usage, or no image could be checked at all; 3 none is flagged but some images could not be "
+    "checked (missing, unreadable, too large, not an image, models unavailable)."
+)
+_CHECKED_STATUSES = frozenset({CheckStatus.CHECKED.value, CheckStatus.REPEAT.value})
+
+
+def was_checked(result: Mapping[str, Any]) -> bool:
+    return result["status"] in _CHECKED_STATUSES
+
+
+def exit_status(results: Sequence[Mapping[str, Any]]) -> int:
+    """0, 1, 2 or 3 as `EXIT_STATUS_HELP` says: "not checked" is never mistaken for "clean"."""
+    if any(result["flagged"] for result in results):
+        return EXIT_FLAGGED
+    checked = sum(1 for result in results if was_checked(result))
+    if checked == 0:
+        return EXIT_NOTHING_CHECKED
+    return EXIT_CLEAN if checked == len(results) else EXIT_SOME_NOT_CHECKED
+
+
+def display_text(text: str) -> str:
+    """`text` safe to print on a terminal: control characters (newlines, ANSI escapes) and bytes that are
+    not UTF-8 (kept by Python as lone surrogates) are shown as backslash escapes, not sent raw."""
+    return "".join(_escaped(char) for char in json_text(text))
+
+
+def _escaped(char: str) -> str:
+    return char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+
+
+def json_text(text: str) -> str:
+    """`text` encodable as UTF-8: a file name's undecodable bytes (surrogates) become `\\xNN`."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def print_unavailable_classifiers(
@@ -55,13 +95,14 @@ def print_table(
     if not results:
         print("no image files found")
         return
-    width = min(48, max(len("file"), *(len(r["path"]) for r in results)))
+    shown_paths = [display_text(r["path"]) for r in results]
+    width = min(48, max(len("file"), *(len(path) for path in shown_paths)))
     print(f"{'file':<{width}}  {'verdict':<14} {'top score':<24} {'ms':>7}  details")
-    for result in results:
-        path = result["path"] if len(result["path"]) <= width else "…" + result["path"][-(width - 1) :]
+    for result, shown in zip(results, shown_paths, strict=True):
+        path = shown if len(shown) <= width else "…" + shown[-(width - 1) :]
         status = result["status"]
-        if status in (CheckStatus.UNREADABLE.value, CheckStatus.ERROR.value):
-            details = result["reason"]
+        if not was_checked(result):
+            details = display_text(result["reason"])
             if result.get("may_be_shown"):
                 details = f"{details} People may still see it: {_UNCHECKED_WORDS[unchecked_action]}."
             print(f"{path:<{width}}  {status:<14} {'':<24} {'':>7}  {details}")
@@ -72,11 +113,11 @@ def print_table(
         top_text = f"{top[0]} {top[1]:.2f}" if top else "repeat match"
         custom = [f"{name} {score:.2f}" for name, score in scores.items() if name in custom_categories]
         labels = [f"{label['label']} {label['score']:.2f}" for label in result["labels"][:3]]
-        details = result["reason"] if result["flagged"] else ", ".join(custom + labels)
+        details = display_text(result["reason"] if result["flagged"] else ", ".join(custom + labels))
         print(f"{path:<{width}}  {verdict:<14} {top_text:<24} {result['elapsed_ms']:>7.0f}  {details}")
     flagged = sum(1 for r in results if r["flagged"])
-    unchecked = sum(1 for r in results if r["status"] not in _CHECKED)
-    print(f"\n{len(results)} image(s), {flagged} flagged, {unchecked} not checked")
+    not_checked = sum(1 for r in results if not was_checked(r))
+    print(f"\n{len(results)} image(s), {flagged} flagged, {not_checked} not checked")
     if classifiers is not None:
         names = ", ".join(f"#{c.id} {c.category} ({c.scope})" for c in classifiers)
         print(f"custom classifiers: {names or 'none apply'}")

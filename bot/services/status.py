@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from inference.registry import ModelRegistry, ModelStatus
-from storage.db import Database
+from storage.db import Database, DatabaseUnavailable
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,8 @@ class StatusReport:
     database_ok: bool
     gateway_latency_ms: float | None
     models: list[ModelStatus] = field(default_factory=list)
+    # Why the database is not ok, in one sentence (None when it is).
+    database_problem: str | None = None
 
     @property
     def models_loaded(self) -> list[str]:
@@ -53,11 +55,14 @@ class StatusService:
         return time.monotonic() - self._started
 
     async def report(self, *, gateway_latency_s: float | None = None) -> StatusReport:
+        problem = None
         try:
-            await self._database.ping()
-            database_ok = True
-        except Exception:
-            database_ok = False
+            # Every table, not only the connection: one dropped or damaged table breaks the features using it.
+            await self._database.check_tables()
+        except DatabaseUnavailable as error:
+            problem = str(error)
+        except Exception as error:
+            problem = f"the database check failed: {type(error).__name__}: {error}"
         latency_ms = None
         if gateway_latency_s is not None and gateway_latency_s == gateway_latency_s:  # NaN before first beat
             latency_ms = round(gateway_latency_s * 1000, 1)
@@ -65,7 +70,8 @@ class StatusService:
             version=self._version,
             uptime_s=self.uptime_s,
             database_backend=self._database.backend,
-            database_ok=database_ok,
+            database_ok=problem is None,
             gateway_latency_ms=latency_ms,
             models=self._registry.snapshot(),
+            database_problem=problem,
         )

@@ -1,4 +1,8 @@
-"""Builds the aiohttp application and runs it on the configured host and port."""
+"""Builds the aiohttp application and runs it on the configured host and port.
+
+Every response carries the security headers of `headers`; database faults answer 503 (`faults`); event
+streams are capped (`streams`); a client gets WEB_HEADER_TIMEOUT_S to send its request head.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,24 @@ from aiohttp import web
 from bot.runtime import Runtime
 from bot.web import files, health, playground
 from bot.web import generate3d as generate3d_routes
+from bot.web.faults import protocol_logger, storage_faults
+from bot.web.headers import add_security_headers
 from bot.web.keys import PLAYGROUND, RUNTIME
+from bot.web.streams import STREAM_LIMITS, StreamLimits
 
 log = logging.getLogger(__name__)
 
 
 def create_app(runtime: Runtime, *, playground_mode: bool = False) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    settings = runtime.settings
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[storage_faults])
+    app.on_response_prepare.append(add_security_headers)
     app[RUNTIME] = runtime
     app[PLAYGROUND] = playground_mode
     app[playground.SECTIONS] = []
+    app[STREAM_LIMITS] = StreamLimits(
+        total=settings.web_sse_max_connections, per_client=settings.web_sse_max_per_client
+    )
     app.router.add_get("/", playground.index)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/metrics", health.metrics)
@@ -44,7 +56,14 @@ class WebServer:
 
     async def start(self) -> None:
         settings = self.runtime.settings
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            # Also the time a connection gets to send a complete request head: aiohttp's keep-alive timer
+            # runs from the moment a connection opens, so a client trickling header bytes is dropped too.
+            keepalive_timeout=settings.web_header_timeout_s,
+            logger=protocol_logger(),
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.web_host, settings.web_port)
         try:

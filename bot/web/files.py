@@ -1,7 +1,8 @@
 """`/files/<signed token>`: streams a stored asset when its link is genuine and not expired.
 
 A file of a job whose files expired under the 3D retention answers 410 with a sentence saying so, even
-when its blob is still stored (deletion pending) or the link itself expired too.
+when its blob is still stored (deletion pending) or the link itself expired too. A token far longer than
+any Lumi issues, and a genuine token for a key the blob store would refuse, answer 404 at once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bot.web.keys import RUNTIME
-from storage.links import LinkExpired, LinkTampered
+from storage.blobs import InvalidBlobKey, validate_key
+from storage.links import MAX_TOKEN_CHARS, LinkExpired, LinkTampered
 from storage.repo import assets as repo_assets
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 async def download(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     token = request.match_info["token"]
+    if len(token) > MAX_TOKEN_CHARS:
+        raise web.HTTPNotFound(text="No such file.")
     try:
         key = runtime.links.verify(token)
     except LinkExpired as expired:
@@ -28,6 +32,11 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise web.HTTPGone(text=note or "This download link has expired. Ask Lumi for a new one.") from None
     except LinkTampered:
         raise web.HTTPForbidden(text="This download link is not valid.") from None
+    try:
+        validate_key(key)
+    except InvalidBlobKey:
+        # Signed with this secret, yet naming nothing the store could hold (say, '../etc/passwd').
+        raise web.HTTPNotFound(text="No such file.") from None
 
     # An expired job's blob may outlive its expiry (a failed deletion waits for the next clean-up round).
     note = await runtime.generation.expired_file_note(key)

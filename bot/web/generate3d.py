@@ -5,7 +5,7 @@
 - ``GET /jobs/<job>``: the job and signed download links as JSON (``files_expired``: why there are no links
   once the retention period deleted the files);
 - ``GET /jobs/<job>/events``: ``event: progress`` with the job JSON on every change, ``event: done``
-  once it ended, ``:`` comments as keep-alives.
+  once it ended, ``:`` comments as keep-alives; capped per client address and in total (`streams`).
 Job ids are 128-bit random, so a link works like an unlisted share link: whoever has it can look.
 """
 
@@ -24,7 +24,9 @@ from typing import Any
 from aiohttp import web
 
 from bot.services.generate3d import JobResult, JobSnapshot, files_expired_note
+from bot.web.faults import DATABASE_FAULTS, reason
 from bot.web.keys import RUNTIME
+from bot.web.streams import STREAM_LIMITS
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,12 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
+    # The cap first: a flood of streams must not reach the database.
+    with request.app[STREAM_LIMITS].slot(request.remote or "unknown"):
+        return await _stream_events(request)
+
+
+async def _stream_events(request: web.Request) -> web.StreamResponse:
     snapshot = await _snapshot_or_404(request)
     service = request.app[RUNTIME].generation
     response = web.StreamResponse(
@@ -158,6 +166,12 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             await response.write(_event("done", {"state": current.state.value}))
         except ConnectionResetError:
             # The browser went away (closed tab); leaving the block ends the subscription.
+            return response
+        except DATABASE_FAULTS as error:
+            # Headers are sent, so no 503 now: end the stream; the browser's reconnection gets the 503.
+            log.warning(
+                "progress stream of job %s ended: the database failed: %s", snapshot.job_id, reason(error)
+            )
             return response
     with contextlib.suppress(ConnectionResetError):
         await response.write_eof()

@@ -9,13 +9,17 @@ from bot.web.keys import RUNTIME
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 "ok", or 503 "degraded" with the database's problem when it, or one of its tables, fails."""
     runtime = request.app[RUNTIME]
     report = await runtime.status.report()
+    database: dict[str, object] = {"backend": report.database_backend, "ok": report.database_ok}
+    if report.database_problem is not None:
+        database["problem"] = report.database_problem
     body = {
         "status": "ok" if report.database_ok else "degraded",
         "version": report.version,
         "uptime_s": round(report.uptime_s, 1),
-        "database": {"backend": report.database_backend, "ok": report.database_ok},
+        "database": database,
         "models": [
             {"name": m.name, "device": m.device, "loaded": m.loaded, "queue_depth": m.queue_depth}
             for m in report.models

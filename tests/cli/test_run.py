@@ -61,3 +61,46 @@ def test_run_without_token_serves_playground_and_stops_on_sigterm(tmp_path: Path
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_run_with_discord_unreachable_keeps_trying_and_stops_cleanly(tmp_path: Path) -> None:
+    launcher = Path(__file__).resolve().parents[1] / "launch_lumi.py"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_URL"))},
+        # Port 1 on loopback is closed: every attempt is refused at once.
+        "LUMI_TEST_DISCORD_URL": "http://127.0.0.1:1",
+        "DISCORD_TOKEN": "test-token",
+        "DATA_DIR": str(tmp_path / "data"),
+        "WEB_PORT": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(launcher), "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if "cannot reach Discord" in line:
+                break
+        assert process.poll() is None, "".join(output)
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=30)
+        text = "".join(output) + rest
+        assert process.returncode == 0, text
+        assert "127.0.0.1:1" in text and "trying again in" in text
+        assert "Traceback" not in text
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

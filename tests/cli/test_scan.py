@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_table_for_folders_and_files(photos: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["scan", str(photos), str(photos.parent / "renamed.jpg"), str(photos / "missing.png")])
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == 3  # nothing flagged, but two files could not be checked
     lines = {line.split()[0].rsplit("/", 1)[-1]: line for line in out.splitlines() if "/" in line}
     assert set(lines) == {"cat.png", "rocket.jpg", "renamed.jpg", "missing.png"}
     assert " safe " in lines["cat.png"] and " safe " in lines["rocket.jpg"]
@@ -290,3 +291,57 @@ def test_a_server_without_usable_stored_settings_is_scanned_with_the_defaults(
     assert choice.description == (
         "stored policy of server 5 (the same as the default; moderation is turned off in that server)"
     )
+
+
+def test_exit_status_tells_scripts_what_could_not_be_checked(
+    photos: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(photos / "missing.png")
+    renamed = str(photos.parent / "renamed.jpg")
+    (photos.parent / "empty").mkdir()
+    # Nothing could be checked at all: 2, as for bad usage.
+    assert main(["scan", missing]) == 2
+    assert main(["scan", missing, renamed]) == 2
+    assert main(["scan", str(photos.parent / "empty")]) == 2
+    capsys.readouterr()
+    # Too large to check is not clean either.
+    monkeypatch.setenv("MODERATION_MAX_IMAGE_MB", "0.001")
+    code, document, _ = _scan_json(capsys, str(photos / "cat.png"))
+    assert code == 2
+    (result,) = document["results"]
+    assert result["status"] == "unreadable" and "limit" in result["reason"]
+    assert document["summary"] == {"images": 1, "flagged": 0, "not_checked": 1, "exit_status": 2}
+    capsys.readouterr()
+    assert "3 none is flagged but some images could not be checked" in _help(capsys)
+
+
+def _help(capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit):
+        main(["scan", "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_hostile_file_names_are_printed_escaped(photos: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cat = (photos / "cat.png").read_bytes()
+    hostile = photos.parent / "hostile"
+    hostile.mkdir()
+    names = ["two\nlines.png", "\x1b[2J\x1b[31mred.png", "bell\x07.png"]
+    for name in names:
+        (hostile / name).write_bytes(cat)
+    # Bytes that are not UTF-8 in a name: Python keeps them as lone surrogates, which cannot be printed raw.
+    undecodable = os.fsencode(str(hostile)) + b"/caf\xe9.png"
+    with open(undecodable, "wb") as handle:
+        handle.write(cat)
+
+    assert main(["scan", str(hostile)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    rows = [line for line in out.splitlines() if str(hostile) in line or "…" in line]
+    assert len(rows) == 4, out  # one line each: no name broke a row in two
+    for shown in ("two\\nlines.png", "\\x1b[2J\\x1b[31mred.png", "bell\\x07.png", "caf\\xe9.png"):
+        assert any(shown in row for row in rows), (shown, out)
+
+    code, document, _ = _scan_json(capsys, str(hostile))
+    assert code == 0
+    paths = sorted(Path(result["path"]).name for result in document["results"])
+    assert paths == sorted(["two\nlines.png", "\x1b[2J\x1b[31mred.png", "bell\x07.png", "caf\\xe9.png"])

@@ -168,6 +168,26 @@ function handle(payload) {
   }
 }
 
+const TERMINAL = ["done", "failed", "canceled"];
+const POLL_MS = 5000;
+
+// Follows the job by reading its JSON now and then: used when the server refuses a live stream (its cap
+// on open streams, or a database that is not answering), where the browser stops retrying by itself.
+async function poll() {
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    try {
+      const response = await fetch(`/jobs/${jobId}`, { cache: "no-store" });
+      if (!response.ok) continue;
+      const payload = await response.json();
+      handle(payload);
+      if (TERMINAL.includes(payload.job.state)) return;
+    } catch (error) {
+      console.error(error);
+    }
+  }
+}
+
 async function start() {
   const response = await fetch(`/jobs/${jobId}`, { cache: "no-store" });
   if (!response.ok) {
@@ -176,10 +196,13 @@ async function start() {
   }
   const payload = await response.json();
   handle(payload);
-  if (["done", "failed", "canceled"].includes(payload.job.state)) return;
+  if (TERMINAL.includes(payload.job.state)) return;
   const events = new EventSource(`/jobs/${jobId}/events`);
   events.addEventListener("progress", (event) => handle(JSON.parse(event.data)));
   events.addEventListener("done", () => events.close());
+  events.addEventListener("error", () => {
+    if (events.readyState === EventSource.CLOSED) poll();
+  });
 }
 
 start().catch((error) => {
