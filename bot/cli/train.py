@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     commenter.add_argument("--max-steps", type=int, help="stop after this many steps (quick runs)")
     commenter.add_argument("--time-budget-min", type=float, help="stop training after this many minutes")
-    commenter.add_argument("--threads", type=int, help="CPU threads for torch (default 1; see docs/comments.md)")
+    commenter.add_argument(
+        "--threads", type=int, help="CPU threads for torch (default 1; see docs/comments.md)"
+    )
     commenter.add_argument("--seed", type=int)
     commenter.add_argument(
         "--no-final-eval", action="store_true", help="skip scoring the dev split at the end"
