@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
     public_base_url: str = ""
+    # The playground at `/` (try every feature in the browser): always on without DISCORD_TOKEN; beside
+    # a connected bot only when this is true, since anyone reaching the web server could then use it.
+    playground_with_bot: bool = False
+    # Requests to the playground's API per browser address, in the `limits` notation ("30/minute").
+    playground_rate_limit: str = "30/minute"
 
     # Inference
     inference_device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -154,6 +159,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [host.strip().lower() for host in value.split(",") if host.strip()]
         return value
+
+    @field_validator("playground_rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError('must be a rate such as "30/minute", "5/second" or "500/hour"') from None
+        return value.strip()
 
     @field_validator("database_url")
     @classmethod

@@ -18,8 +18,8 @@ def create_app(runtime: Runtime, *, playground_mode: bool = False) -> web.Applic
     app = web.Application(client_max_size=1024 * 1024)
     app[RUNTIME] = runtime
     app[PLAYGROUND] = playground_mode
-    app[playground.SECTIONS] = []
-    app.router.add_get("/", playground.index)
+    # Without a token the playground is the whole point; beside a bot, only when asked for.
+    playground.setup(app, runtime, enabled=playground_mode or runtime.settings.playground_with_bot)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_get("/files/{token}", files.download)
