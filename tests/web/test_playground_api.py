@@ -21,7 +21,7 @@ from bot.runtime import Runtime
 from bot.services.moderation import BOT_ACTIONS, DEFAULT_POLICY
 from bot.web.app import create_app
 from tests.conftest import make_settings
-from tests.fakes.images import encode, gradient, photo_bytes
+from tests.fakes.images import animated_gif, encode, gradient, photo_bytes
 
 ClientMaker = Callable[..., Awaitable[tuple[TestClient[Any, Any], Runtime]]]
 
@@ -181,6 +181,21 @@ async def test_files_the_bot_would_not_check_say_why_and_the_rest_are_checked(
     # An image too large to check is one Discord still shows: the default policy alerts the moderators.
     assert huge["verdict"]["bot_action"] == "alert"
     assert "past the first 3 images" in by_name["fourth.png"]["scored"]["problem"]
+
+
+async def test_an_animation_shows_its_sampled_frames(make_client: ClientMaker) -> None:
+    client, runtime = await make_client()
+    response = await client.post(
+        "/playground/api/moderation/check",
+        data=_form(("moving.gif", animated_gif(30))),
+        headers=_origin(client),
+    )
+    [image] = (await response.json())["images"]
+    assert image["animated"] is True and image["frames_total"] == 30
+    sampled = runtime.moderation.checker.limits.max_frames
+    assert len(image["frames"]) == sampled
+    assert [frame["index"] for frame in image["frames"]][:1] == [0] and image["frames"][-1]["index"] == 29
+    assert all(frame["thumbnail"].startswith("data:image/jpeg;base64,") for frame in image["frames"])
 
 
 async def test_an_empty_or_wrong_request_gets_a_message(make_client: ClientMaker) -> None:

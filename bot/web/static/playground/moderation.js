@@ -158,8 +158,12 @@ function preview(result) {
       boxOver(box, [x / frame.width, y / frame.height, w / frame.width, h / frame.height], `${found.label} ${found.score.toFixed(2)}`, "label");
     }
   }
-  box.addEventListener("click", () => box.classList.toggle("blurred"));
-  return el("div", {}, box, el("p", { class: "preview-note", text: "Blurred on purpose: click to show." }));
+  const note = el("p", { class: "preview-note", text: "Blurred on purpose: click to show." });
+  box.addEventListener("click", () => {
+    const blurred = box.classList.toggle("blurred");
+    note.textContent = blurred ? "Blurred on purpose: click to show." : "Click to blur again.";
+  });
+  return el("div", {}, box, note);
 }
 
 function framesStrip(result) {
