@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     # Live progress streams (/jobs/<id>/events) open at once, in total and from one client address.
     web_sse_max_connections: int = Field(default=200, ge=1, le=100_000)
     web_sse_max_per_client: int = Field(default=10, ge=1, le=100_000)
+    # The playground at `/` (try every feature in the browser): always on without DISCORD_TOKEN; beside
+    # a connected bot only when this is true, since anyone reaching the web server could then use it.
+    playground_with_bot: bool = False
+    # Requests to the playground's API per browser address, in the `limits` notation ("30/minute").
+    playground_rate_limit: str = "30/minute"
 
     # Inference
     inference_device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -175,6 +180,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [host.strip().lower() for host in value.split(",") if host.strip()]
         return value
+
+    @field_validator("playground_rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError('must be a rate such as "30/minute", "5/second" or "500/hour"') from None
+        return value.strip()
 
     @field_validator("database_url")
     @classmethod

@@ -47,6 +47,8 @@ class ModelStatus:
     loaded: bool
     queue_depth: int
     error: str | None = None
+    # Being loaded right now (its first request, or a preload, holds the load lock).
+    loading: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,7 @@ class ModelRegistry:
                 loaded=entry.handle is not None,
                 queue_depth=entry.handle.batcher.queue_depth if entry.handle is not None else 0,
                 error=entry.error.reason if entry.error is not None else None,
+                loading=entry.handle is None and entry.lock.locked(),
             )
             for entry in self._entries.values()
         ]

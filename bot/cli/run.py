@@ -48,6 +48,7 @@ async def run_playground(settings: Settings, *, ready: asyncio.Event | None = No
         await server.start()
         print(
             f"\nLumi is running in playground mode: {server.url}/\n"
+            "  Open it in a browser to try moderation, photo comments and 3D generation on this machine.\n"
             f"  health: {server.url}/healthz   metrics: {server.url}/metrics\n"
             "  No DISCORD_TOKEN is set, so Lumi is not connected to Discord.\n"
             "  To connect: put DISCORD_TOKEN=<your bot token> in .env (see .env.example) and run again.\n"

@@ -27,11 +27,11 @@ def create_app(runtime: Runtime, *, playground_mode: bool = False) -> web.Applic
     app.on_response_prepare.append(add_security_headers)
     app[RUNTIME] = runtime
     app[PLAYGROUND] = playground_mode
-    app[playground.SECTIONS] = []
     app[STREAM_LIMITS] = StreamLimits(
         total=settings.web_sse_max_connections, per_client=settings.web_sse_max_per_client
     )
-    app.router.add_get("/", playground.index)
+    # Without a token the playground is the whole point; beside a bot, only when asked for.
+    playground.setup(app, runtime, enabled=playground_mode or runtime.settings.playground_with_bot)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_get("/files/{token}", files.download)

@@ -12,6 +12,7 @@ from bot.runtime import Runtime
 from bot.services.generate3d.service import GenerationOptions, GenerationRequest
 from bot.web.app import WebServer
 from bot.web.headers import content_security_policy, inline_script_hashes
+from bot.web.playground.page import PAGE_POLICY
 from tests.conftest import make_settings
 from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
 
@@ -35,7 +36,10 @@ async def test_every_response_carries_the_security_headers(runtime: Runtime, ser
                 headers = response.headers
                 assert headers["Server"] == "Lumi", path
                 assert "aiohttp" not in headers["Server"] and "Python" not in headers["Server"]
-                assert headers["Content-Security-Policy"] == content_security_policy(), path
+                # The playground page has a stricter policy of its own (no inline script, no inline style).
+                expected = PAGE_POLICY if path == "/" else content_security_policy()
+                assert headers["Content-Security-Policy"] == expected, path
+                assert "frame-ancestors 'none'" in expected, path
                 assert headers["X-Content-Type-Options"] == "nosniff", path
                 assert headers["X-Frame-Options"] == "DENY", path
                 assert headers["Referrer-Policy"] == "no-referrer", path

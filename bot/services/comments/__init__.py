@@ -2,7 +2,8 @@
 model, an LLM, or templates) writes a warm comment. No Discord here.
 
 CommentService (service) admits a post, screens it against moderation's verdict (gate), runs perception
-and writes the comment (backends, templates); build wires it from the settings.
+and writes the comment (backends, templates); build wires it from the settings; showcase lays every
+step open for the playground.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from bot.services.comments.backends import (
 )
 from bot.services.comments.build import build_comment_service, comment_options
 from bot.services.comments.service import CommentService, GuildComments, PhotoComment, PostRef, ScreenContext
+from bot.services.comments.showcase import BackendTry, CommentShowcase, showcase_labels, showcase_photo
 
 __all__ = [
     "BACKEND_NAMES",
     "BackendName",
+    "BackendTry",
     "BackendUnavailable",
     "CommentService",
+    "CommentShowcase",
     "GuildComments",
     "LlmBackend",
     "PhotoComment",
@@ -30,4 +34,6 @@ __all__ = [
     "build_comment_service",
     "comment_options",
     "llm_backend",
+    "showcase_labels",
+    "showcase_photo",
 ]

@@ -28,7 +28,7 @@ from bot.services.generate3d.events import JobEvents, Listener
 from bot.services.generate3d.job_files import JobAsset, job_files
 from bot.services.generate3d.job_rows import get_job, require_job
 from bot.services.generate3d.progress import JobSnapshot
-from bot.services.generate3d.prompts import PromptChecker, PromptEnhancer
+from bot.services.generate3d.prompts import PromptChecker, PromptEnhancer, PromptVerdict
 from bot.services.generate3d.removal import JobRemoval
 from bot.services.generate3d.retention import (
     GeneratedFileRetention,
@@ -191,6 +191,15 @@ class GenerationService:
         """Check a request once: style, prompt (unless ``checked``), quotas (a guild's limits read once,
         its active and daily jobs counted once). Raises a ``UserFacingError`` saying why it is refused."""
         return await self.submission.admit(request, checked=checked)
+
+    async def check_prompt(
+        self, prompt: str, *, user_id: int, guild_id: int | None = None, channel_id: int | None = None
+    ) -> PromptVerdict:
+        """The prompt check alone, without quotas (the playground's preview): raises ``PromptRejected``
+        (with a moderator alert for abusive prompts) or returns the verdict."""
+        return await self.submission.check_prompt(
+            prompt, user_id=user_id, guild_id=guild_id, channel_id=channel_id
+        )
 
     async def submit(self, request: GenerationRequest | Admission, *, checked: bool = False) -> GenerationJob:
         """Store a job and start it; returns the new row.

@@ -20,11 +20,19 @@ from bot.services.moderation.classifiers import (
     classifier_catalog,
     verify_classifier,
 )
+from bot.services.moderation.decisions import Decision
 from bot.services.moderation.evidence_retention import EvidenceRetentionJob
 from bot.services.moderation.guild_config import GuildModeration, stored_guild_config
+from bot.services.moderation.inspection import (
+    BOT_ACTIONS,
+    FrameFindings,
+    ImageInspection,
+    ScoredImage,
+    bot_action,
+)
 from bot.services.moderation.openai_detector import OpenAIImageDetector
 from bot.services.moderation.policy import CATEGORIES, DEFAULT_POLICY, CategoryRule, Policy, describe_policy
-from bot.services.moderation.policy_json import PolicyError, parse_policy
+from bot.services.moderation.policy_json import PolicyError, parse_policy, policy_to_json
 from bot.services.moderation.privacy import PurgedEvidence
 from bot.services.moderation.recording import PostContext
 from bot.services.moderation.scanning import PostOutcome
@@ -33,6 +41,7 @@ from bot.services.moderation.unchecked import images_past_limit, refused_downloa
 from bot.services.moderation.verdicts import PostVerdict, image_digests
 
 __all__ = [
+    "BOT_ACTIONS",
     "CATEGORIES",
     "DEFAULT_POLICY",
     "CaseChoice",
@@ -40,10 +49,13 @@ __all__ = [
     "CheckStatus",
     "ClassifierCatalog",
     "ClassifierDetector",
+    "Decision",
     "EvidenceRetentionJob",
     "ExtraDetector",
+    "FrameFindings",
     "GuildModeration",
     "ImageChecker",
+    "ImageInspection",
     "ModerationService",
     "OpenAIImageDetector",
     "PendingDecision",
@@ -54,14 +66,17 @@ __all__ = [
     "PostVerdict",
     "PurgedEvidence",
     "RegisteredClassifier",
+    "ScoredImage",
     "Verdict",
     "allowed_choices",
+    "bot_action",
     "case_category",
     "classifier_catalog",
     "describe_policy",
     "image_digests",
     "images_past_limit",
     "parse_policy",
+    "policy_to_json",
     "refused_downloads",
     "stored_guild_config",
     "verify_classifier",

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.services.moderation.decisions import Decision, Level, category_scores, decide, repeat_decision
 from bot.services.moderation.policy import DEFAULT_POLICY, Action, CategoryRule, Policy
@@ -30,6 +30,9 @@ from inference.images import (
 )
 from inference.moderation import NUDENET, ImageModerator, register_moderation_models
 from inference.registry import ModelRegistry, ModelUnavailable
+
+if TYPE_CHECKING:
+    from bot.services.moderation.inspection import ImageInspection
 
 __all__ = [
     "CheckStatus",
@@ -277,6 +280,84 @@ class ImageChecker:
             elapsed_ms=_ms_since(started),
             **facts,
         )
+
+    async def inspect_image(self, data: bytes, *, guild_id: int | None = None) -> ImageInspection:
+        """Run the same decoding, models and extra detectors as `check_image`, keeping every output
+        (boxes per frame, the decoded frames) for the playground; `ImageInspection.verdict` then gives
+        `check_image`'s verdict under any policy without running the models again. Never raises for bad
+        input or missing models. No repeat matching: the playground belongs to no server."""
+        # Imported here: the inspection module builds on this one's Verdict.
+        from bot.services.moderation.inspection import (
+            ImageInspection,
+            ScoredImage,
+            frame_findings,
+            ranked_labels,
+        )
+
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            decoded = await loop.run_in_executor(self._decode_pool, self._decode, data)
+        except ImageRejected as rejected:
+            width, height = rejected.size or (0, 0)
+            scored = ScoredImage(
+                CheckStatus.UNREADABLE,
+                problem=rejected.message,
+                problem_code=rejected.reason_code,
+                width=width,
+                height=height,
+            )
+            return ImageInspection(scored, [], [], {}, None, elapsed_ms=_ms_since(started))
+        image = decoded.image
+        facts: dict[str, Any] = {
+            "phash": decoded.phash,
+            "image_format": image.format,
+            "frames_total": image.n_frames_total,
+        }
+        extra_task = (
+            asyncio.ensure_future(self._extra_scores(data, image, guild_id)) if self.extra_detectors else None
+        )
+        try:
+            analysis = await self._moderator.analyse(image)
+        except (ModelUnavailable, QueueFull, BatcherClosed) as error:
+            if extra_task is not None:
+                extra_task.cancel()
+            reason = (
+                f"the {error.name} model is unavailable: {error.reason}"
+                if isinstance(error, ModelUnavailable)
+                else str(error)
+            )
+            scored = ScoredImage(
+                CheckStatus.ERROR,
+                problem=reason,
+                problem_code=type(error).__name__,
+                width=image.width,
+                height=image.height,
+            )
+            return ImageInspection(scored, [], [], {}, image, elapsed_ms=_ms_since(started), **facts)
+        except BaseException:
+            if extra_task is not None:
+                extra_task.cancel()
+            raise
+        extra = await extra_task if extra_task is not None else {}
+        extra_rules = self._extra_rules(guild_id)
+        scores = category_scores(
+            analysis.label_scores.items(), analysis.nsfw_score, extra, custom=extra_rules.keys()
+        )
+        return ImageInspection(
+            ScoredImage(CheckStatus.CHECKED, scores=scores, width=image.width, height=image.height),
+            ranked_labels(analysis),
+            frame_findings(analysis, image),
+            extra_rules,
+            image,
+            elapsed_ms=_ms_since(started),
+            model_ms={name: round(seconds * 1000.0, 1) for name, seconds in analysis.model_seconds.items()},
+            **facts,
+        )
+
+    def custom_category_rules(self, guild_id: int | None = None) -> dict[str, CategoryRule]:
+        """The rules of the custom classifiers' own categories, which join the policy for ``guild_id``."""
+        return self._extra_rules(guild_id)
 
     def _decode(self, data: bytes) -> _Decoded:
         image = decode_image(data, limits=self.limits)

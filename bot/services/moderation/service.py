@@ -27,8 +27,10 @@ from bot.services.image_fetch import FetchedImage, ImageFetcher
 from bot.services.moderation.cases import CaseChoice, EvidenceFile, PendingDecision
 from bot.services.moderation.checker import ImageChecker, Verdict
 from bot.services.moderation.classifiers import ClassifierCatalog, RegisteredClassifier
+from bot.services.moderation.decisions import Decision
 from bot.services.moderation.evidence import EvidenceStore
 from bot.services.moderation.guild_config import GuildModeration, config_from_row, edit_ids, merge_policy
+from bot.services.moderation.inspection import ImageInspection, ScoredImage, judge_scored
 from bot.services.moderation.known_hashes import KnownHashes
 from bot.services.moderation.policy import DEFAULT_POLICY, Policy
 from bot.services.moderation.policy_json import PolicyError, parse_policy, policy_to_json
@@ -108,6 +110,21 @@ class ModerationService:
         if self.classifiers is None:
             return []
         return await self.classifiers.for_guild(guild_id, fresh=True)
+
+    # -- the playground: scores kept, judged again under any policy -----------------------------------
+
+    async def inspect_image(self, data: bytes) -> ImageInspection:
+        """Everything the models see in one image, as for a post outside any server (see `inspection`)."""
+        return await self.checker.inspect_image(data)
+
+    def effective_policy(self, policy: Policy) -> Policy:
+        """``policy`` with the rules of the custom classifiers' own categories, as checks apply it."""
+        return policy.with_extra_rules(self.checker.custom_category_rules())
+
+    def judge_scored(self, image: ScoredImage, policy: Policy) -> Decision:
+        """The decision on measured scores under ``policy``, with the custom classifiers' categories:
+        what `check_image` would decide, without running the models again."""
+        return judge_scored(image, policy, self.checker.custom_category_rules())
 
     # -- guild configuration ------------------------------------------------------------------------------
 
