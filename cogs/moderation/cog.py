@@ -32,10 +32,10 @@ class Moderation(
     def __init__(self, bot: LumiBot) -> None:
         self.bot = bot
         self.service: ModerationService = bot.runtime.moderation
-        settings = bot.settings
-        self.enforcer = Enforcer(bot, self.service, max_images=settings.moderation_max_images_per_message)
+        config = self.service.config
+        self.enforcer = Enforcer(bot, self.service, max_images=config.max_images_per_post)
         self.retention = EvidenceRetentionJob(
-            self.service, interval_s=settings.moderation_cleanup_interval_s, on_purged=self._scrub_previews
+            self.service, interval_s=config.cleanup_interval_s, on_purged=self._scrub_previews
         )
         self._in_flight: set[asyncio.Task[Any]] = set()
         self.scan_menu = app_commands.ContextMenu(name="Scan image", callback=self.scan_message)

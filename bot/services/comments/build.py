@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from bot.config import Settings
 from bot.services.comments.service import CommentOptions, CommentService, build_perceiver, build_writer
-from bot.services.moderation import ModerationService
-from inference.images import ImageLimits
+from bot.services.moderation import ModerationService, moderation_config
 from inference.perception import PerceptionConfig
 from inference.registry import ModelRegistry
 from storage.db import Database
@@ -32,7 +31,6 @@ def comment_options(settings: Settings) -> CommentOptions:
         llm_timeout_s=settings.comment_llm_timeout_s,
         llm_max_retries=settings.comment_llm_max_retries,
         max_images=settings.comment_max_images_per_message,
-        image_limits=ImageLimits(max_bytes=int(settings.moderation_max_image_mb * 1024 * 1024)),
     )
 
 
@@ -43,8 +41,12 @@ def build_comment_service(
     database: Database | None = None,
     moderation: ModerationService | None = None,
 ) -> CommentService:
-    """The service for the bot (with database and moderation gate) or the command line (without)."""
+    """The service for the bot (with database and moderation gate) or the command line (without).
+
+    Photos are decoded under moderation's caps (its configuration, not a setting read here).
+    """
     options = comment_options(settings)
+    config = moderation.config if moderation is not None else moderation_config(settings)
     return CommentService(
         database=database,
         perceiver=build_perceiver(registry, options),
@@ -52,5 +54,5 @@ def build_comment_service(
         moderation=moderation,
         fetcher=moderation.fetcher if moderation is not None else None,
         max_images=options.max_images,
-        image_limits=options.image_limits,
+        image_limits=config.image_limits,
     )

@@ -84,7 +84,6 @@ class CommentOptions:
     llm_timeout_s: float = 15.0
     llm_max_retries: int = 2
     max_images: int = 4
-    image_limits: ImageLimits = field(default_factory=ImageLimits)
 
 
 def build_perceiver(registry: ModelRegistry, options: CommentOptions) -> Perceiver:

@@ -19,7 +19,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bot.errors import UserFacingError
@@ -27,6 +27,7 @@ from bot.services.image_fetch import FetchedImage, ImageFetcher
 from bot.services.moderation.cases import CaseChoice, EvidenceFile, PendingDecision
 from bot.services.moderation.checker import ImageChecker, Verdict
 from bot.services.moderation.classifiers import ClassifierCatalog, RegisteredClassifier
+from bot.services.moderation.config import ModerationConfig
 from bot.services.moderation.evidence import EvidenceStore
 from bot.services.moderation.guild_config import GuildModeration, config_from_row, edit_ids, merge_policy
 from bot.services.moderation.known_hashes import KnownHashes
@@ -61,16 +62,18 @@ class ModerationService:
         blobs: BlobStore,
         checker: ImageChecker,
         fetcher: ImageFetcher | None = None,
-        evidence_retention: timedelta = timedelta(days=7),
+        config: ModerationConfig | None = None,
         classifiers: ClassifierCatalog | None = None,
     ) -> None:
+        """``config``: the process-wide settings (`build.moderation_config`; None: the defaults)."""
         self.database = database
         self.blobs = blobs
         self.checker = checker
+        self.config = config or ModerationConfig()
         # Custom classifiers registered with `lumi models add-classifier`; the checker scores them.
         self.classifiers = classifiers
         self.fetcher = fetcher or ImageFetcher()
-        self.evidence = EvidenceStore(database, blobs, retention=evidence_retention)
+        self.evidence = EvidenceStore(database, blobs, retention=self.config.evidence_retention)
         # The verdict on each recent post, for the features that answer the same post.
         self.post_verdicts = PostVerdicts()
         self.problem_log = ProblemLog()
