@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-__all__ = ["DEFAULT_FETCH_HOSTS", "FetchError", "FetchedImage", "ImageFetcher", "megabytes"]
+from bot.services.posts import ImageSource
+
+__all__ = ["DEFAULT_FETCH_HOSTS", "Downloads", "FetchError", "FetchedImage", "ImageFetcher", "megabytes"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,14 @@ class FetchedImage:
     filename: str
     data: bytes
     content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Downloads:
+    """What `ImageFetcher.fetch_all` brought back: the images, and (filename, error) for the others."""
+
+    images: list[FetchedImage] = field(default_factory=list)
+    failures: list[tuple[str, FetchError]] = field(default_factory=list)
 
 
 def _is_loopback(host: str) -> bool:
@@ -143,6 +153,23 @@ class ImageFetcher:
                 log.info("download of %s failed: %r", url, error)
                 raise FetchError("network", "The image could not be downloaded (network error).") from None
         return FetchedImage(url=url, filename=name, data=data, content_type=content_type)
+
+    async def fetch_all(self, sources: Sequence[ImageSource]) -> Downloads:
+        """Fetch every source at once. Never raises: a failed download is one of the failures."""
+        results = await asyncio.gather(
+            *(self.fetch(s.url, filename=s.filename, declared_size=s.declared_size) for s in sources),
+            return_exceptions=True,
+        )
+        downloads = Downloads()
+        for source, result in zip(sources, results, strict=True):
+            if isinstance(result, FetchedImage):
+                downloads.images.append(result)
+            elif isinstance(result, FetchError):
+                downloads.failures.append((source.filename, result))
+            else:
+                log.error("fetching %s failed unexpectedly", source.url, exc_info=result)
+                downloads.failures.append((source.filename, FetchError("unexpected", "the download failed")))
+        return downloads
 
     async def _download(self, url: str) -> tuple[bytes, str | None]:
         session = self._client()
