@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
 from bot import __version__
 from bot.config import Settings
 from bot.services.comments import CommentService, build_comment_service
 from bot.services.generate3d import GenerationService, build_generation_service
-from bot.services.image_fetch import ImageFetcher
-from bot.services.moderation import (
-    ClassifierDetector,
-    ExtraDetector,
-    ImageChecker,
-    ModerationService,
-    OpenAIImageDetector,
-    classifier_catalog,
-)
+from bot.services.moderation import ModerationService, build_moderation_service
 from bot.services.status import StatusService
-from inference.images import ImageLimits
 from inference.registry import ModelRegistry
-from inference.remote.moderation_api import OpenAIModerationClient
 from inference.tensorflow_support import import_torch_side
 from inference.threads import apply_thread_policy
 from storage.blobs import LocalBlobStore
@@ -83,7 +72,7 @@ class Runtime:
         links = LinkSigner(settings.link_secret_value(), default_ttl_s=settings.link_ttl_s)
         registry = ModelRegistry(device=settings.inference_device)
         status = StatusService(version=__version__, database=database, registry=registry)
-        moderation = _moderation_service(settings, database, blobs, registry)
+        moderation = build_moderation_service(settings, database, blobs, registry)
         generation = build_generation_service(settings, database, blobs)
         comments = build_comment_service(settings, registry, database=database, moderation=moderation)
         return cls(
@@ -113,35 +102,3 @@ class Runtime:
             await self.registry.close()
         finally:
             await self.database.close()
-
-
-def _moderation_service(
-    settings: Settings, database: Database, blobs: LocalBlobStore, registry: ModelRegistry
-) -> ModerationService:
-    max_bytes = int(settings.moderation_max_image_mb * 1024 * 1024)
-    extra: list[ExtraDetector] = []
-    if settings.moderation_openai_api_key is not None:
-        client = OpenAIModerationClient(
-            settings.moderation_openai_api_key.get_secret_value(),
-            base_url=settings.moderation_openai_base_url or None,
-        )
-        extra.append(OpenAIImageDetector(client))
-    classifiers = classifier_catalog(settings.data_dir)
-    extra.append(ClassifierDetector(classifiers, registry))
-    return ModerationService(
-        database=database,
-        blobs=blobs,
-        checker=ImageChecker(
-            registry,
-            limits=ImageLimits(max_bytes=max_bytes),
-            extra_detectors=extra,
-            model_threads=settings.inference_threads,
-        ),
-        fetcher=ImageFetcher(
-            allowed_hosts=settings.moderation_fetch_hosts,
-            max_bytes=max_bytes,
-            timeout_s=settings.moderation_fetch_timeout_s,
-        ),
-        evidence_retention=timedelta(days=settings.moderation_evidence_retention_days),
-        classifiers=classifiers,
-    )

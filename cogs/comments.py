@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import PurePosixPath
 from typing import Any, Literal
 
 import discord
@@ -12,35 +11,16 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import LumiBot
-from bot.services.comments import CommentService, GuildComments, PhotoComment, PostRef, ScreenContext
-from bot.services.image_fetch import FetchedImage, FetchError
+from bot.services.comments import CommentService, GuildComments, PhotoComment
+from bot.services.image_fetch import FetchError
+from bot.services.posts import IncomingPost
+from cogs._posts import read_place, read_post
 from inference.images import ImageRejected
 
 log = logging.getLogger(__name__)
 
-_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".heic", ".heif", ".avif"})
 _SHUTDOWN_GRACE_S = 10.0
 _NOTHING_SEEN = "Lumi found no face or object it knows in this photo, so it has nothing to say about it."
-
-
-def photo_attachments(message: discord.Message) -> list[discord.Attachment]:
-    """Attachments that are pictures (by content type, or by name when Discord sent none)."""
-    found = []
-    for attachment in message.attachments:
-        content_type = (attachment.content_type or "").split(";")[0].strip().lower()
-        if content_type.startswith("image/") or (
-            not content_type and PurePosixPath(attachment.filename.lower()).suffix in _IMAGE_SUFFIXES
-        ):
-            found.append(attachment)
-    return found
-
-
-def channel_ids(channel: Any) -> tuple[int, ...]:
-    """The channel and, for a thread, its parent: settings made on a channel cover its threads."""
-    parent_id = getattr(channel, "parent_id", None)
-    if isinstance(channel, discord.Thread) and parent_id is not None:
-        return (channel.id, parent_id)
-    return (channel.id,)
 
 
 def render_request(result: PhotoComment) -> str:
@@ -96,76 +76,36 @@ class Comments(commands.Cog):
         # Posts without a picture stop here: no database read, no download.
         if message.guild is None or message.author.bot or message.webhook_id is not None:
             return
-        if not photo_attachments(message) or not self.bot.accepting_work:
+        if not message.attachments or not self.bot.accepting_work:
             return
-        task = asyncio.create_task(self._comment_on(message), name=f"comment-{message.id}")
+        post = read_post(message)
+        if not post.attachments:
+            return
+        task = asyncio.create_task(self._comment_on(message, post), name=f"comment-{message.id}")
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _comment_on(self, message: discord.Message) -> None:
-        guild = message.guild
-        assert guild is not None
-        where = channel_ids(message.channel)
-        config = await self.service.admit(guild.id, where)
-        if config is None:
-            return
-        posted = False
+    async def _comment_on(self, message: discord.Message, post: IncomingPost) -> None:
+        """One call runs the pipeline (`comment_post`); then the reply, and `record` or `release`."""
         try:
-            photos = photo_attachments(message)[: self.service.max_images]
-            images = await self._download(photos)
-            if len(images) < len(photos):
-                # Fail closed, as the moderation gate does: a photo Lumi could not download (one over
-                # the download limit, say) was not checked, so the post as a whole gets no comment.
-                log.info("no comment on message %s: a photo could not be downloaded", message.id)
-                return
-            screen = ScreenContext(
-                channel_ids=where,
-                channel_nsfw=bool(getattr(message.channel, "is_nsfw", lambda: False)()),
-                role_ids=tuple(role.id for role in getattr(message.author, "roles", [])),
-                message_id=message.id,
-            )
-            result = await self.service.comment_post(
-                [image.data for image in images], config=config, guild_id=guild.id, screen=screen
-            )
+            result = await self.service.comment_post(post)
             if result is None:
                 return
             try:
                 await message.reply(
                     result.comment, mention_author=False, allowed_mentions=discord.AllowedMentions.none()
                 )
-            except discord.NotFound:
-                log.info("message %s was deleted before its comment was ready", message.id)
+            except discord.HTTPException as error:
+                self.service.release(post.channel_id)
+                if isinstance(error, discord.NotFound):
+                    log.info("message %s was deleted before its comment was ready", message.id)
+                else:
+                    log.info("could not comment on message %s: HTTP %s", message.id, error.status)
                 return
-            posted = True
-            post = PostRef(guild.id, message.channel.id, message.id, message.author.id)
             await self.service.record(post, result)
-        except discord.HTTPException as error:
-            log.info("could not comment on message %s: HTTP %s", message.id, error.status)
         except Exception:
             # One bad post must not stop comments on the next one.
             log.exception("commenting on message %s failed", message.id)
-        finally:
-            if not posted:
-                self.service.release(where[0])
-
-    async def _download(self, attachments: list[discord.Attachment]) -> list[FetchedImage]:
-        fetcher = self.service.fetcher
-        results = await asyncio.gather(
-            *(
-                fetcher.fetch(a.url, filename=a.filename, declared_size=a.size)
-                for a in attachments[: self.service.max_images]
-            ),
-            return_exceptions=True,
-        )
-        images = []
-        for attachment, result in zip(attachments, results, strict=False):
-            if isinstance(result, FetchedImage):
-                images.append(result)
-            elif isinstance(result, FetchError):
-                log.info("photo %s not fetched: %s", attachment.filename, result.message)
-            elif isinstance(result, BaseException):
-                log.error("fetching %s failed unexpectedly", attachment.url, exc_info=result)
-        return images
 
     # -- /comments --------------------------------------------------------------------------------------
 
@@ -260,7 +200,11 @@ class Comments(commands.Cog):
         """Context menu "Comment on this photo": a comment only the requester sees."""
         # Private: a public comment on someone else's photo would read as if its author had asked.
         await interaction.response.defer(ephemeral=True, thinking=True)
-        images = await self._download(photo_attachments(message))
+        post = read_post(message)
+        downloads = await self.service.fetcher.fetch_all(post.attachments[: self.service.max_images])
+        for filename, error in downloads.failures:
+            log.info("photo %s not fetched: %s", filename, error.message)
+        images = downloads.images
         if not images:
             await interaction.followup.send("That message has no photo Lumi can read.", ephemeral=True)
             return
@@ -274,10 +218,8 @@ class Comments(commands.Cog):
         guild = interaction.guild
         assert guild is not None and interaction.channel is not None
         config = await self.service.guild_config(guild.id)
-        roles = tuple(role.id for role in getattr(interaction.user, "roles", []))
-        nsfw = bool(getattr(interaction.channel, "is_nsfw", lambda: False)())
-        screen = ScreenContext(channel_ids(interaction.channel), nsfw, roles, message_id=message_id)
-        problem = await self.service.moderation_problem(guild.id, images, screen)
+        place = read_place(interaction.channel, interaction.user)
+        problem = await self.service.moderation_problem(guild.id, images, place, message_id=message_id)
         if problem is not None:
             return f"Lumi does not comment on this image: {problem}"
         try:

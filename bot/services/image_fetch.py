@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-__all__ = ["DEFAULT_FETCH_HOSTS", "FetchError", "FetchedImage", "ImageFetcher", "megabytes"]
+from bot.services.posts import ImageSource
+
+__all__ = ["DEFAULT_FETCH_HOSTS", "Downloads", "FetchError", "FetchedImage", "ImageFetcher", "megabytes"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,14 @@ class FetchedImage:
         kind = (self.declared_type or "").split(";")[0].strip().lower()
         size = self.declared_dimensions
         return kind.startswith("image/") and size is not None and size[0] > 0 and size[1] > 0
+
+
+@dataclass(frozen=True)
+class Downloads:
+    """What `ImageFetcher.fetch_all` brought back: the images, and (filename, error) for the others."""
+
+    images: list[FetchedImage] = field(default_factory=list)
+    failures: list[tuple[str, FetchError]] = field(default_factory=list)
 
 
 def _is_loopback(host: str) -> bool:
@@ -177,6 +187,32 @@ class ImageFetcher:
             declared_type=declared_type,
             declared_dimensions=declared_dimensions,
         )
+
+    async def fetch_all(self, sources: Sequence[ImageSource]) -> Downloads:
+        """Fetch every source at once. Never raises: a failed download is one of the failures."""
+        results = await asyncio.gather(
+            *(
+                self.fetch(
+                    s.url,
+                    filename=s.filename,
+                    declared_size=s.declared_size,
+                    declared_type=s.declared_type,
+                    declared_dimensions=s.declared_dimensions,
+                )
+                for s in sources
+            ),
+            return_exceptions=True,
+        )
+        downloads = Downloads()
+        for source, result in zip(sources, results, strict=True):
+            if isinstance(result, FetchedImage):
+                downloads.images.append(result)
+            elif isinstance(result, FetchError):
+                downloads.failures.append((source.filename, result))
+            else:
+                log.error("fetching %s failed unexpectedly", source.url, exc_info=result)
+                downloads.failures.append((source.filename, FetchError("unexpected", "the download failed")))
+        return downloads
 
     async def _download(self, url: str) -> tuple[bytes, str | None]:
         session = self._client()

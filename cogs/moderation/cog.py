@@ -32,10 +32,9 @@ class Moderation(
     def __init__(self, bot: LumiBot) -> None:
         self.bot = bot
         self.service: ModerationService = bot.runtime.moderation
-        settings = bot.settings
-        self.enforcer = Enforcer(bot, self.service, max_images=settings.moderation_max_images_per_message)
+        self.enforcer = Enforcer(bot, self.service)
         self.retention = EvidenceRetentionJob(
-            self.service, interval_s=settings.moderation_cleanup_interval_s, on_purged=self._scrub_previews
+            self.service, interval_s=self.service.config.cleanup_interval_s, on_purged=self._scrub_previews
         )
         self._in_flight: set[asyncio.Task[Any]] = set()
         self.scan_menu = app_commands.ContextMenu(name="Scan image", callback=self.scan_message)
@@ -45,7 +44,7 @@ class Moderation(
         self.bot.tree.add_command(self.scan_menu)
         if self.bot.serving:
             self.retention.start()
-        self.service.post_verdicts.start_publishing()
+        self.service.verdict_feed.start_publishing()
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.scan_menu.name, type=self.scan_menu.type)
@@ -54,4 +53,4 @@ class Moderation(
         if self._in_flight:
             # Posts being checked finish (their evidence is stored before anything is deleted).
             await asyncio.wait(set(self._in_flight), timeout=_SHUTDOWN_GRACE_S)
-        self.service.post_verdicts.stop_publishing()
+        self.service.verdict_feed.stop_publishing()

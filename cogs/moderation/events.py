@@ -1,4 +1,4 @@
-"""The message listener: every post with an image or a link in a server is handed to the enforcer."""
+"""The message listener: every post with an image or a link in a server is screened by the service."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import discord
 from discord.ext import commands
 
+from cogs._posts import read_post
 from cogs.moderation.base import ModerationBase
 
 log = logging.getLogger(__name__)
@@ -20,26 +21,28 @@ class ModerationEvents(ModerationBase):
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         # Text-only messages stop here: no database read, no model call.
-        if message.guild is None or message.author.bot:
+        if message.guild is None or message.author.bot or message.webhook_id is not None:
             return
         if not (message.attachments or message.embeds or "http" in message.content):
             return
         if not self.bot.accepting_work:
             return
-        # Photo comments on this post wait for its verdict rather than check the images again.
-        self.service.post_verdicts.expect(message.id)
         task = asyncio.create_task(self._moderate(message), name=f"moderate-{message.id}")
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
     async def _moderate(self, message: discord.Message) -> None:
+        """Screen one post and carry out its case: at most three calls into the moderation service.
+
+        1. `screen_post`: exemptions, downloads, unchecked accounting, the check and the case, in one
+           call (it never raises: a failure is logged and shown in `/moderation status`);
+        2. when there is a case, `record_enforcement` with what the removal and timeout did;
+        3. `record_enforcement` with the alert and its problems, when there are any.
+        """
         try:
-            await self.enforcer.handle_message(message)
+            outcome = await self.service.screen_post(read_post(message))
+            if outcome is not None:
+                await self.enforcer.enforce(message, outcome)
         except Exception:
-            # One bad message must not stop moderation of the next one.
+            # One bad message must not stop moderation of the next one; the case, if any, is stored.
             log.exception("moderating message %s failed", message.id)
-            if message.guild is not None:
-                self.service.report_problem(message.guild.id, "checking a post failed (see the log)")
-        finally:
-            # Posts that were not checked (exempt, no image) or whose check failed get no verdict.
-            self.service.post_verdicts.withdraw(message.id)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import discord
 from discord import app_commands
 
 from bot.services.moderation import Verdict
+from cogs._posts import read_post
 from cogs.moderation import render
 from cogs.moderation.base import ModerationBase
-from cogs.moderation.enforcement import fetch_images, image_sources
 
 
 class ModerationScan(ModerationBase):
@@ -34,18 +32,9 @@ class ModerationScan(ModerationBase):
     async def scan_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """Context menu "Scan image": check the images of a message, privately."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        sources = image_sources(message, self.service.fetcher)
-        limit = self.enforcer.max_images
-        images, failures = await fetch_images(self.service.fetcher, sources[:limit])
-        verdicts = await asyncio.gather(*(self._check(interaction, image.data) for image in images))
-        results: list[tuple[str, Verdict | str]] = [
-            (i.filename, v) for i, v in zip(images, verdicts, strict=True)
-        ]
-        results.extend((filename, error.message) for filename, error in failures)
-        results.extend(
-            (source.filename, f"not checked: past the first {limit} images") for source in sources[limit:]
-        )
-        await interaction.followup.send(render.scan_report(results), ephemeral=True)
+        guild_id = interaction.guild.id if interaction.guild is not None else None
+        report = await self.service.scan_post(read_post(message), guild_id=guild_id)
+        await interaction.followup.send(render.scan_report(report), ephemeral=True)
 
     async def _check(self, interaction: discord.Interaction, data: bytes) -> Verdict:
         if interaction.guild is None:

@@ -170,3 +170,36 @@ async def test_post_with_a_photo_too_large_to_download_gets_no_comment(make_lumi
     await settle(lumi)
     assert not [m for m in server.created_messages if replies_to(post)(m)]
     assert await records(lumi) == []
+
+
+async def test_a_commented_photo_is_downloaded_once(make_lumi: Any) -> None:
+    """Moderation and comments both answer a photo post; the comment uses the photo moderation downloaded
+    (handed over with its verdict), so Discord's CDN serves the attachment once."""
+    lumi: LumiHarness = await make_lumi(**NO_DOWNLOADS)
+    server = lumi.server
+    await lumi.slash("comments", subcommand="enable", user="owner", channel="photos")
+    await lumi.slash("comments", subcommand="settings", user="owner", options={"cooldown": 0})
+
+    def fetches_of(post: JsonDict) -> int:
+        path = urlsplit(post["attachments"][0]["url"]).path
+        return sum(1 for request in server.rest.cdn_requests if request.path == path)
+
+    post = await server.post_message("photos", "alice", attachments=[("me.png", photo("astronaut"))])
+    await server.wait_for_message("photos", predicate=replies_to(post), timeout=WAIT_S)
+    await settle(lumi)
+    # Moderation did screen the post (its verdict is there), and the photo was fetched once in all.
+    verdict = await lumi.bot.runtime.moderation.verdict_feed.wait(
+        int(post["id"]), timeout_s=0, new_post=False
+    )
+    assert verdict is not None and not verdict.flagged and len(verdict.images) == 1
+    assert fetches_of(post) == 1
+
+    # With moderation off in this server, it downloads nothing and comments fetch the photo once themselves.
+    interaction = await server.slash_command(
+        "moderation", subcommand="setup", user="owner", options={"enabled": False}
+    )
+    await server.wait_for_reply(interaction, timeout=WAIT_S)
+    again = await server.post_message("photos", "alice", attachments=[("me.png", photo("astronaut"))])
+    await server.wait_for_message("photos", predicate=replies_to(again), timeout=WAIT_S)
+    await settle(lumi)
+    assert fetches_of(again) == 1

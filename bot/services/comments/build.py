@@ -1,16 +1,45 @@
-"""Build the photo-comment service from Settings (the only place that reads its settings)."""
+"""Build the photo-comment service from Settings (the only place that reads the Comments settings)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from bot.config import Settings
-from bot.services.comments.service import CommentOptions, CommentService, build_perceiver, build_writer
-from bot.services.moderation import ModerationService
-from inference.images import ImageLimits
-from inference.perception import PerceptionConfig
+from bot.services.comments.backends import (
+    BackendName,
+    CommentBackend,
+    CommentWriter,
+    LocalModelBackend,
+    llm_backend,
+)
+from bot.services.comments.service import CommentService
+from bot.services.moderation import ModerationService, moderation_config
+from inference.commenter import register_commenter
+from inference.perception import Perceiver, PerceptionConfig, register_perception_models
 from inference.registry import ModelRegistry
+from inference.runners.faces import FaceDetector
 from storage.db import Database
 
-__all__ = ["build_comment_service", "comment_options"]
+__all__ = ["CommentOptions", "build_comment_service", "build_perceiver", "build_writer", "comment_options"]
+
+
+@dataclass(frozen=True)
+class CommentOptions:
+    """Everything about comments that is configured per process (see the Comments block in Settings)."""
+
+    model_dir: Path | None = None
+    face_detector: FaceDetector = "auto"
+    objects_weights: str = "yolov8m-oiv7.pt"
+    objects_weights_dir: Path | None = None
+    objects_download: bool = True
+    perception: PerceptionConfig = field(default_factory=PerceptionConfig)
+    llm_base_url: str = ""
+    llm_api_key: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = 15.0
+    llm_max_retries: int = 2
+    max_images: int = 4
 
 
 def comment_options(settings: Settings) -> CommentOptions:
@@ -32,8 +61,32 @@ def comment_options(settings: Settings) -> CommentOptions:
         llm_timeout_s=settings.comment_llm_timeout_s,
         llm_max_retries=settings.comment_llm_max_retries,
         max_images=settings.comment_max_images_per_message,
-        image_limits=ImageLimits(max_bytes=int(settings.moderation_max_image_mb * 1024 * 1024)),
     )
+
+
+def build_perceiver(registry: ModelRegistry, options: CommentOptions) -> Perceiver:
+    register_perception_models(
+        registry,
+        face_detector=options.face_detector,
+        objects_weights=options.objects_weights,
+        objects_weights_dir=options.objects_weights_dir,
+        objects_download=options.objects_download,
+    )
+    return Perceiver(registry, options.perception)
+
+
+def build_writer(registry: ModelRegistry, options: CommentOptions) -> CommentWriter:
+    register_commenter(registry, model_dir=options.model_dir)
+    backends: dict[BackendName, CommentBackend] = {"local": LocalModelBackend(registry)}
+    if options.llm_base_url:
+        backends["llm"] = llm_backend(
+            options.llm_base_url,
+            options.llm_api_key,
+            options.llm_model,
+            timeout_s=options.llm_timeout_s,
+            max_retries=options.llm_max_retries,
+        )
+    return CommentWriter(backends)
 
 
 def build_comment_service(
@@ -43,8 +96,13 @@ def build_comment_service(
     database: Database | None = None,
     moderation: ModerationService | None = None,
 ) -> CommentService:
-    """The service for the bot (with database and moderation gate) or the command line (without)."""
+    """The service for the bot (with database and moderation gate) or the command line (without).
+
+    Photos are decoded under moderation's caps (its configuration, not a setting read here): the same
+    caps give the same frames, so a photo moderation decoded is not decoded again for its comment.
+    """
     options = comment_options(settings)
+    config = moderation.config if moderation is not None else moderation_config(settings)
     return CommentService(
         database=database,
         perceiver=build_perceiver(registry, options),
@@ -52,5 +110,5 @@ def build_comment_service(
         moderation=moderation,
         fetcher=moderation.fetcher if moderation is not None else None,
         max_images=options.max_images,
-        image_limits=options.image_limits,
+        image_limits=config.image_limits,
     )

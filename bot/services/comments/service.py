@@ -1,14 +1,15 @@
 """SNS-style photo comments: per-guild settings, the moderation gate, perception, writing, records.
 
-No Discord here. The comments cog asks ``admit`` whether a photo post in a channel should get a
-comment now (enabled channel, cooldown over), fetches the images, and hands them to ``comment_post``,
-which first passes them through the moderation gate and comments only when none is flagged. After the
-reply is posted the cog calls ``record``.
+No Discord here. For each new photo post the comments cog calls ``comment_post``, which runs the whole
+pipeline: it admits the post (enabled channel, cooldown over), takes moderation's verdict on it with
+the photos moderation downloaded and decoded, fetches any photo moderation did not hand over, passes
+the photos through the moderation gate and comments only when none is flagged. After the reply is
+posted the cog calls ``record`` (or ``release`` when the reply could not be posted).
 
-The gate (`comment_gate`) uses the verdict the moderation listener publishes on the same post, so a
-commented photo is checked by the moderation models once. Where moderation has no verdict to give (it
-is off, the post is exempt, an image was not among those it looked at, or the verdict is late) the gate
-checks the images itself, with the guild's policy and confirmed-image hashes.
+The gate (`gate`) uses the verdict the moderation listener publishes on the same post, so a commented
+photo is fetched once and checked by the moderation models once. Where moderation has no verdict to
+give (it is off, the post is exempt, an image was not among those it looked at, or the verdict is
+late) the gate checks the images itself, with the guild's policy and confirmed-image hashes.
 """
 
 from __future__ import annotations
@@ -19,97 +20,28 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final
 
 from bot.errors import UserFacingError
-from bot.services.comments.backends import (
-    BACKEND_NAMES,
-    BackendName,
-    CommentBackend,
-    CommentWriter,
-    LocalModelBackend,
-    WrittenComment,
-    llm_backend,
-)
-from bot.services.comments.gate import VERDICT_WAIT_S, ModerationGate, ScreenContext
+from bot.services.comments.backends import BACKEND_NAMES, BackendName, CommentWriter, WrittenComment
+from bot.services.comments.gate import VERDICT_WAIT_S, ModerationGate
+from bot.services.comments.photos import gather_photos
 from bot.services.image_fetch import ImageFetcher
-from bot.services.moderation import ModerationService
-from inference.commenter import register_commenter
-from inference.images import ImageLimits, ImageRejected, decode_image_async
+from bot.services.moderation import HeldImage, ModerationService, PostVerdict
+from bot.services.posts import ImageSource, IncomingPost, PostPlace
+from inference.images import DecodedImage, ImageLimits, ImageRejected, decode_image_async
 from inference.labels import LANGUAGES, Label, Language, label_from_text
-from inference.perception import (
-    Perceiver,
-    Perception,
-    PerceptionConfig,
-    merge_labels,
-    register_perception_models,
-)
-from inference.registry import ModelRegistry
-from inference.runners.faces import FaceDetector
+from inference.perception import Perceiver, Perception, merge_labels
 from storage.db import Database
 from storage.models import GuildSettings
 from storage.repo import comments as repo_comments
 from storage.repo import guilds as repo_guilds
 
-__all__ = [
-    "CommentOptions",
-    "CommentService",
-    "GuildComments",
-    "PhotoComment",
-    "PostRef",
-    "ScreenContext",
-    "build_perceiver",
-    "build_writer",
-]
+__all__ = ["CommentService", "GuildComments", "PhotoComment"]
 
 log = logging.getLogger(__name__)
 
 MAX_COOLDOWN_S: Final = 24 * 3600
-
-
-@dataclass(frozen=True)
-class CommentOptions:
-    """Everything about comments that is configured per process (see the Comments block in Settings)."""
-
-    model_dir: Path | None = None
-    face_detector: FaceDetector = "auto"
-    objects_weights: str = "yolov8m-oiv7.pt"
-    objects_weights_dir: Path | None = None
-    objects_download: bool = True
-    perception: PerceptionConfig = field(default_factory=PerceptionConfig)
-    llm_base_url: str = ""
-    llm_api_key: str | None = None
-    llm_model: str = "gpt-4o-mini"
-    llm_timeout_s: float = 15.0
-    llm_max_retries: int = 2
-    max_images: int = 4
-    image_limits: ImageLimits = field(default_factory=ImageLimits)
-
-
-def build_perceiver(registry: ModelRegistry, options: CommentOptions) -> Perceiver:
-    register_perception_models(
-        registry,
-        face_detector=options.face_detector,
-        objects_weights=options.objects_weights,
-        objects_weights_dir=options.objects_weights_dir,
-        objects_download=options.objects_download,
-    )
-    return Perceiver(registry, options.perception)
-
-
-def build_writer(registry: ModelRegistry, options: CommentOptions) -> CommentWriter:
-    register_commenter(registry, model_dir=options.model_dir)
-    backends: dict[BackendName, CommentBackend] = {"local": LocalModelBackend(registry)}
-    if options.llm_base_url:
-        backends["llm"] = llm_backend(
-            options.llm_base_url,
-            options.llm_api_key,
-            options.llm_model,
-            timeout_s=options.llm_timeout_s,
-            max_retries=options.llm_max_retries,
-        )
-    return CommentWriter(backends)
 
 
 @dataclass(frozen=True)
@@ -123,14 +55,6 @@ class GuildComments:
     def enabled_in(self, channel_ids: Iterable[int]) -> bool:
         """``channel_ids``: the channel and, for a thread, its parent (a thread follows its channel)."""
         return not self.channel_ids.isdisjoint(channel_ids)
-
-
-@dataclass(frozen=True)
-class PostRef:
-    guild_id: int
-    channel_id: int
-    message_id: int
-    author_id: int
 
 
 @dataclass(frozen=True)
@@ -259,35 +183,75 @@ class CommentService:
         """Give back a cooldown claimed by ``admit`` when no comment was posted after all."""
         self._last_comment.pop(channel_id, None)
 
-    async def comment_post(
-        self, images: Sequence[bytes], *, config: GuildComments, guild_id: int, screen: ScreenContext
-    ) -> PhotoComment | None:
-        """One comment for a new post's images, or None (flagged, unreadable, or nothing recognisable)."""
-        images = list(images)[: self.max_images]
-        if not images or not await self.passes_moderation(guild_id, images, screen, new_post=True):
+    async def comment_post(self, post: IncomingPost) -> PhotoComment | None:
+        """The automatic comment on a new post's photos, or None: not a photo post in an enabled
+        channel, the cooldown runs, a photo could not be downloaded, moderation flagged or could not
+        check a photo, or nothing in them is recognisable.
+
+        Admitting the post claims the channel's cooldown; it is given back when no comment comes of it
+        (``release`` is the caller's once it holds a comment it could not post).
+        """
+        photos = post.attachments[: self.max_images]
+        if post.guild_id is None or not photos:
             return None
+        config = await self.admit(post.guild_id, post.place.channel_ids)
+        if config is None:
+            return None
+        result = None
+        try:
+            result = await self._comment_new_post(post, post.guild_id, photos, config)
+        finally:
+            if result is None:
+                self.release(post.place.channel_ids[0])
+        return result
+
+    async def _comment_new_post(
+        self, post: IncomingPost, guild_id: int, sources: Sequence[ImageSource], config: GuildComments
+    ) -> PhotoComment | None:
+        published: PostVerdict | None = None
+        held: dict[str, HeldImage] = {}
+        if self.gate is not None:
+            published, held = await self.gate.verdict_on_new_post(post.message_id)
+            if published is not None and published.flagged:
+                log.info("no comment on message %s: moderation flagged it", post.message_id)
+                return None
+        photos = await gather_photos(sources, held, self.fetcher)
+        if photos is None:
+            # Fail closed, as the moderation gate does: a photo Lumi could not download (one over the
+            # download limit, say) was not checked, so the post as a whole gets no comment.
+            log.info("no comment on message %s: a photo could not be downloaded", post.message_id)
+            return None
+        if self.gate is not None:
+            problem, photos = await self.gate.screen(guild_id, photos, post.place, published)
+            if problem is not None:
+                return None
+        images = [photo.for_perception(self.image_limits) for photo in photos]
         try:
             return await self.comment_on_images(images, language=config.language, backend=config.backend)
         except ImageRejected as rejected:
             log.info("no comment: %s", rejected.message)
             return None
 
-    async def passes_moderation(
-        self, guild_id: int, images: Sequence[bytes], screen: ScreenContext, *, new_post: bool = False
-    ) -> bool:
-        return await self.moderation_problem(guild_id, images, screen, new_post=new_post) is None
-
     async def moderation_problem(
-        self, guild_id: int, images: Sequence[bytes], screen: ScreenContext, *, new_post: bool = False
+        self,
+        guild_id: int,
+        images: Sequence[bytes],
+        place: PostPlace,
+        *,
+        message_id: int | None = None,
+        new_post: bool = False,
     ) -> str | None:
         """Why moderation keeps these images from getting a comment (safe to show), or None when every
-        image passes. ``new_post``: a post that has just arrived, whose moderation verdict is awaited."""
+        image passes. ``message_id``: the message they come from, whose moderation verdict is used if
+        known; ``new_post``: a post that has just arrived, whose verdict is awaited."""
         if self.gate is None:
             return None
-        return await self.gate.problem(guild_id, images, screen, new_post=new_post)
+        return await self.gate.problem(guild_id, images, place, message_id=message_id, new_post=new_post)
 
-    async def record(self, post: PostRef, result: PhotoComment) -> None:
+    async def record(self, post: IncomingPost, result: PhotoComment) -> None:
         """Store a posted comment. The channel's cooldown runs from now: writing it may have taken long."""
+        if post.guild_id is None:
+            raise ValueError("only posts in a server get automatic comments")
         self._last_comment[post.channel_id] = time.monotonic()
         async with self._db().session() as session:
             await repo_comments.add_comment_record(
@@ -306,13 +270,17 @@ class CommentService:
 
     # -- comments on request (also used by the command line) --------------------------------------------
 
-    async def perceive(self, data: bytes) -> Perception:
-        """Labels of one image; raises ``ImageRejected`` (a safe message) for files that are not images."""
-        decoded = await decode_image_async(data, limits=self.image_limits, executor=self._decode_pool)
+    async def perceive(self, image: bytes | DecodedImage) -> Perception:
+        """Labels of one image, from its bytes or from frames already decoded under ``image_limits``;
+        raises ``ImageRejected`` (a safe message) for files that are not images."""
+        if isinstance(image, DecodedImage):
+            decoded = image
+        else:
+            decoded = await decode_image_async(image, limits=self.image_limits, executor=self._decode_pool)
         return await self.perceiver.perceive(decoded.frames[0])
 
     async def comment_on_images(
-        self, images: Sequence[bytes], *, language: Language, backend: BackendName
+        self, images: Sequence[bytes | DecodedImage], *, language: Language, backend: BackendName
     ) -> PhotoComment | None:
         """One comment for all the images together (their labels merged), or None without any label.
         Raises ``ImageRejected`` when none of the files is a readable image."""

@@ -1,18 +1,29 @@
 """Image moderation: the service the Discord layer, the web playground and the command line talk to. No
 Discord here.
 
-ModerationService (service) puts the parts together: scanning (a post's images checked, its verdict
+ModerationService (service) puts the parts together: screening (a new post screened in one call:
+exemptions, downloads, unchecked accounting, the check), scanning (a post's images checked, its verdict
 published, a case opened when needed), recording (the case and its evidence written, then what Discord
 managed to do), review (a moderator's choice on a case), privacy (a user's data forgotten, expired
 evidence deleted), known_hashes and problems (the confirmed images and the problems it remembers). The
-policy (policy, decisions, policy_json) and each server's settings (guild_config) are plain data; custom
-classifiers live in classifiers/.
+policy (policy, decisions, policy_json), the process-wide settings (config, built by build) and each
+server's settings (guild_config) are plain data; custom classifiers live in classifiers/.
+
+What other features use, documented where it lives:
+- ``ModerationService.verdict_feed`` (a `VerdictFeed`): moderation's verdict on each new post, and the
+  images it downloaded and decoded for it; `expect`, `publish` and `withdraw` are moderation's side,
+  `wait` and `wait_and_take` the readers'.
+- ``ModerationService.report_problem(guild_id, text)``: something moderators should fix, shown in
+  `/moderation status`.
+- ``ModerationService.screen_images(guild_id, images, place)``: images checked as a post at that place
+  would be, for a feature that has no verdict to wait for.
 """
 
 from __future__ import annotations
 
+from bot.services.moderation.build import build_moderation_service, moderation_config
 from bot.services.moderation.cases import CaseChoice, PendingDecision, allowed_choices, case_category
-from bot.services.moderation.checker import CheckStatus, ExtraDetector, ImageChecker, Verdict
+from bot.services.moderation.checker import CheckedImage, CheckStatus, ExtraDetector, ImageChecker, Verdict
 from bot.services.moderation.classifiers import (
     ClassifierCatalog,
     ClassifierDetector,
@@ -20,6 +31,7 @@ from bot.services.moderation.classifiers import (
     classifier_catalog,
     verify_classifier,
 )
+from bot.services.moderation.config import ModerationConfig
 from bot.services.moderation.decisions import Decision
 from bot.services.moderation.evidence_retention import EvidenceRetentionJob
 from bot.services.moderation.guild_config import GuildModeration, stored_guild_config
@@ -34,11 +46,10 @@ from bot.services.moderation.openai_detector import OpenAIImageDetector
 from bot.services.moderation.policy import CATEGORIES, DEFAULT_POLICY, CategoryRule, Policy, describe_policy
 from bot.services.moderation.policy_json import PolicyError, parse_policy, policy_to_json
 from bot.services.moderation.privacy import PurgedEvidence
-from bot.services.moderation.recording import PostContext
 from bot.services.moderation.scanning import PostOutcome
+from bot.services.moderation.screening import ScanReport
 from bot.services.moderation.service import ModerationService
-from bot.services.moderation.unchecked import images_past_limit, refused_downloads
-from bot.services.moderation.verdicts import PostVerdict, image_digests
+from bot.services.moderation.verdicts import HeldImage, PostVerdict, VerdictFeed, image_digests
 
 __all__ = [
     "BOT_ACTIONS",
@@ -47,6 +58,7 @@ __all__ = [
     "CaseChoice",
     "CategoryRule",
     "CheckStatus",
+    "CheckedImage",
     "ClassifierCatalog",
     "ClassifierDetector",
     "Decision",
@@ -54,30 +66,33 @@ __all__ = [
     "ExtraDetector",
     "FrameFindings",
     "GuildModeration",
+    "HeldImage",
     "ImageChecker",
     "ImageInspection",
+    "ModerationConfig",
     "ModerationService",
     "OpenAIImageDetector",
     "PendingDecision",
     "Policy",
     "PolicyError",
-    "PostContext",
     "PostOutcome",
     "PostVerdict",
     "PurgedEvidence",
     "RegisteredClassifier",
+    "ScanReport",
     "ScoredImage",
     "Verdict",
+    "VerdictFeed",
     "allowed_choices",
     "bot_action",
+    "build_moderation_service",
     "case_category",
     "classifier_catalog",
     "describe_policy",
     "image_digests",
-    "images_past_limit",
+    "moderation_config",
     "parse_policy",
     "policy_to_json",
-    "refused_downloads",
     "stored_guild_config",
     "verify_classifier",
 ]

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CheckStatus",
+    "CheckedImage",
     "DefinesCategories",
     "ExtraDetector",
     "ImageChecker",
@@ -168,6 +169,23 @@ _SAFE = Decision(level=Level.SAFE, action=Action.NONE)
 
 
 @dataclass(frozen=True)
+class CheckedImage:
+    """A verdict with the frames it was reached on, so that a feature looking at the same image next
+    (photo comments) need not decode it again."""
+
+    verdict: Verdict
+    decoded: DecodedImage | None
+    """None when the bytes could not be decoded (the verdict says why)."""
+    limits: ImageLimits
+    """The caps the frames were decoded under: frame count and scale follow from them."""
+
+    def frames_under(self, limits: ImageLimits) -> DecodedImage | None:
+        """The decoded frames when ``limits`` are the caps they were decoded under (the same frames at
+        the same scale), else None: a reader with other caps decodes the bytes itself."""
+        return self.decoded if limits == self.limits else None
+
+
+@dataclass(frozen=True)
 class _Decoded:
     image: DecodedImage
     phash: str
@@ -203,13 +221,27 @@ class ImageChecker:
         guild_id: int | None = None,
     ) -> Verdict:
         """Check one image. Never raises for bad input or missing models: the verdict says what happened."""
+        checked = await self.inspect(
+            data, guild_policy=guild_policy, known_hashes=known_hashes, guild_id=guild_id
+        )
+        return checked.verdict
+
+    async def inspect(
+        self,
+        data: bytes,
+        *,
+        guild_policy: Policy = DEFAULT_POLICY,
+        known_hashes: Sequence[KnownHash] = (),
+        guild_id: int | None = None,
+    ) -> CheckedImage:
+        """`check_image`, keeping the frames the verdict was reached on for whoever looks at it next."""
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
             decoded = await loop.run_in_executor(self._decode_pool, self._decode, data)
         except ImageRejected as rejected:
             width, height = rejected.size or (0, 0)
-            return Verdict(
+            verdict = Verdict(
                 status=CheckStatus.UNREADABLE,
                 decision=_SAFE,
                 problem=rejected.message,
@@ -219,6 +251,19 @@ class ImageChecker:
                 height=height,
                 elapsed_ms=_ms_since(started),
             )
+            return CheckedImage(verdict, None, self.limits)
+        verdict = await self._judge(data, decoded, guild_policy, known_hashes, guild_id, started)
+        return CheckedImage(verdict, decoded.image, self.limits)
+
+    async def _judge(
+        self,
+        data: bytes,
+        decoded: _Decoded,
+        guild_policy: Policy,
+        known_hashes: Sequence[KnownHash],
+        guild_id: int | None,
+        started: float,
+    ) -> Verdict:
         image = decoded.image
         facts: dict[str, Any] = {
             "phash": decoded.phash,

@@ -1,8 +1,8 @@
 """Checking a post's images against the guild's policy, and opening a case when one calls for it.
 
-`PostScanner.moderate_post` publishes its verdict on each post in `PostVerdicts` as soon as the images
-are checked, before any case is written: photo comments on the same post read it there instead of
-checking the images again.
+`PostScanner.moderate_post` publishes its verdict on each post in the `VerdictFeed` as soon as the images
+are checked, before any case is written, with the images it downloaded and decoded: photo comments on
+the same post take them there instead of fetching and checking the images again.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.services.image_fetch import FetchedImage
-from bot.services.moderation.checker import CheckStatus, ImageChecker, KnownHash, Verdict
+from bot.services.moderation.checker import CheckedImage, CheckStatus, ImageChecker, KnownHash, Verdict
 from bot.services.moderation.decisions import Decision
 from bot.services.moderation.guild_config import GuildModeration
 from bot.services.moderation.known_hashes import KnownHashes
@@ -21,7 +21,7 @@ from bot.services.moderation.policy import DEFAULT_POLICY, Policy
 from bot.services.moderation.problems import ProblemLog
 from bot.services.moderation.recording import CaseRecorder, PostContext
 from bot.services.moderation.unchecked import RefusedDownload, unchecked_case
-from bot.services.moderation.verdicts import PostVerdict, PostVerdicts, image_digests
+from bot.services.moderation.verdicts import HeldImage, PostVerdict, VerdictFeed, image_digests
 from storage.models import ModerationCase
 
 __all__ = ["PostOutcome", "PostScanner"]
@@ -42,6 +42,8 @@ class PostOutcome:
     remove_post: bool
     timeout_minutes: int | None
     evidence_stored: bool
+    # Where the alert goes (the guild's moderation channel); None: none is set, which the alert reports.
+    alert_channel_id: int | None = None
 
 
 class PostScanner:
@@ -51,23 +53,30 @@ class PostScanner:
         checker: ImageChecker,
         known_hashes: KnownHashes,
         recorder: CaseRecorder,
-        post_verdicts: PostVerdicts,
+        verdict_feed: VerdictFeed,
         problem_log: ProblemLog,
     ) -> None:
         self.checker = checker
         self.known_hashes = known_hashes
         self.recorder = recorder
-        self.post_verdicts = post_verdicts
+        self.verdict_feed = verdict_feed
         self.problem_log = problem_log
 
     async def check_image(
         self, data: bytes, *, guild_policy: Policy = DEFAULT_POLICY, guild_id: int | None = None
     ) -> Verdict:
         """Check one image; with ``guild_id``, re-posts of images the guild confirmed skip the models."""
+        checked = await self.inspect_image(data, guild_policy=guild_policy, guild_id=guild_id)
+        return checked.verdict
+
+    async def inspect_image(
+        self, data: bytes, *, guild_policy: Policy = DEFAULT_POLICY, guild_id: int | None = None
+    ) -> CheckedImage:
+        """`check_image`, keeping the decoded frames."""
         known: Sequence[KnownHash] = ()
         if guild_id is not None and guild_policy.repeat_matching:
             known = await self.known_hashes.of_guild(guild_id)
-        return await self.checker.check_image(
+        return await self.checker.inspect(
             data, guild_policy=guild_policy, known_hashes=known, guild_id=guild_id
         )
 
@@ -85,12 +94,13 @@ class PostScanner:
         None when there is no case."""
         if not images and not refused:
             return None
-        verdicts = await asyncio.gather(
+        checks = await asyncio.gather(
             *(
-                self.check_image(image.data, guild_policy=config.policy, guild_id=post.guild_id)
+                self.inspect_image(image.data, guild_policy=config.policy, guild_id=post.guild_id)
                 for image in images
             )
         )
+        verdicts = [checked.verdict for checked in checks]
         pairs = list(zip(images, verdicts, strict=True))
         for image, verdict in pairs:
             if not verdict.checked:
@@ -106,7 +116,15 @@ class PostScanner:
         by_digest = dict(zip(digests, verdicts, strict=True))
         # An image Lumi could not check does not make the post "flagged"; its verdict, not checked, still
         # keeps readers such as photo comments away from it.
-        self.post_verdicts.publish(post.message_id, PostVerdict(flagged=worst is not None, images=by_digest))
+        self.verdict_feed.publish(
+            post.message_id,
+            PostVerdict(flagged=worst is not None, images=by_digest),
+            downloads={
+                image.url: HeldImage(image, checked) for image, checked in zip(images, checks, strict=True)
+            },
+        )
+        # The decoded frames went to photo comments if they were waiting; the case needs only the bytes.
+        del checks
         case_about = worst or unchecked_case(pairs, refused, config.policy)
         if case_about is None:
             return None
@@ -123,6 +141,7 @@ class PostScanner:
             remove_post=remove and stored,
             timeout_minutes=config.policy.timeout_minutes if decision.timeout_author else None,
             evidence_stored=stored,
+            alert_channel_id=config.mod_channel_id,
         )
 
 

@@ -1,32 +1,40 @@
 """Image moderation: the service the Discord layer and the command line talk to. No Discord here.
 
-The Discord layer (`cogs/moderation`) fetches a post's images, calls `moderate_post`, carries out the
-removal/timeout/alert the outcome asks for, and reports back with `record_enforcement`; button clicks go
-through `decide`. Everything a case needs is written before anything irreversible happens on Discord, so
-a failed delete, a missing channel or a crash in between never loses a case or an image.
+For each new post the Discord layer (`cogs/moderation`) makes at most three calls: `screen_post` (the
+whole pipeline: exemptions, downloads, unchecked accounting, the check, the case), then, when there is
+a case, `record_enforcement` with what the removal and timeout did, and `record_enforcement` once more
+with the alert it posted. Button clicks go through `decide`. Everything a case needs is written before
+anything irreversible happens on Discord, so a failed delete, a missing channel or a crash in between
+never loses a case or an image.
+
+Other features use two documented parts: `verdict_feed` (moderation's verdict on each new post, with the
+images it downloaded) and `report_problem` (something moderators should fix, in `/moderation status`).
 
 ``ModerationService`` puts the parts together:
-- ``moderation_scanning``: a post's images checked, its verdict published, a case opened when needed;
-- ``moderation_recording``: the case and its evidence written, then what Discord managed to do;
-- ``moderation_review``: a moderator's choice on a case;
-- ``moderation_privacy``: a user's data forgotten, expired evidence deleted;
-- ``moderation_hashes`` and ``moderation_problems``: the confirmed images and the problems it remembers.
+- ``screening``: a new post screened in one call;
+- ``scanning``: a post's images checked, its verdict published, a case opened when needed;
+- ``recording``: the case and its evidence written, then what Discord managed to do;
+- ``review``: a moderator's choice on a case;
+- ``privacy``: a user's data forgotten, expired evidence deleted;
+- ``known_hashes`` and ``problems``: the confirmed images and the problems it remembers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bot.errors import UserFacingError
 from bot.services.image_fetch import FetchedImage, ImageFetcher
 from bot.services.moderation.cases import CaseChoice, EvidenceFile, PendingDecision
-from bot.services.moderation.checker import ImageChecker, Verdict
+from bot.services.moderation.checker import CheckedImage, ImageChecker, Verdict
 from bot.services.moderation.classifiers import ClassifierCatalog, RegisteredClassifier
+from bot.services.moderation.config import ModerationConfig
 from bot.services.moderation.decisions import Decision
 from bot.services.moderation.evidence import EvidenceStore
 from bot.services.moderation.guild_config import GuildModeration, config_from_row, edit_ids, merge_policy
@@ -44,8 +52,10 @@ from bot.services.moderation.problems import ProblemLog
 from bot.services.moderation.recording import CaseRecorder, PostContext
 from bot.services.moderation.review import CaseReview
 from bot.services.moderation.scanning import PostOutcome, PostScanner
+from bot.services.moderation.screening import PostScreener, ScanReport
 from bot.services.moderation.unchecked import RefusedDownload
-from bot.services.moderation.verdicts import PostVerdicts
+from bot.services.moderation.verdicts import VerdictFeed
+from bot.services.posts import IncomingPost, PostPlace
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import CaseStatus, ModerationCase
@@ -53,6 +63,8 @@ from storage.repo import cases as repo_cases
 from storage.repo import guilds as repo_guilds
 
 __all__ = ["ModerationService"]
+
+log = logging.getLogger(__name__)
 
 
 class ModerationService:
@@ -63,18 +75,21 @@ class ModerationService:
         blobs: BlobStore,
         checker: ImageChecker,
         fetcher: ImageFetcher | None = None,
-        evidence_retention: timedelta = timedelta(days=7),
+        config: ModerationConfig | None = None,
         classifiers: ClassifierCatalog | None = None,
     ) -> None:
+        """``config``: the process-wide settings (`build.moderation_config`; None: the defaults)."""
         self.database = database
         self.blobs = blobs
         self.checker = checker
+        self.config = config or ModerationConfig()
         # Custom classifiers registered with `lumi models add-classifier`; the checker scores them.
         self.classifiers = classifiers
         self.fetcher = fetcher or ImageFetcher()
-        self.evidence = EvidenceStore(database, blobs, retention=evidence_retention)
-        # The verdict on each recent post, for the features that answer the same post.
-        self.post_verdicts = PostVerdicts()
+        self.evidence = EvidenceStore(database, blobs, retention=self.config.evidence_retention)
+        self.verdict_feed = VerdictFeed()
+        """The verdict on each recent post, with the images downloaded for it, for the features that
+        answer the same post (photo comments): see `verdicts.VerdictFeed`."""
         self.problem_log = ProblemLog()
         self.known_hashes = KnownHashes(database)
         case_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -85,8 +100,15 @@ class ModerationService:
             checker=checker,
             known_hashes=self.known_hashes,
             recorder=self.recorder,
-            post_verdicts=self.post_verdicts,
+            verdict_feed=self.verdict_feed,
             problem_log=self.problem_log,
+        )
+        self.screener = PostScreener(
+            config=self.config,
+            fetcher=self.fetcher,
+            scanner=self.scanner,
+            problem_log=self.problem_log,
+            guild_config=self.guild_config,
         )
         self.review = CaseReview(
             database=database,
@@ -104,6 +126,32 @@ class ModerationService:
     ) -> Verdict:
         """Check one image; with ``guild_id``, re-posts of images the guild confirmed skip the models."""
         return await self.scanner.check_image(data, guild_policy=guild_policy, guild_id=guild_id)
+
+    async def screen_images(
+        self, guild_id: int, images: Sequence[bytes], place: PostPlace
+    ) -> list[CheckedImage] | None:
+        """Check images as moderation checks a post at ``place`` (the guild's policy and confirmed
+        images), keeping the decoded frames; None when moderation does not look there (it is off, or
+        the channel or a role is exempt), so that nothing there can flag them."""
+        config = await self.guild_config(guild_id)
+        exemption = config.exemption(
+            channel_ids=place.channel_ids, channel_nsfw=place.channel_nsfw, role_ids=place.role_ids
+        )
+        if exemption is not None:
+            return None
+        return list(
+            await asyncio.gather(
+                *(
+                    self.scanner.inspect_image(data, guild_policy=config.policy, guild_id=guild_id)
+                    for data in images
+                )
+            )
+        )
+
+    async def scan_post(self, post: IncomingPost, *, guild_id: int | None) -> ScanReport:
+        """A private report on a post's images against the policy of ``guild_id`` (None: the defaults),
+        for "Scan image"; nothing is recorded."""
+        return await self.screener.scan(post, guild_id=guild_id)
 
     async def active_classifiers(self, guild_id: int) -> list[RegisteredClassifier]:
         """The custom classifiers that score this guild's images: global ones and its own."""
@@ -179,6 +227,27 @@ class ModerationService:
 
     # -- posts ----------------------------------------------------------------------------------------
 
+    async def screen_post(self, post: IncomingPost) -> PostOutcome | None:
+        """Screen a new post in one call: exemptions, downloads, unchecked accounting, the check and,
+        when one is called for, the case (recorded, with its evidence, before this returns).
+
+        Returns what the Discord layer must carry out and alert (`PostOutcome`), or None when there is
+        nothing to do. Never raises: a failure is logged and reported in `/moderation status`. Readers
+        of `verdict_feed` get this post's verdict, or "no verdict" when it was not checked.
+        """
+        self.verdict_feed.expect(post.message_id)
+        try:
+            return await self.screener.screen(post)
+        except Exception:
+            # One bad post must not stop moderation of the next one.
+            log.exception("moderating message %s failed", post.message_id)
+            if post.guild_id is not None:
+                self.report_problem(post.guild_id, "checking a post failed (see the log)")
+            return None
+        finally:
+            # Posts that were not checked (exempt, no image) or whose check failed get no verdict.
+            self.verdict_feed.withdraw(post.message_id)
+
     async def moderate_post(
         self,
         post: PostContext,
@@ -187,8 +256,8 @@ class ModerationService:
         config: GuildModeration,
         refused: Sequence[RefusedDownload] = (),
     ) -> PostOutcome | None:
-        """Check every image of a post and record a case when one is flagged or could not be checked
-        (see `PostScanner.moderate_post`); None when there is no case."""
+        """Check images already downloaded and record a case when one is flagged or could not be checked
+        (see `PostScanner.moderate_post`); None when there is no case. `screen_post` downloads first."""
         return await self.scanner.moderate_post(post, images, config=config, refused=refused)
 
     async def record_enforcement(
@@ -259,7 +328,7 @@ class ModerationService:
         return await purge_expired_evidence(self.database, self.evidence, now=now)
 
     async def close(self) -> None:
-        self.post_verdicts.stop_publishing()
+        self.verdict_feed.stop_publishing()
         try:
             await self.fetcher.close()
         finally:

@@ -18,11 +18,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bot.services.comments.backends import CommentWriter
-from bot.services.comments.service import CommentService, ScreenContext
+from bot.services.comments.service import CommentService
 from bot.services.image_fetch import FetchedImage
 from bot.services.moderation.checker import ImageChecker
 from bot.services.moderation.recording import PostContext
 from bot.services.moderation.service import ModerationService
+from bot.services.posts import PostPlace
 from inference.perception import Perceiver
 from inference.registry import ModelRegistry
 from storage.blobs import LocalBlobStore
@@ -51,8 +52,10 @@ class Services:
 
     async def comment_problem(self, message_id: int, *images: bytes) -> str | None:
         """What the comment listener's gate says about the same new post."""
-        screen = ScreenContext(channel_ids=(CHANNEL,), message_id=message_id)
-        return await self.comments.moderation_problem(GUILD, list(images), screen, new_post=True)
+        place = PostPlace(channel_ids=(CHANNEL,))
+        return await self.comments.moderation_problem(
+            GUILD, list(images), place, message_id=message_id, new_post=True
+        )
 
 
 def photo(name: str) -> bytes:
@@ -80,7 +83,7 @@ async def services(database: Database, tmp_path: Path, *, verdict_wait_s: float)
         verdict_wait_s=verdict_wait_s,
     )
     # What the moderation cog does when it loads: its listener publishes a verdict on every post.
-    moderation.post_verdicts.start_publishing()
+    moderation.verdict_feed.start_publishing()
     try:
         yield Services(moderation, comments)
     finally:
@@ -129,7 +132,7 @@ async def test_the_gate_waits_for_a_verdict_still_being_made(world: Services) ->
     gate = asyncio.create_task(world.comment_problem(2, astronaut))
     await asyncio.sleep(0.05)
     assert not gate.done()
-    world.moderation.post_verdicts.expect(2)
+    world.moderation.verdict_feed.expect(2)
     assert not await world.moderate(2, astronaut)
     assert await asyncio.wait_for(gate, 5.0) is None
     assert model_passes() == before + 1  # moderation's pass only
@@ -140,12 +143,12 @@ async def test_without_a_verdict_in_time_the_gate_checks_by_itself_and_fails_clo
 ) -> None:
     astronaut = photo("astronaut")
     # Announced by the moderation listener, never published (stuck behind a slow download, say).
-    impatient_world.moderation.post_verdicts.expect(1)
+    impatient_world.moderation.verdict_feed.expect(1)
     started = time.perf_counter()
     assert await impatient_world.comment_problem(1, astronaut) is None
     assert time.perf_counter() - started >= 0.2
     before = model_passes()
-    impatient_world.moderation.post_verdicts.expect(2)
+    impatient_world.moderation.verdict_feed.expect(2)
     assert await impatient_world.comment_problem(2, astronaut) is None
     assert model_passes() == before + 1
     # An image nobody could check gets no comment.

@@ -25,10 +25,12 @@ from bot.services.comments.backends import (
     clean_llm_comment,
     llm_prompt,
 )
-from bot.services.comments.service import CommentOptions, CommentService, PostRef, ScreenContext, build_writer
+from bot.services.comments.build import CommentOptions, build_writer
+from bot.services.comments.service import CommentService
 from bot.services.comments.templates import display_name, template_comment, with_particle
 from bot.services.moderation.checker import ImageChecker
 from bot.services.moderation.service import ModerationService
+from bot.services.posts import IncomingPost, PostPlace
 from inference.labels import Label, label_from_text, labels_from_text
 from inference.perception import Perceiver
 from inference.registry import ModelRegistry, ModelUnavailable
@@ -43,6 +45,7 @@ GUILD = 555_555_555_555_555_555
 CHANNEL = 666_666_666_666_666_666
 OTHER_CHANNEL = 777_777_777_777_777_777
 HANGUL = re.compile(r"[가-힣]")
+FLAGGED = "it did not pass this server's image moderation"
 
 
 def labels(text: str) -> list[Label]:
@@ -257,7 +260,10 @@ async def test_records_store_labels_backend_and_latency(database: Database, regi
     service = service_for(database, registry)
     result = await service.comment_on_labels(["기쁨", "jacket"], language="ko", backend="template")
     assert result.backend == "template" and [label.ko for label in result.labels] == ["기쁨", "재킷"]
-    await service.record(PostRef(GUILD, CHANNEL, 42, 7), result)
+    post = IncomingPost(
+        guild_id=GUILD, channel_id=CHANNEL, message_id=42, author_id=7, place=PostPlace((CHANNEL,))
+    )
+    await service.record(post, result)
     async with database.session() as session:
         (row,) = (await session.exec(select(CommentRecord))).all()
     assert (row.message_id, row.labels, row.backend, row.language, row.comment) == (
@@ -282,20 +288,19 @@ async def test_moderation_gate_follows_the_guild_policy(sqlite_database: Databas
         database=sqlite_database, blobs=LocalBlobStore(tmp_path / "blobs"), checker=ImageChecker(registry)
     )
     service = service_for(sqlite_database, registry, moderation=moderation)
-    screen = ScreenContext(channel_ids=(CHANNEL,))
+    place = PostPlace(channel_ids=(CHANNEL,))
     try:
-        assert await service.passes_moderation(GUILD, [data], screen)
+        assert await service.moderation_problem(GUILD, [data], place) is None
         # A review threshold of 0 flags every image, the way a strict moderator could set it.
         await moderation.configure(GUILD, policy_changes={"categories": {"sexual_explicit": {"review": 0.0}}})
-        assert not await service.passes_moderation(GUILD, [data], screen)
-        config = await service.configure(GUILD, enable_channels=[CHANNEL])
-        assert await service.comment_post([data], config=config, guild_id=GUILD, screen=screen) is None
+        assert await service.moderation_problem(GUILD, [data], place) == FLAGGED
         # Unreadable bytes are never commented on either (moderation cannot vouch for them).
         await moderation.configure(GUILD, reset_policy=True)
-        assert not await service.passes_moderation(GUILD, [corpus.PLAIN_TEXT], screen)
+        problem = await service.moderation_problem(GUILD, [corpus.PLAIN_TEXT], place)
+        assert problem is not None and problem != FLAGGED
         # Where moderation is off, nothing can flag a post.
         await moderation.configure(GUILD, enabled=False)
-        assert await service.passes_moderation(GUILD, [corpus.PLAIN_TEXT], screen)
+        assert await service.moderation_problem(GUILD, [corpus.PLAIN_TEXT], place) is None
     finally:
         await service.close()
         await moderation.close()

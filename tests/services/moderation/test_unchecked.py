@@ -67,7 +67,7 @@ async def test_image_too_large_to_check_is_alerted_by_default(database: Database
         verdict = outcome.verdicts[0][1]
         assert verdict.status is CheckStatus.UNREADABLE and verdict.problem_code == "too_many_pixels"
         # Not "flagged" for the features reading the post's verdict, but not checked either.
-        published = await service.post_verdicts.wait(1, timeout_s=0.1, new_post=False)
+        published = await service.verdict_feed.wait(1, timeout_s=0.1, new_post=False)
         assert published is not None and not published.flagged
         assert [v.checked for v in published.images.values()] == [False]
         assert not any(status.loaded for status in service.checker.registry.snapshot())
@@ -130,7 +130,7 @@ async def test_a_damaged_image_discord_may_show_is_alerted_by_default(
             "corrupt",
             "PNG",
         )
-        published = await service.post_verdicts.wait(1, timeout_s=0.1, new_post=False)
+        published = await service.verdict_feed.wait(1, timeout_s=0.1, new_post=False)
         assert published is not None and not published.flagged
 
 
@@ -205,7 +205,7 @@ async def test_a_flagged_image_takes_precedence(
         assert outcome is not None and outcome.flagged_image is cat
         assert outcome.case.reason.startswith("sexual_explicit")
         assert outcome.case.action is CaseAction.HELD and outcome.case.image_phash
-        published = await service.post_verdicts.wait(1, timeout_s=0.1, new_post=False)
+        published = await service.verdict_feed.wait(1, timeout_s=0.1, new_post=False)
         assert published is not None and published.flagged
 
 
