@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     comment_llm_timeout_s: float = Field(default=15.0, gt=0, le=300)
     comment_llm_max_retries: int = Field(default=2, ge=0, le=10)
 
+    # Shutdown: seconds the work in flight (photo comments, moderation checks) gets to finish on SIGTERM
+    # before the models and the Discord session close; what still runs then is stopped.
+    shutdown_drain_s: float = Field(default=30.0, ge=0, le=3600)
+
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
 
 import discord
 from discord.ext import commands
 
+from bot.services.in_flight import InFlight
 from cogs.moderation.base import ModerationBase
 
 log = logging.getLogger(__name__)
 
 
 class ModerationEvents(ModerationBase):
-    _in_flight: set[asyncio.Task[Any]]
+    _in_flight: InFlight
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -28,9 +27,7 @@ class ModerationEvents(ModerationBase):
             return
         # Photo comments on this post wait for its verdict rather than check the images again.
         self.service.post_verdicts.expect(message.id)
-        task = asyncio.create_task(self._moderate(message), name=f"moderate-{message.id}")
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        self._in_flight.start(self._moderate(message), name=f"moderate-{message.id}")
 
     async def _moderate(self, message: discord.Message) -> None:
         try:

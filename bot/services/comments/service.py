@@ -34,6 +34,7 @@ from bot.services.comments.backends import (
 )
 from bot.services.comments.gate import VERDICT_WAIT_S, ModerationGate, ScreenContext
 from bot.services.image_fetch import ImageFetcher
+from bot.services.in_flight import InFlight
 from bot.services.moderation import ModerationService
 from inference.commenter import register_commenter
 from inference.images import ImageLimits, ImageRejected, decode_image_async
@@ -177,6 +178,8 @@ class CommentService:
         # Settings change only through `configure` in this process, so reading them once per guild is safe.
         self._configs: dict[int, GuildComments] = {}
         self._last_comment: dict[int, float] = {}
+        # Every comment being written, whoever asked for it: shutdown lets them finish before models close.
+        self.in_flight = InFlight("photo comment")
 
     # -- guild settings ---------------------------------------------------------------------------------
 
