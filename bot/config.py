@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     meshy_api_key: SecretStr | None = None
     meshy_base_url: str = "https://api.meshy.ai"
     meshy_ai_model: Literal["latest", "meshy-4", "meshy-5", "meshy-6"] = "latest"
+    # Seconds one Meshy API request may take (a timeout is retried once); downloads have their own limit.
+    meshy_request_timeout_s: float = Field(default=10.0, gt=0, le=300)
     generation_daily_user_limit: int = Field(default=10, ge=0)
     generation_daily_guild_limit: int = Field(default=100, ge=0)
     generation_user_concurrent_limit: int = Field(default=2, ge=1)

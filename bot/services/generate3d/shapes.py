@@ -103,6 +103,8 @@ class GenerationConfig:
     enable_pbr: bool = True
     create_attempts: int = 3
     create_backoff_s: float = 2.0
+    # A create request unanswered for this long shows "waiting for Meshy" in the job's progress.
+    meshy_wait_notice_s: float = 3.0
     progress_save_interval_s: float = 2.0
     download_concurrency: int = 4
     use_stream: bool = True
