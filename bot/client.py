@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 import discord
@@ -25,6 +25,14 @@ EXTENSIONS: tuple[str, ...] = ("cogs.admin", "cogs.moderation", "cogs.generate3d
 # Waits between attempts to reach Discord at start-up: doubling from the first to at most the last.
 LOGIN_RETRY_FIRST_S = 2.0
 LOGIN_RETRY_MAX_S = 60.0
+
+
+@runtime_checkable
+class FinishesWorkInFlight(Protocol):
+    """A cog with work of its own in flight (tasks it started, handlers still running) to finish at
+    shutdown: within ``timeout`` seconds, the rest stopped."""
+
+    async def finish_in_flight(self, timeout: float) -> None: ...  # noqa: ASYNC109
 
 
 def lumi_intents() -> discord.Intents:
@@ -99,13 +107,29 @@ class LumiBot(commands.Bot):
         synced = await self.tree.sync(guild=guild)
         log.info("synced %d slash commands to development guild %s", len(synced), guild_id)
 
+    async def _finish_in_flight(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Every feature's work in flight, at once and under one deadline: a photo comment waits for the
+        moderation verdict on its post, so the features must not be drained one after the other."""
+        features = [cog for cog in self.cogs.values() if isinstance(cog, FinishesWorkInFlight)]
+        outcomes = await asyncio.gather(
+            *(feature.finish_in_flight(timeout) for feature in features), return_exceptions=True
+        )
+        for feature, outcome in zip(features, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("letting %s finish its work failed", type(feature).__name__, exc_info=outcome)
+
     async def on_ready(self) -> None:
         user = self.user
         log.info("connected as %s (id %s) to %d guilds", user, user.id if user else "?", len(self.guilds))
 
     async def close(self) -> None:
-        """Stop taking work, let cogs finish or persist what is in flight, then release everything."""
+        """Stop taking work, let cogs finish or persist what is in flight, then release everything.
+
+        The work in flight finishes first, while the models, the database and the Discord session it
+        needs are all still open; only then do the cogs unload and the session and runtime close.
+        """
         self.accepting_work = False
+        await self._finish_in_flight(self.settings.shutdown_drain_s)
         for name in list(self.extensions):
             try:
                 await self.unload_extension(name)

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     meshy_api_key: SecretStr | None = None
     meshy_base_url: str = "https://api.meshy.ai"
     meshy_ai_model: Literal["latest", "meshy-4", "meshy-5", "meshy-6"] = "latest"
+    # Seconds one Meshy API request may take (a timeout is retried once); downloads have their own limit.
+    meshy_request_timeout_s: float = Field(default=10.0, gt=0, le=300)
     generation_daily_user_limit: int = Field(default=10, ge=0)
     generation_daily_guild_limit: int = Field(default=100, ge=0)
     generation_user_concurrent_limit: int = Field(default=2, ge=1)
@@ -120,6 +122,10 @@ class Settings(BaseSettings):
     comment_llm_model: str = "gpt-4o-mini"
     comment_llm_timeout_s: float = Field(default=15.0, gt=0, le=300)
     comment_llm_max_retries: int = Field(default=2, ge=0, le=10)
+
+    # Shutdown: seconds the work in flight (photo comments, moderation checks) gets to finish on SIGTERM
+    # before the models and the Discord session close; what still runs then is stopped.
+    shutdown_drain_s: float = Field(default=30.0, ge=0, le=3600)
 
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any, Literal
+from typing import Literal
 
 import discord
 from discord import app_commands
@@ -53,7 +52,6 @@ class Comments(commands.Cog):
     def __init__(self, bot: LumiBot) -> None:
         self.bot = bot
         self.service: CommentService = bot.runtime.comments
-        self._in_flight: set[asyncio.Task[Any]] = set()
         self.menu = app_commands.ContextMenu(name="Comment on this photo", callback=self.comment_message)
         self.menu.guild_only = True
 
@@ -65,9 +63,12 @@ class Comments(commands.Cog):
         await self.drain()
 
     async def drain(self, timeout: float = _SHUTDOWN_GRACE_S) -> None:  # noqa: ASYNC109
-        """Wait until the photo posts being commented on are done (at most ``timeout`` seconds)."""
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=timeout)
+        """Wait until the photo comments being written are done (at most ``timeout`` seconds)."""
+        await self.service.in_flight.wait(timeout)
+
+    async def finish_in_flight(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Shutdown: the comments being written are posted within ``timeout`` seconds, the rest stopped."""
+        await self.service.in_flight.finish(timeout)
 
     # -- every photo post --------------------------------------------------------------------------------
 
@@ -81,9 +82,7 @@ class Comments(commands.Cog):
         post = read_post(message)
         if not post.attachments:
             return
-        task = asyncio.create_task(self._comment_on(message, post), name=f"comment-{message.id}")
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        self.service.in_flight.start(self._comment_on(message, post), name=f"comment-{message.id}")
 
     async def _comment_on(self, message: discord.Message, post: IncomingPost) -> None:
         """One call runs the pipeline (`comment_post`); then the reply, and `record` or `release`."""
@@ -184,32 +183,36 @@ class Comments(commands.Cog):
         self, interaction: discord.Interaction, image: discord.Attachment, private: bool = False
     ) -> None:
         """Write an SNS-style comment for a photo."""
-        await interaction.response.defer(ephemeral=private, thinking=True)
-        try:
-            fetched = await self.service.fetcher.fetch(
-                image.url, filename=image.filename, declared_size=image.size
+        async with self.service.in_flight.track():
+            await interaction.response.defer(ephemeral=private, thinking=True)
+            try:
+                fetched = await self.service.fetcher.fetch(
+                    image.url, filename=image.filename, declared_size=image.size
+                )
+            except FetchError as error:
+                await interaction.followup.send(error.message, ephemeral=True)
+                return
+            await interaction.followup.send(
+                await self._on_request(interaction, [fetched.data]), ephemeral=private
             )
-        except FetchError as error:
-            await interaction.followup.send(error.message, ephemeral=True)
-            return
-        await interaction.followup.send(
-            await self._on_request(interaction, [fetched.data]), ephemeral=private
-        )
 
     async def comment_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """Context menu "Comment on this photo": a comment only the requester sees."""
         # Private: a public comment on someone else's photo would read as if its author had asked.
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        post = read_post(message)
-        downloads = await self.service.fetcher.fetch_all(post.attachments[: self.service.max_images])
-        for filename, error in downloads.failures:
-            log.info("photo %s not fetched: %s", filename, error.message)
-        images = downloads.images
-        if not images:
-            await interaction.followup.send("That message has no photo Lumi can read.", ephemeral=True)
-            return
-        answer = await self._on_request(interaction, [image.data for image in images], message_id=message.id)
-        await interaction.followup.send(answer, ephemeral=True)
+        async with self.service.in_flight.track():
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            post = read_post(message)
+            downloads = await self.service.fetcher.fetch_all(post.attachments[: self.service.max_images])
+            for filename, error in downloads.failures:
+                log.info("photo %s not fetched: %s", filename, error.message)
+            images = downloads.images
+            if not images:
+                await interaction.followup.send("That message has no photo Lumi can read.", ephemeral=True)
+                return
+            answer = await self._on_request(
+                interaction, [image.data for image in images], message_id=message.id
+            )
+            await interaction.followup.send(answer, ephemeral=True)
 
     async def _on_request(
         self, interaction: discord.Interaction, images: list[bytes], *, message_id: int | None = None

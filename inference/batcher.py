@@ -2,8 +2,14 @@
 
 The first queued item opens a wait window of ``max_wait_ms``; the batch closes when it holds
 ``max_batch_size`` items or the window ends. While a batch runs, new items queue up and form the next
-batch, so under load batches fill without waiting. Every caller of a failed batch gets the error;
-callers that gave up (cancelled) are dropped before the model sees their item.
+batch, so under load batches fill without waiting. Callers that gave up (cancelled) are dropped before
+the model sees their item.
+
+One bad item must not cost the others their answers: when the model fails on a batch of several items,
+each item is run again on its own, so the item that breaks the model gets the error and every other
+item its result. Only a model that breaks its own contract (a result list of the wrong length) fails
+the whole batch at once, since running its items again would not make that model trustworthy. Every
+caller hears something: a result, its item's error, or ``BatcherClosed``.
 """
 
 from __future__ import annotations
@@ -185,28 +191,52 @@ class DynamicBatcher(Generic[T, R]):
         return batch
 
     async def _execute(self, batch: list[_Request[T, R]]) -> None:
-        items = [request.item for request in batch]
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
         try:
-            results = await loop.run_in_executor(self._executor, self._call_model, items)
-        except Exception as exc:
-            self._failed_batches.inc()
-            log.warning("model %r failed on a batch of %d: %r", self.name, len(items), exc)
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(exc)
-            return
+            outcome = await self._run_model(batch)
+            if (
+                isinstance(outcome, Exception)
+                and len(batch) > 1
+                and not isinstance(outcome, BatchSizeMismatch)
+            ):
+                log.info(
+                    "model %r: running the %d items of the failed batch one at a time", self.name, len(batch)
+                )
+                for request in batch:
+                    if not request.future.done():
+                        self._settle([request], await self._run_model([request]))
+                return
+            self._settle(batch, outcome)
         except BaseException:
             # The worker itself is being cancelled (loop shutdown); this batch's callers must hear it.
             for request in batch:
                 if not request.future.done():
                     request.future.set_exception(BatcherClosed(f"batcher {self.name!r} stopped mid-batch"))
             raise
+
+    async def _run_model(self, batch: list[_Request[T, R]]) -> list[R] | Exception:
+        """The model's results for ``batch``, or the exception it raised (returned, for the caller to
+        decide whether to split the batch)."""
+        items = [request.item for request in batch]
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            return await loop.run_in_executor(self._executor, self._call_model, items)
+        except Exception as exc:
+            self._failed_batches.inc()
+            log.warning("model %r failed on a batch of %d: %r", self.name, len(items), exc)
+            return exc
         finally:
             self._batch_seconds_hist.observe(time.perf_counter() - started)
             self._batch_size_hist.observe(len(items))
-        for request, result in zip(batch, results, strict=True):
+
+    def _settle(self, batch: list[_Request[T, R]], outcome: list[R] | Exception) -> None:
+        """Hand every caller still waiting its result, or the batch's error."""
+        if isinstance(outcome, Exception):
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(outcome)
+            return
+        for request, result in zip(batch, outcome, strict=True):
             if not request.future.done():
                 request.future.set_result(result)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.cli.common import settings_and_logging
+from bot.cli.input_files import UnreadableInput, read_input_file
 from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.services.comments import (
@@ -116,9 +117,11 @@ async def _images(
     async def one(path: Path) -> dict[str, Any]:
         async with gate:
             try:
-                data = await asyncio.to_thread(path.read_bytes)
-            except OSError as error:
-                return {"path": str(path), "error": f"cannot read: {error.strerror or error}"}
+                data = await asyncio.to_thread(
+                    read_input_file, path, max_bytes=service.image_limits.max_bytes
+                )
+            except UnreadableInput as problem:
+                return {"path": str(path), "error": problem.reason}
             try:
                 result = await service.comment_on_images([data], language=language, backend=backend)
             except ImageRejected as error:

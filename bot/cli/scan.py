@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot.cli.common import settings_and_logging
+from bot.cli.input_files import UnreadableInput, read_input_file
 from bot.cli.scan_report import (
     EXIT_STATUS_HELP,
     classifier_json,
@@ -261,10 +262,10 @@ async def scan_files(
 
     async def one(path: Path) -> dict[str, Any]:
         async with gate:
-            problem = _unreadable_file(path, checker.limits.max_bytes)
-            if problem is not None:
-                return {"path": str(path), "flagged": False, "status": "unreadable", "reason": problem}
-            data = await asyncio.to_thread(path.read_bytes)
+            try:
+                data = await asyncio.to_thread(read_input_file, path, max_bytes=checker.limits.max_bytes)
+            except UnreadableInput as problem:
+                return {"path": str(path), "flagged": False, "status": "unreadable", "reason": problem.reason}
             verdict = await checker.check_image(data, guild_policy=policy, guild_id=guild_id)
             return _row(path, verdict)
 
@@ -274,20 +275,6 @@ async def scan_files(
     finally:
         await checker.close()
         await registry.close()
-
-
-def _unreadable_file(path: Path, max_bytes: int) -> str | None:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return "file not found"
-    except OSError as error:
-        return f"cannot read: {error.strerror}"
-    if not path.is_file():
-        return "not a file"
-    if size > max_bytes:
-        return f"larger than the {max_bytes // (1024 * 1024)} MB limit"
-    return None
 
 
 def _row(path: Path, verdict: Verdict) -> dict[str, Any]:

@@ -3,12 +3,10 @@ buttons in one class, with what starts and stops alongside them (evidence retent
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from discord import app_commands
 
 from bot.client import LumiBot
+from bot.services.in_flight import InFlight
 from bot.services.moderation import EvidenceRetentionJob, ModerationService
 from cogs.moderation.decisions import ModerationDecisions
 from cogs.moderation.enforcement import Enforcer
@@ -36,7 +34,7 @@ class Moderation(
         self.retention = EvidenceRetentionJob(
             self.service, interval_s=self.service.config.cleanup_interval_s, on_purged=self._scrub_previews
         )
-        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._in_flight = InFlight("moderation check")
         self.scan_menu = app_commands.ContextMenu(name="Scan image", callback=self.scan_message)
 
     async def cog_load(self) -> None:
@@ -50,7 +48,10 @@ class Moderation(
         self.bot.tree.remove_command(self.scan_menu.name, type=self.scan_menu.type)
         self.bot.remove_dynamic_items(CaseButton)
         await self.retention.stop()
-        if self._in_flight:
-            # Posts being checked finish (their evidence is stored before anything is deleted).
-            await asyncio.wait(set(self._in_flight), timeout=_SHUTDOWN_GRACE_S)
+        # Posts being checked finish (their evidence is stored before anything is deleted).
+        await self._in_flight.wait(_SHUTDOWN_GRACE_S)
         self.service.verdict_feed.stop_publishing()
+
+    async def finish_in_flight(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Shutdown: the posts being checked are dealt with within ``timeout`` seconds, the rest stopped."""
+        await self._in_flight.finish(timeout)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
 
 import discord
 from discord.ext import commands
 
+from bot.services.in_flight import InFlight
 from cogs._posts import read_post
 from cogs.moderation.base import ModerationBase
 
@@ -16,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 class ModerationEvents(ModerationBase):
-    _in_flight: set[asyncio.Task[Any]]
+    _in_flight: InFlight
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -27,9 +26,7 @@ class ModerationEvents(ModerationBase):
             return
         if not self.bot.accepting_work:
             return
-        task = asyncio.create_task(self._moderate(message), name=f"moderate-{message.id}")
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        self._in_flight.start(self._moderate(message), name=f"moderate-{message.id}")
 
     async def _moderate(self, message: discord.Message) -> None:
         """Screen one post and carry out its case: at most three calls into the moderation service.

@@ -33,6 +33,9 @@ FaceDetector = Literal["auto", "mtcnn", "haar"]
 
 _HAAR_FILE: Final = "haarcascade_frontalface_default.xml"
 _MTCNN_HINT: Final = "pip install --no-deps 'facenet-pytorch>=2.6,<3'"
+# MTCNN's smallest candidate face. Its image pyramid starts at this size; an image whose shorter side is
+# under it gets no pyramid level at all, and facenet-pytorch then fails on the empty pyramid.
+_MTCNN_MIN_FACE_PX: Final = 20
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,9 @@ class FaceRunner:
         use_cuda = self._requested_device == "cuda" and torch.cuda.is_available()
         self._device = "cuda" if use_cuda else "cpu"
         # Candidates down to 20 px; `min_face_px` filters afterwards so both detectors drop the same.
-        self._mtcnn = MTCNN(keep_all=True, min_face_size=20, device=torch.device(self._device))
+        self._mtcnn = MTCNN(
+            keep_all=True, min_face_size=_MTCNN_MIN_FACE_PX, device=torch.device(self._device)
+        )
         self.detector = "mtcnn"
 
     def _load_haar(self) -> None:
@@ -118,21 +123,25 @@ class FaceRunner:
         return [Image.new("RGB", (64, 64), (128, 128, 128))]
 
     def predict_batch(self, items: Sequence[ImageInput]) -> list[list[FaceBox]]:
-        images = [_rgb(item) for item in items]
-        if self._mtcnn is not None:
-            found = self._detect_mtcnn(images)
-        elif self._cascade is not None:
-            found = [self._detect_haar(image) for image in images]
-        else:
+        if self._mtcnn is None and self._cascade is None:
             raise RuntimeError("FaceRunner.load() must run before predict_batch()")
-        return [
-            sorted(
+        images = [_rgb(item) for item in items]
+        # An image narrower than the smallest face kept cannot hold one: it gets no face without asking
+        # the detector, which MTCNN could not answer for it anyway (see _MTCNN_MIN_FACE_PX).
+        smallest = max(self.min_face_px, _MTCNN_MIN_FACE_PX if self._mtcnn is not None else 1)
+        searched = [index for index, image in enumerate(images) if min(image.size) >= smallest]
+        found: list[list[FaceBox]] = [[] for _ in images]
+        if self._mtcnn is not None:
+            detected = self._detect_mtcnn([images[index] for index in searched])
+        else:
+            detected = [self._detect_haar(images[index]) for index in searched]
+        for index, faces in zip(searched, detected, strict=True):
+            found[index] = sorted(
                 (face for face in faces if min(face.width, face.height) >= self.min_face_px),
                 key=lambda face: face.width * face.height,
                 reverse=True,
             )
-            for faces in found
-        ]
+        return found
 
     def close(self) -> None:
         self._mtcnn = None

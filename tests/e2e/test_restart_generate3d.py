@@ -7,65 +7,17 @@ Meshy double's request log proves that no task was created twice.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.lumi_process import START_S, LumiProcess, base_env
 from tests.fakes.discord_api.protocol import JsonDict
 from tests.fakes.discord_api.server import FakeDiscord, message_text
 from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
-LAUNCHER = ROOT / "tests" / "launch_lumi.py"
-START_S = 60.0
-
-
-class LumiProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        log = self.log_path.open("ab")
-        try:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, str(LAUNCHER), "run", cwd=ROOT, env=self.env, stdout=log, stderr=log
-            )
-        finally:
-            log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    async def wait_for_log(self, text: str, timeout: float = START_S) -> None:  # noqa: ASYNC109
-        async with asyncio.timeout(timeout):
-            while text not in self.log():
-                assert self.process is not None
-                if self.process.returncode is not None:
-                    raise AssertionError(f"Lumi exited ({self.process.returncode}):\n{self.log()[-3000:]}")
-                await asyncio.sleep(0.1)
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(20):
-                    await self.process.wait()
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
 
 
 @pytest.fixture
@@ -79,24 +31,15 @@ async def servers() -> AsyncIterator[tuple[FakeDiscord, FakeMeshy]]:
 
 
 def lumi_env(tmp_path: Path, discord_server: FakeDiscord, meshy: FakeMeshy) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DISCORD_", "MESHY_"))}
+    env = base_env(
+        tmp_path / "data", discord_server.base_url, discord_server.token or "", discord_server.guild.id
+    )
     env.update(
         {
-            "LUMI_TEST_DISCORD_URL": discord_server.base_url,
-            "DISCORD_TOKEN": discord_server.token or "",
-            "DISCORD_DEV_GUILD_ID": str(discord_server.guild.id),
-            "DISCORD_GUILD_READY_TIMEOUT_S": "0.05",
-            "DATA_DIR": str(tmp_path / "data"),
-            "DATABASE_URL": "",
-            "WEB_HOST": "127.0.0.1",
-            "WEB_PORT": "0",
             "LINK_SECRET": "restart-test-link-secret-0123456789",
-            "INFERENCE_DEVICE": "cpu",
             "MESHY_API_KEY": meshy.api_key,
             "MESHY_BASE_URL": meshy.base_url,
             "GENERATION_PROGRESS_INTERVAL_S": "0.5",
-            "LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
         }
     )
     return env

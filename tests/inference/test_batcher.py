@@ -77,16 +77,58 @@ async def test_a_full_batch_does_not_wait_for_the_window() -> None:
     await batcher.close()
 
 
-async def test_an_error_reaches_every_caller_of_the_batch() -> None:
+async def test_an_error_every_item_hits_reaches_every_caller() -> None:
     def explode(items: list[int]) -> list[int]:
         raise ValueError(f"model broke on {len(items)} items")
 
     batcher: DynamicBatcher[int, int] = DynamicBatcher("t-error", explode, max_batch_size=8, max_wait_ms=20)
     outcomes = await asyncio.gather(*(batcher.submit(i) for i in range(4)), return_exceptions=True)
     assert all(isinstance(outcome, ValueError) for outcome in outcomes)
-    assert {str(outcome) for outcome in outcomes} == {"model broke on 4 items"}
-    before = REGISTRY.get_sample_value("lumi_inference_failed_batches_total", {"model": "t-error"})
-    assert before == 1.0
+    # The batch of four failed, then each item failed again on its own.
+    assert {str(outcome) for outcome in outcomes} == {"model broke on 1 items"}
+    failed = REGISTRY.get_sample_value("lumi_inference_failed_batches_total", {"model": "t-error"})
+    assert failed == 5.0
+    await batcher.close()
+
+
+async def test_one_bad_item_gets_the_error_and_the_others_their_results() -> None:
+    calls: list[list[int]] = []
+
+    def picky(items: list[int]) -> list[int]:
+        calls.append(list(items))
+        if 3 in items:
+            raise ValueError("the model cannot take 3")
+        return [item * 10 for item in items]
+
+    batcher: DynamicBatcher[int, int] = DynamicBatcher("t-one-bad", picky, max_batch_size=8, max_wait_ms=20)
+    outcomes = await asyncio.gather(*(batcher.submit(i) for i in range(5)), return_exceptions=True)
+    assert outcomes[:3] == [0, 10, 20] and outcomes[4] == 40
+    assert isinstance(outcomes[3], ValueError) and str(outcomes[3]) == "the model cannot take 3"
+    assert calls == [[0, 1, 2, 3, 4], [0], [1], [2], [3], [4]]
+    # The batcher is still healthy: the next batch runs whole again.
+    assert await asyncio.gather(batcher.submit(5), batcher.submit(6)) == [50, 60]
+    assert calls[-1] == [5, 6]
+    await batcher.close()
+
+
+async def test_a_caller_cancelled_while_its_batch_is_split_is_not_run_again() -> None:
+    gate = threading.Event()
+    calls: list[list[int]] = []
+
+    def picky(items: list[int]) -> list[int]:
+        calls.append(list(items))
+        if len(items) > 1:
+            gate.wait(5)
+            raise ValueError("batch broke")
+        return items
+
+    batcher: DynamicBatcher[int, int] = DynamicBatcher("t-split-cancel", picky, max_wait_ms=1)
+    first, second = asyncio.create_task(batcher.submit(1)), asyncio.create_task(batcher.submit(2))
+    await asyncio.sleep(0.05)  # the batch of two is blocked inside the model
+    first.cancel()
+    gate.set()
+    assert await second == 2
+    assert calls == [[1, 2], [2]]
     await batcher.close()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,6 +18,7 @@ from inference.perception import (
     register_perception_models,
 )
 from inference.registry import ModelRegistry
+from inference.runners.base import ModelUnavailable
 from inference.runners.emotions import CROP_SIZE, FER_EMOTIONS, EmotionRunner, EmotionScores, face_crop
 from inference.runners.faces import FaceRunner
 from inference.runners.objects import ObjectDetection
@@ -112,6 +115,23 @@ def test_faces_on_package_photos(face_runner: FaceRunner, package_photos: dict[s
     assert 150 < face.x + face.width / 2 < 300 and 60 < face.y + face.height / 2 < 200
 
 
+@pytest.mark.parametrize("detector", ["mtcnn", "haar"])
+def test_images_too_small_for_a_face_get_none_and_spare_their_batch(
+    detector: str, package_photos: dict[str, Image.Image]
+) -> None:
+    runner = FaceRunner("cpu", detector="mtcnn" if detector == "mtcnn" else "haar")
+    try:
+        runner.load()
+    except ModelUnavailable as exc:
+        pytest.skip(str(exc))
+    (astronaut,) = photos(package_photos, "astronaut")
+    # MTCNN's image pyramid is empty under 20 px; two tiny images of one size also form a tensor batch.
+    tiny = [Image.new("RGB", size, (128, 128, 128)) for size in [(10, 10), (10, 10), (19, 400), (1, 1)]]
+    found = runner.predict_batch([tiny[0], astronaut, *tiny[1:]])
+    assert [len(faces) for faces in found] == [0, 1, 0, 0, 0]
+    runner.close()
+
+
 def test_haar_cascade_fallback_finds_frontal_faces_only(package_photos: dict[str, Image.Image]) -> None:
     runner = FaceRunner("cpu", detector="haar")
     runner.load()
@@ -138,6 +158,25 @@ def test_the_astronaut_looks_happy(
     assert sum(grey.scores.values()) == pytest.approx(1.0, abs=1e-4)
     label = emotion_for(happy, min_score=0.4)
     assert label is not None and label.ko == "기쁨"
+
+
+async def test_a_tiny_photo_perceived_beside_others_sees_nothing_and_breaks_nothing(
+    package_photos: dict[str, Image.Image],
+) -> None:
+    astronaut, zidane = photos(package_photos, "astronaut", "zidane")
+    registry = ModelRegistry("cpu")
+    register_perception_models(registry, objects_weights="no-such-weights.pt", objects_download=False)
+    perceiver = Perceiver(registry)
+    try:
+        tiny = Image.new("RGB", (12, 16), (200, 180, 160))
+        # At once, so that the three photos share the face model's batches.
+        seen = await asyncio.gather(*(perceiver.perceive(image) for image in (astronaut, tiny, zidane)))
+        if "faces" in seen[0].missing:
+            pytest.skip(f"the face model is unavailable: {perceiver.unavailable}")
+        assert [len(perception.faces) for perception in seen] == [1, 0, 2]
+        assert seen[1].labels == [] and "faces" not in seen[1].missing
+    finally:
+        await registry.close()
 
 
 async def test_perceiver_labels_photos_without_object_weights(package_photos: dict[str, Image.Image]) -> None:

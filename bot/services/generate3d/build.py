@@ -52,7 +52,11 @@ def prompt_checker(settings: Settings) -> PromptChecker:
 def meshy_client(settings: Settings) -> MeshyClient | None:
     if settings.meshy_api_key is None:
         return None
-    return MeshyClient(settings.meshy_api_key.get_secret_value(), base_url=settings.meshy_base_url)
+    return MeshyClient(
+        settings.meshy_api_key.get_secret_value(),
+        base_url=settings.meshy_base_url,
+        timeout=settings.meshy_request_timeout_s,
+    )
 
 
 def build_generation_service(settings: Settings, database: Database, blobs: BlobStore) -> GenerationService:

@@ -49,6 +49,8 @@ class GenerationConfig:
 
     create_backoff_s: float = 2.0
     """First pause between those tries; it doubles each time (with jitter)."""
+    meshy_wait_notice_s: float = 3.0
+    """A create request unanswered for this long shows "waiting for Meshy" in the job's progress."""
 
     progress_save_interval_s: float = 2.0
     """Least time between progress writes to the job row (the live view gets every update)."""

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from bot.services.generate3d.progress import JobMessage, JobSnapshot
+from bot.services.generate3d.progress import WAITING_FOR_MESHY, JobMessage, JobSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,24 @@ class JobEvents:
                 queue_position=position,
                 detail=f"waiting for a free slot at the 3D service (position {position})",
             )
+
+    @contextlib.asynccontextmanager
+    async def waiting_on_meshy(self, job_id: str, *, after_s: float) -> AsyncIterator[None]:
+        """While the block (a request to Meshy and its retries) runs, the job's detail line says
+        "waiting for Meshy" once ``after_s`` seconds have passed. The line stays when the block ends:
+        the next thing the job does (a created task, its progress, a failure) replaces it."""
+
+        async def notice() -> None:
+            await asyncio.sleep(after_s)
+            self.update(job_id, detail=WAITING_FOR_MESHY)
+
+        timer = asyncio.create_task(notice(), name=f"meshy-wait-{job_id}")
+        try:
+            yield
+        finally:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
 
     def local_positions(self, positions: dict[str, int]) -> None:
         for job_id, position in positions.items():

@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from bot.services.generate3d.config import GenerationConfig
@@ -51,6 +52,12 @@ class SaveJob(Protocol):
 WaitingCallback = Callable[[str, int | None], None]
 
 
+class MeshyWait(Protocol):
+    """Shows "waiting for Meshy" in a job's progress while a block runs longer than ``after_s``."""
+
+    def __call__(self, job_id: str, *, after_s: float) -> AbstractAsyncContextManager[None]: ...
+
+
 class TaskCreator:
     def __init__(
         self,
@@ -61,6 +68,7 @@ class TaskCreator:
         config: GenerationConfig,
         save: SaveJob,
         on_waiting: WaitingCallback,
+        waiting_on_meshy: MeshyWait,
     ) -> None:
         self.meshy = meshy
         self.database = database
@@ -68,6 +76,7 @@ class TaskCreator:
         self.config = config
         self._save = save
         self._on_waiting = on_waiting
+        self._waiting_on_meshy = waiting_on_meshy
 
     async def create(self, job: GenerationJob, kind: str) -> GenerationJob:
         """Give ``job`` its ``kind`` ("preview" or "refine") task; returns the row with the id recorded."""
@@ -85,7 +94,8 @@ class TaskCreator:
             stamp = int(time.time() * 1000)
             job = await self._save(job.id, options={**job.options, stamp_name: stamp})
             try:
-                task_id = await self._send(job, kind)
+                async with self._waiting_on_meshy(job.id, after_s=self.config.meshy_wait_notice_s):
+                    task_id = await self._send(job, kind)
             except MeshyQueueFull as error:
                 position = await self.queue.full(job.id)
                 log.info("3D job %s waits for a Meshy slot (%s), position %d", job.id, error.reason, position)
@@ -102,21 +112,22 @@ class TaskCreator:
             except (MeshyTimeout, MeshyConnectionError, MeshyServerError, MeshyProtocolError) as error:
                 # The request may have created a task whose id never reached us.
                 await self.queue.discard(job.id)
-                found = await self.find_orphan(job, kind, stamp)
-                if found is None:
-                    failures += 1
-                    if failures >= self.config.create_attempts:
-                        raise
-                    delay = self._backoff(failures)
-                    log.warning(
-                        "creating the %s task of job %s failed (%s); retry in %.1f s",
-                        kind,
-                        job.id,
-                        error.detail,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-                    continue
+                async with self._waiting_on_meshy(job.id, after_s=0):
+                    found = await self.find_orphan(job, kind, stamp)
+                    if found is None:
+                        failures += 1
+                        if failures >= self.config.create_attempts:
+                            raise
+                        delay = self._backoff(failures)
+                        log.warning(
+                            "creating the %s task of job %s failed (%s); retry in %.1f s",
+                            kind,
+                            job.id,
+                            error.detail,
+                            delay,
+                        )
+                        await asyncio.sleep(delay)
+                        continue
                 task_id = found
             job = await self._save(job.id, **{field_name: task_id})
             await self.queue.created(job.id)

@@ -33,6 +33,10 @@ STAGE_LABELS: dict[JobState, str] = {
     JobState.CANCELED: "Canceled",
 }
 
+# The detail line while Lumi waits for an answer from Meshy (a slow request, its retries): without it a job
+# whose Meshy stays silent would sit at an unexplained 0% until the request gives up.
+WAITING_FOR_MESHY = "waiting for Meshy"
+
 # Share of the bar each stage fills: (start, width) in percent. Untextured jobs give the shape the room
 # the texture would have taken.
 _SPANS_TEXTURED: dict[JobState, tuple[float, float]] = {

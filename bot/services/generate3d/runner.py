@@ -81,6 +81,7 @@ class JobRunner:
                 config=config,
                 save=self.save,
                 on_waiting=events.waiting_for_meshy,
+                waiting_on_meshy=events.waiting_on_meshy,
             )
 
     @property

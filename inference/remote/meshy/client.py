@@ -52,7 +52,7 @@ from inference.remote.meshy.shapes import (
     MeshyTask,
 )
 from inference.remote.meshy.sse import SseParser, task_from_event
-from inference.remote.meshy.transport import MeshyTransport
+from inference.remote.meshy.transport import MeshyTransport, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class MeshyClient(MeshyTransport):
                 timeout=self._stream_timeout,
             ) as response:
                 if response.status >= 300:
-                    message, _ = error_text(await response.read())
+                    message, _ = error_text(await read_capped(response, context=context))
                     raise error_for_status(
                         response.status,
                         message,
@@ -207,7 +207,8 @@ class MeshyClient(MeshyTransport):
                     )
                 if "text/event-stream" not in response.headers.get("Content-Type", ""):
                     # A proxy or an older API version may answer plain task JSON; use it, not fail.
-                    snapshot = MeshyTask.from_json(decode_json(await response.read(), context=context))
+                    body = await read_capped(response, context=context)
+                    snapshot = MeshyTask.from_json(decode_json(body, context=context))
                     yield snapshot
                     if snapshot.is_terminal:
                         return

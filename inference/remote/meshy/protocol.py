@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from inference.remote.meshy.fields import MAX_ERROR_CHARS, clean_text, excerpt, task_id_problem
 from inference.remote.meshy.shapes import (
     MAX_PROMPT_CHARS,
     QUEUE_FULL_MARKERS,
@@ -63,21 +64,21 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def error_text(body: bytes) -> tuple[str, bool]:
-    """The error message and whether the body was Meshy's own JSON error shape."""
+    """The error message (one line, capped) and whether the body was Meshy's own JSON error shape."""
     text = body.decode("utf-8", errors="replace").strip()
     try:
         data = json.loads(text) if text else None
     except ValueError:
-        return " ".join(text.split())[:300], False
+        return clean_text(text, 300), False
     if isinstance(data, Mapping):
         for key in ("message", "error", "detail"):
             value = data.get(key)
             if isinstance(value, str) and value.strip():
-                return value.strip()[:500], True
+                return clean_text(value, MAX_ERROR_CHARS), True
             if isinstance(value, Mapping) and isinstance(value.get("message"), str):
-                return str(value["message"]).strip()[:500], True
-        return text[:300], True
-    return text[:300], False
+                return clean_text(value["message"], MAX_ERROR_CHARS), True
+        return clean_text(text, 300), True
+    return clean_text(text, 300), False
 
 
 def error_for_status(
@@ -148,14 +149,20 @@ def check_formats(formats: Sequence[str] | None) -> list[str] | None:
 
 
 def result_id(data: object, *, context: str) -> str:
-    if isinstance(data, Mapping):
-        result = data.get("result")
-        if isinstance(result, str) and result:
-            return result
-    raise MeshyProtocolError(f"Meshy {context}: no task id in response {str(data)[:200]}")
+    """The id of a created task, when it is one Lumi can store and log (see ``fields``)."""
+    if not isinstance(data, Mapping):
+        raise MeshyProtocolError(f"Meshy {context}: no task id in response {excerpt(data)}")
+    result = data.get("result")
+    problem = task_id_problem(result)
+    if problem is not None or not isinstance(result, str):
+        raise MeshyProtocolError(f"Meshy {context}: answered {problem}")
+    return result
 
 
 def task_path(task_id: str) -> str:
     if not task_id or not task_id.strip():
         raise MeshyBadRequest("empty task id", message="the task id is empty.", status=None)
+    problem = task_id_problem(task_id)
+    if problem is not None:
+        raise MeshyBadRequest(problem, message="the task id is not one Meshy gives.", status=None)
     return f"{TASKS_PATH}/{quote(task_id, safe='')}"

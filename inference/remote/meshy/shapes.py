@@ -2,17 +2,27 @@
 
 Meshy's responses drift over time (null where an object is documented, empty strings for URLs that do
 not exist yet, new fields), so every parser here accepts anything JSON-shaped and keeps only what it
-can make sense of. Errors carry two texts: ``user_message`` is safe to show in Discord, ``str(exc)``
-is the detailed line for operators' logs.
+can make sense of, within the caps of ``fields`` (a 50 MB task id is refused, not stored). Errors
+carry two texts: ``user_message`` is safe to show in Discord, ``str(exc)`` is the detailed line for
+operators' logs.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
+
+from inference.remote.meshy.fields import (
+    MAX_ERROR_CHARS,
+    bounded_int,
+    clean_text,
+    http_url,
+    optional_int,
+    task_id_problem,
+    url_map,
+)
 
 MESHY_TEST_MODE_KEY = "msy_dummy_api_key_for_test_mode_12345678"
 """Meshy's documented test-mode key: every endpoint works, costs nothing, returns a sample task."""
@@ -29,6 +39,10 @@ MIN_POLYCOUNT = 100
 MAX_POLYCOUNT = 300_000
 
 QUEUE_FULL_MARKERS = ("NoMoreConcurrentTasks", "NoMorePendingTasks")
+
+# Bounds for counts Meshy reports (queue position, credits): beyond them a number is noise.
+_MAX_QUEUE: Final = 1_000_000
+_MAX_TEXTURE_SETS: Final = 8
 
 
 class MeshyStatus(StrEnum):
@@ -63,39 +77,13 @@ class MeshyStatus(StrEnum):
 _TERMINAL = frozenset({MeshyStatus.SUCCEEDED, MeshyStatus.FAILED, MeshyStatus.CANCELED})
 
 
-def _as_optional_int(value: object) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-        return int(number) if math.isfinite(number) else None
-    return None
+def _as_int(value: object, low: int = 0, high: int = 2**53) -> int:
+    return bounded_int(value, low, high, default=0) or 0
 
 
-def _as_int(value: object, default: int = 0) -> int:
-    result = _as_optional_int(value)
-    return default if result is None else result
-
-
-def _as_str(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _non_empty_str(value: object) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _url_map(value: object) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        return {}
-    return {str(key): url for key, url in value.items() if isinstance(url, str) and url.strip()}
+def _capped_str(value: object, limit: int) -> str:
+    """The text as sent (a prompt is compared with the one Lumi sent), but never longer than ``limit``."""
+    return value[:limit] if isinstance(value, str) else ""
 
 
 def _texture_list(value: object) -> list[dict[str, str]]:
@@ -103,16 +91,14 @@ def _texture_list(value: object) -> list[dict[str, str]]:
         value = [value]
     if not isinstance(value, list):
         return []
-    textures = [_url_map(item) for item in value]
+    textures = [url_map(item) for item in value[:_MAX_TEXTURE_SETS]]
     return [texture for texture in textures if texture]
 
 
 def _error_message(value: object) -> str:
     if isinstance(value, Mapping):
-        return _as_str(value.get("message")).strip()
-    if isinstance(value, str):
-        return value.strip()
-    return ""
+        return clean_text(value.get("message"), MAX_ERROR_CHARS)
+    return clean_text(value, MAX_ERROR_CHARS)
 
 
 @dataclass(frozen=True)
@@ -148,27 +134,27 @@ class MeshyTask:
         if not isinstance(data, Mapping):
             raise MeshyProtocolError(f"expected a task object, got {type(data).__name__}")
         task_id = data.get("id")
-        if not isinstance(task_id, str) or not task_id:
-            raise MeshyProtocolError(f"task object without an id: {str(dict(data))[:200]}")
-        progress = max(0, min(100, _as_int(data.get("progress"))))
+        problem = task_id_problem(task_id)
+        if problem is not None or not isinstance(task_id, str):
+            raise MeshyProtocolError(f"task object with {problem}")
         return cls(
             id=task_id,
             status=MeshyStatus.parse(data.get("status")),
-            type=_as_str(data.get("type")),
-            progress=progress,
-            preceding_tasks=_as_optional_int(data.get("preceding_tasks")),
-            model_urls=_url_map(data.get("model_urls")),
-            thumbnail_url=_non_empty_str(data.get("thumbnail_url")),
-            video_url=_non_empty_str(data.get("video_url")),
+            type=clean_text(data.get("type"), 64),
+            progress=_as_int(data.get("progress"), 0, 100),
+            preceding_tasks=bounded_int(data.get("preceding_tasks"), 0, _MAX_QUEUE),
+            model_urls=url_map(data.get("model_urls")),
+            thumbnail_url=http_url(data.get("thumbnail_url")),
+            video_url=http_url(data.get("video_url")),
             texture_urls=_texture_list(data.get("texture_urls")),
-            prompt=_as_str(data.get("prompt")),
-            texture_prompt=_as_str(data.get("texture_prompt")),
-            seed=_as_optional_int(data.get("seed")),
+            prompt=_capped_str(data.get("prompt"), 2 * MAX_PROMPT_CHARS),
+            texture_prompt=_capped_str(data.get("texture_prompt"), 2 * MAX_PROMPT_CHARS),
+            seed=optional_int(data.get("seed")),
             created_at=_as_int(data.get("created_at")),
             started_at=_as_int(data.get("started_at")),
             finished_at=_as_int(data.get("finished_at")),
             error_message=_error_message(data.get("task_error")),
-            consumed_credits=_as_optional_int(data.get("consumed_credits")),
+            consumed_credits=bounded_int(data.get("consumed_credits"), 0, _MAX_QUEUE),
             raw=dict(data),
         )
 

@@ -8,7 +8,13 @@ Retry policy, and why it differs per call:
   that Meshy's API itself answered with its JSON error body. A timeout or a proxy's HTML 502 after the
   request was sent may hide a created task, so those surface to the caller instead;
 - 429 ``NoMoreConcurrentTasks``/``NoMorePendingTasks`` is never retried here: the account's queue is
-  full, and waiting for a slot is the job scheduler's decision, not a request-level retry.
+  full, and waiting for a slot is the job scheduler's decision, not a request-level retry;
+- a timeout is retried at most ``max_timeout_retries`` times (once by default): Meshy answers API calls
+  within a second or two, so a server that stays silent twice in a row is not going to answer, and
+  every further wait only keeps the person who asked looking at an unchanged progress bar.
+
+Every API answer is read up to ``MAX_RESPONSE_BYTES``; a larger one is not an answer Lumi can use and
+is refused (``MeshyProtocolError``) before it fills memory.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from inference.remote.meshy.fields import MAX_RESPONSE_BYTES
 from inference.remote.meshy.protocol import (
     DEFAULT_BASE_URL,
     KIND_ASSET,
@@ -43,6 +50,7 @@ from inference.remote.meshy.shapes import (
     MeshyConnectionError,
     MeshyDownloadTooLarge,
     MeshyError,
+    MeshyProtocolError,
     MeshyQueueFull,
     MeshyRateLimited,
     MeshyServerError,
@@ -63,10 +71,25 @@ class RetryPolicy:
     backoff_initial: float = 0.5
     backoff_max: float = 8.0
     max_retry_after: float = 60.0
+    max_timeout_retries: int = 1
 
     def backoff(self, attempt: int) -> float:
         base = min(self.backoff_max, self.backoff_initial * (2.0**attempt))
         return base * random.uniform(0.75, 1.0)
+
+
+async def read_capped(response: aiohttp.ClientResponse, *, context: str) -> bytes:
+    """The body of an API answer, refused past ``MAX_RESPONSE_BYTES`` without reading the rest."""
+    limit = MAX_RESPONSE_BYTES
+    too_large = f"Meshy {context}: the answer is larger than {limit // (1024 * 1024)} MB"
+    if response.content_length is not None and response.content_length > limit:
+        raise MeshyProtocolError(f"{too_large} ({response.content_length} bytes announced)")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise MeshyProtocolError(too_large)
+    return bytes(body)
 
 
 class MeshyTransport:
@@ -81,7 +104,7 @@ class MeshyTransport:
         *,
         base_url: str = DEFAULT_BASE_URL,
         session: aiohttp.ClientSession | None = None,
-        timeout: float = 30.0,
+        timeout: float = 10.0,
         stream_idle_timeout: float = 45.0,
         download_timeout: float = 300.0,
         retry: RetryPolicy | None = None,
@@ -158,7 +181,7 @@ class MeshyTransport:
         creates_task: bool = False,
     ) -> object:
         context = f"{method} {path}"
-        attempt = 0
+        attempt = timeouts = 0
         while True:
             self.request_counts[kind] += 1
             error: MeshyError
@@ -172,7 +195,7 @@ class MeshyTransport:
                     headers=self._headers(),
                     timeout=self._timeout,
                 ) as response:
-                    payload = await response.read()
+                    payload = await read_capped(response, context=context)
                     if response.status < 300:
                         return decode_json(payload, context=context)
                     message, from_api = error_text(payload)
@@ -189,7 +212,8 @@ class MeshyTransport:
                 error = MeshyConnectionError(f"Meshy {context}: cannot connect: {exc}")
             except TimeoutError:
                 error = MeshyTimeout(f"Meshy {context}: no answer within {self._timeout_s:g} s")
-                retry_safe = not creates_task
+                timeouts += 1
+                retry_safe = not creates_task and timeouts <= self.retry.max_timeout_retries
             except aiohttp.ClientError as exc:
                 error = MeshyConnectionError(f"Meshy {context}: {type(exc).__name__}: {exc}")
                 retry_safe = not creates_task

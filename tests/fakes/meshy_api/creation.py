@@ -101,7 +101,7 @@ async def create_task(meshy: FakeMeshy, request: web.Request) -> web.StreamRespo
     meshy.credits -= cost
     failure = meshy.take_failure("refine" if kind.endswith("refine") else "preview")
     task = FakeTask(
-        id=str(uuid.uuid4()),
+        id=meshy.take_task_id(str(uuid.uuid4())),
         api_key=key,
         api=api,
         type=kind,

@@ -1,9 +1,11 @@
 """Failure injection and account limits for the fake Meshy server.
 
 The knobs inject what live Meshy does now and then: 5xx, 429 rate limits, queue limits, 402, proxy error
-pages, SSE streams that break, and tasks that end FAILED. ``FakeMeshy`` mixes them in; the server asks on
-every request whether an injected error answers it, takes stream cuts and task failures as it opens
-streams and creates tasks, and enforces the per-key requests-per-second limit.
+pages, SSE streams that break, and tasks that end FAILED; and what a hostile or broken Meshy-compatible
+server does: requests it accepts and never answers, and task ids of many megabytes. ``FakeMeshy`` mixes
+them in; the server asks on every request whether an injected error answers it or it is to be held,
+takes stream cuts, task failures and oversized ids as it opens streams and creates tasks, and enforces
+the per-key requests-per-second limit.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ class InjectedError:
 
 
 @dataclass
+class HeldRequests:
+    remaining: int
+    method: str | None
+    path_contains: str | None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method is not None and self.method != method:
+            return False
+        return self.path_contains is None or self.path_contains in path
+
+
+@dataclass
 class StreamBreak:
     remaining: int
     after_events: int
@@ -60,6 +74,10 @@ class MeshyFaults:
         self._stream_breaks: list[StreamBreak] = []
         self._failures: list[ScheduledFailure] = []
         self._recent: dict[str, deque[float]] = {}
+        self._held: list[HeldRequests] = []
+        self._huge_ids: list[int] = []
+        # Requests accepted and never answered so far (see ``hang_next``).
+        self.held_requests = 0
 
     # ----------------------------------------------------------------------------------------- knobs
 
@@ -131,7 +149,35 @@ class MeshyFaults:
             ScheduledFailure(remaining=count, message=message, mode=mode, after_fraction=after_fraction)
         )
 
+    def hang_next(
+        self, count: int = 1, *, method: str | None = None, path_contains: str | None = None
+    ) -> None:
+        """Accept the next ``count`` matching requests and never answer them (until the server closes),
+        as a server does that is up but stuck: the client's connection opens, no byte comes back."""
+        self._held.append(HeldRequests(remaining=count, method=method, path_contains=path_contains))
+
+    def huge_task_ids_next(self, count: int = 1, *, size: int = 50 * 1024 * 1024) -> None:
+        """Give the next ``count`` created tasks an id of ``size`` characters: the create answer, the
+        task's views and its list entries all carry it."""
+        self._huge_ids.extend([size] * count)
+
     # ------------------------------------------------------------------------------------- consuming
+
+    def take_hang(self, method: str, path: str) -> bool:
+        """Whether this request is one to hold without an answer (using one of its turns)."""
+        for held in self._held:
+            if held.remaining > 0 and held.matches(method, path):
+                held.remaining -= 1
+                self.held_requests += 1
+                return True
+        return False
+
+    def take_task_id(self, default: str) -> str:
+        """The id for a task being created: ``default``, or an oversized one when one is scheduled."""
+        if not self._huge_ids:
+            return default
+        size = self._huge_ids.pop(0)
+        return (default.replace("-", "") * (size // 32 + 1))[:size]
 
     def injected_response(self, method: str, path: str) -> web.Response | None:
         """The answer of the first injected error that matches this request, using one of its turns."""

@@ -191,6 +191,9 @@ class FakeMeshy(MeshyFaults):
                 at=time.monotonic(),
             )
         )
+        if self.take_hang(request.method, request.path):
+            # Held until the server closes, which cancels this handler.
+            await asyncio.Event().wait()
         injected = self.injected_response(request.method, request.path)
         if injected is not None:
             return injected

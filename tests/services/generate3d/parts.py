@@ -41,10 +41,13 @@ class Env:
     services: list[GenerationService] = field(default_factory=list)
     events: list[JobSnapshot] = field(default_factory=list)
 
-    def service(self, *, api_key: str | None = None, **config: Any) -> GenerationService:
+    def service(
+        self, *, api_key: str | None = None, request_timeout_s: float = 10.0, **config: Any
+    ) -> GenerationService:
         client = MeshyClient(
             api_key or self.meshy.api_key,
             base_url=self.meshy.base_url,
+            timeout=request_timeout_s,
             retry=RetryPolicy(max_retries=2, backoff_initial=0.01, backoff_max=0.05),
         )
         values: dict[str, Any] = {"queue_retry_s": 0.2, "poll_initial_s": 0.05, "poll_max_s": 0.2}

@@ -3,11 +3,15 @@ API key, and the message each failure gives the user."""
 
 from __future__ import annotations
 
+import logging
+import time
+
 import pytest
 
+from bot.services.generate3d.progress import WAITING_FOR_MESHY, stage_line
 from bot.services.generate3d.service import failure_message
 from inference.remote.meshy import MeshyStatus, MeshyTask, MeshyTaskFailed
-from storage.models import JobState
+from storage.models import GenerationJob, JobState
 from tests.services.generate3d.parts import Env, request
 
 
@@ -50,3 +54,35 @@ def test_failure_messages_name_the_cause() -> None:
     canceled = MeshyTask(id="t", status=MeshyStatus.CANCELED)
     assert "canceled" in failure_message(MeshyTaskFailed(canceled))
     assert "Lumi's side" in failure_message(RuntimeError("boom"))
+
+
+async def test_a_meshy_that_never_answers_shows_waiting_then_fails_soon(env: Env) -> None:
+    env.meshy.hang_next(100)  # every request: accepted, never answered
+    service = env.service(request_timeout_s=0.2, create_backoff_s=0.05, meshy_wait_notice_s=0.1)
+    started = time.monotonic()
+    job = await service.submit(request())
+    done = await service.wait(job.id)
+    assert done.state is JobState.FAILED
+    assert done.error is not None and "did not answer in time" in done.error
+    # Three creates, each 0.2 s, and after each one a task search (0.2 s, retried once): about 2 s.
+    assert time.monotonic() - started < 10
+    waiting = [event for event in env.events if event.job_id == job.id and event.detail == WAITING_FOR_MESHY]
+    assert waiting and waiting[0].state is JobState.PREVIEW
+    assert stage_line(waiting[0]) == "Generating the shape · waiting for Meshy"
+    assert len(env.meshy.create_requests) == 3
+
+
+async def test_an_oversized_task_id_is_neither_stored_nor_logged(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.meshy.huge_task_ids_next(3, size=9 * 1024 * 1024)  # over the 8 MB an answer may have
+    service = env.service(create_backoff_s=0.05)
+    with caplog.at_level(logging.DEBUG):
+        job = await service.submit(request())
+        done = await service.wait(job.id)
+    assert done.state is JobState.FAILED
+    assert done.error is not None and "could not read" in done.error
+    async with env.database.session() as session:
+        row = await session.get(GenerationJob, job.id)
+    assert row is not None and row.preview_task_id is None
+    assert max(len(record.getMessage()) for record in caplog.records) < 2000
