@@ -185,7 +185,8 @@ class _Slot(Generic[T]):
 
 
 class EditThrottle(Generic[T]):
-    """Send the newest value per key, at most once every ``interval_s`` seconds per key.
+    """Send the newest value per key, at most once every ``interval_s`` seconds per key (counted from
+    the end of the previous send, so edits also arrive at least that far apart).
 
     ``submit`` never waits: it replaces the value waiting for that key, and a worker per key sends it
     when the interval allows. Values superseded in between are skipped (nobody needs to see 41% once
@@ -224,7 +225,6 @@ class EditThrottle(Generic[T]):
                     await asyncio.sleep(wait)
                 value = slot.pending
                 slot.pending, slot.has_pending = None, False
-                slot.last_sent = self._clock()
                 try:
                     await self._send(key, value)  # type: ignore[arg-type]
                     self.sent += 1
@@ -232,6 +232,10 @@ class EditThrottle(Generic[T]):
                     raise
                 except Exception:
                     log.exception("sending an update for %s failed", key)
+                finally:
+                    # Counted from when the send ended: a slow edit (Discord busy, a big embed) must not
+                    # let the next one arrive sooner than the interval after it.
+                    slot.last_sent = self._clock()
         finally:
             slot.idle.set()
 
