@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -16,16 +15,6 @@ from bot.web.app import WebServer
 from storage.repo import assets as repo_assets
 from tests.conftest import make_settings
 from tests.fakes.databases import drop_postgres_database, temporary_postgres_database
-
-
-@pytest.fixture
-async def server(runtime: Runtime) -> AsyncIterator[WebServer]:
-    web_server = WebServer(runtime, playground_mode=True)
-    await web_server.start()
-    try:
-        yield web_server
-    finally:
-        await web_server.stop()
 
 
 def _no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:

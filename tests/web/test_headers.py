@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from bot.runtime import Runtime
 from bot.services.generate3d.service import GenerationOptions, GenerationRequest
@@ -15,16 +13,6 @@ from bot.web.headers import content_security_policy, inline_script_hashes
 from bot.web.playground.page import PAGE_POLICY
 from tests.conftest import make_settings
 from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
-
-
-@pytest.fixture
-async def server(runtime: Runtime) -> AsyncIterator[WebServer]:
-    web_server = WebServer(runtime, playground_mode=True)
-    await web_server.start()
-    try:
-        yield web_server
-    finally:
-        await web_server.stop()
 
 
 async def test_every_response_carries_the_security_headers(runtime: Runtime, server: WebServer) -> None:

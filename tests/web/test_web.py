@@ -2,24 +2,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
-import pytest
 
 from bot.runtime import Runtime
 from bot.web.app import WebServer
 from storage.repo import assets as repo_assets
-
-
-@pytest.fixture
-async def server(runtime: Runtime) -> AsyncIterator[WebServer]:
-    web_server = WebServer(runtime, playground_mode=True)
-    await web_server.start()
-    try:
-        yield web_server
-    finally:
-        await web_server.stop()
 
 
 async def _store(runtime: Runtime, key: str, data: bytes, content_type: str, filename: str) -> None:

@@ -1,0 +1,20 @@
+"""The web tests' server: Lumi's aiohttp app on a free port, in playground mode, over the test runtime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.runtime import Runtime
+from bot.web.app import WebServer
+
+
+@pytest.fixture
+async def server(runtime: Runtime) -> AsyncIterator[WebServer]:
+    web_server = WebServer(runtime, playground_mode=True)
+    await web_server.start()
+    try:
+        yield web_server
+    finally:
+        await web_server.stop()
