@@ -3,9 +3,9 @@
 A job moves queued → enhancing → preview → refining → downloading → done (or failed/canceled). The row is
 the job's memory; the ``asyncio`` task here only executes it, so a restarted Lumi starts every unfinished
 row again and each stage continues where the row says it was. Meshy tasks are created at most once per
-job and stage (``generation_tasks``), then followed by their event stream or by polling, and their files
-copied into the blob store (``generation_assets``). A job first waits for one of Lumi's own slots
-(``generation_queue.LocalSlots``).
+job and stage (``meshy_tasks``), then followed by their event stream or by polling, and their files
+copied into the blob store (``assets``). A job first waits for one of Lumi's own slots
+(``queue.LocalSlots``).
 """
 
 from __future__ import annotations

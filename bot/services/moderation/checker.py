@@ -60,7 +60,7 @@ class CheckStatus(StrEnum):
 class ExtraDetector(Protocol):
     """An additional detector (OpenAI moderation, a trained classifier) adding category scores.
 
-    Scores use the names in `moderation_policy.CATEGORIES` (or OpenAI's, which are mapped). A detector
+    Scores use the names in `policy.CATEGORIES` (or OpenAI's, which are mapped). A detector
     that fails is logged and left out; the local models still decide. ``guild_id`` is the server the
     image was posted in (None outside one), for detectors that differ per server.
     """
@@ -77,7 +77,7 @@ class ExtraDetector(Protocol):
 
 @runtime_checkable
 class DefinesCategories(Protocol):
-    """An extra detector that scores categories of its own, beyond `moderation_policy.CATEGORIES`.
+    """An extra detector that scores categories of its own, beyond `policy.CATEGORIES`.
 
     Their rules join the guild's policy for that check; a category the policy already has keeps the
     policy's thresholds.

@@ -2,8 +2,8 @@
 
 Scores are probabilities in [0, 1]; each category has a *review* threshold (hold or alert, a moderator
 decides) and an *auto-action* threshold (Lumi acts at once, then tells the moderators). How a guild's
-stored changes become a `Policy` is in `moderation_policy_json`; what a policy decides for one image is in
-`moderation_decisions`.
+stored changes become a `Policy` is in `policy_json`; what a policy decides for one image is in
+`decisions`.
 """
 
 from __future__ import annotations

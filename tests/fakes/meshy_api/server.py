@@ -6,8 +6,8 @@ credits, and signed asset URLs served by the double itself. Every request is rec
 count calls.
 
 This module holds the server itself: routes, auth, recording, credits and asset hosting. Tasks and their
-time-driven states live in ``meshy_tasks``, request validation in ``meshy_requests``, task creation in
-``meshy_creation``, the stream in ``meshy_stream``, and the failure knobs mixed in here in ``meshy_faults``.
+time-driven states live in ``tasks``, request validation in ``requests``, task creation in
+``creation``, the stream in ``stream``, and the failure knobs mixed in here in ``faults``.
 
     async with FakeMeshy() as meshy:
         client = MeshyClient(meshy.api_key, base_url=meshy.base_url)

@@ -1,8 +1,8 @@
 """Turn a short request ("a fox") into a prompt a text-to-3D service does well with.
 
 Backends share one small interface (``EnhancerBackend``) and are tried in order by ``PromptEnhancer``:
-- ``ChatEnhancer`` and ``LocalModelEnhancer`` (``prompt_models``): a chat service or a local model;
-- ``KeywordEnhancer`` (``prompt_keywords``): deterministic keyword expansion in English and Korean; it
+- ``ChatEnhancer`` and ``LocalModelEnhancer`` (``llm_backends``): a chat service or a local model;
+- ``KeywordEnhancer`` (``keywords``): deterministic keyword expansion in English and Korean; it
   never fails, so it is always last.
 ``build_prompt_enhancer`` assembles them from the configuration.
 """

@@ -1,6 +1,6 @@
 """Deterministic keyword expansion of a text-to-3D request, in English and Korean.
 
-``KeywordEnhancer`` appends subject, material, style and mesh hints from ``prompt_keywords.json``. It never
+``KeywordEnhancer`` appends subject, material, style and mesh hints from ``keywords.json``. It never
 fails, so it is the last backend a ``PromptEnhancer`` tries.
 """
 
@@ -31,7 +31,7 @@ class _KeywordGroup:
 def _load_keywords() -> tuple[
     list[_KeywordGroup], list[_KeywordGroup], dict[str, _KeywordGroup], tuple[str, str], tuple[str, str]
 ]:
-    """The expansion tables (``prompt_keywords.json`` beside this file): data, not code, so that people who
+    """The expansion tables (``keywords.json`` beside this file): data, not code, so that people who
     write prompts, not only programmers, can extend them."""
     raw = json.loads(
         resources.files("bot.services.generate3d.prompts").joinpath("keywords.json").read_text("utf-8")

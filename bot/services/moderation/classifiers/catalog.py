@@ -17,8 +17,8 @@ threshold defaults to the one recommended at training, it alerts moderators and 
 action unless registered with ``--act``.
 
 This module keeps the registry file (reading, caching, adding, removing); an entry is a
-``RegisteredClassifier`` (``classifier_entries``) and what a registration must pass is in
-``classifier_checks``.
+``RegisteredClassifier`` (``entries``) and what a registration must pass is in
+``checks``.
 """
 
 from __future__ import annotations
