@@ -20,11 +20,10 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.services.generate3d import EditThrottle, JobFiles, JobMessage, JobSnapshot
+from bot.services.generate3d import EditThrottle, JobFiles, JobMessage, JobSnapshot, JobState
 from cogs.generate3d import render
 from cogs.generate3d.base import Generate3DBase
 from cogs.generate3d.views import failed_view, result_view, running_view
-from storage.models import JobState
 
 log = logging.getLogger(__name__)
 

@@ -9,14 +9,15 @@ import discord
 
 from bot.services.generate3d import (
     STAGE_LABELS,
+    GenerationJob,
     JobFiles,
     JobSnapshot,
+    JobState,
     ModeratorAlert,
     files_expired_after_days,
     format_elapsed,
     progress_text,
 )
-from storage.models import GenerationJob, JobState
 
 THUMBNAIL_NAME = "preview.png"
 _STATE_MARKS = {

@@ -14,11 +14,10 @@ from datetime import timedelta
 import discord
 
 from bot.services.image_fetch import FetchedImage
-from bot.services.moderation import ModerationService, PostOutcome
+from bot.services.moderation import ModerationCase, ModerationService, PostOutcome
 from cogs._posts import has_image_extension
 from cogs.moderation import render
 from cogs.moderation.views import case_view
-from storage.models import ModerationCase
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,13 @@ from datetime import datetime
 import discord
 
 from bot.services.moderation import (
+    ANONYMOUS_USER_ID,
+    CaseAction,
+    CaseStatus,
     CategoryRule,
     CheckStatus,
     GuildModeration,
+    ModerationCase,
     Policy,
     RegisteredClassifier,
     Verdict,
@@ -22,7 +26,6 @@ from bot.services.moderation import (
     case_category,
     describe_policy,
 )
-from storage.models import ANONYMOUS_USER_ID, CaseAction, CaseStatus, ModerationCase
 
 _STATUS_COLOURS = {
     CaseStatus.OPEN: discord.Colour.orange(),

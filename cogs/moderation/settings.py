@@ -7,10 +7,9 @@ from typing import Any, Literal
 import discord
 from discord import app_commands
 
-from bot.services.moderation import GuildModeration
+from bot.services.moderation import CaseStatus, GuildModeration
 from cogs.moderation import render
 from cogs.moderation.base import ModerationBase
-from storage.models import CaseStatus
 
 Category = Literal["sexual_explicit", "suggestive", "violence", "violence_graphic", "self_harm"]
 

@@ -6,9 +6,8 @@ from typing import Any
 
 import discord
 
-from bot.services.moderation import CaseChoice, allowed_choices
+from bot.services.moderation import CaseChoice, ModerationCase, allowed_choices
 from cogs._buttons import ButtonLook, PersistentButton, persistent_view
-from storage.models import ModerationCase
 
 _LOOKS: dict[CaseChoice, ButtonLook] = {
     CaseChoice.CONFIRM: ("Confirm", discord.ButtonStyle.danger),

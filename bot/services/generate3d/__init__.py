@@ -42,6 +42,7 @@ from bot.services.generate3d.service import (
     files_expired_after_days,
     files_expired_note,
 )
+from storage.models import GenerationJob, JobState
 
 __all__ = [
     "DEFAULT_FORMATS",
@@ -52,6 +53,7 @@ __all__ = [
     "Enhancement",
     "GeneratedFileCleanup",
     "GenerationConfig",
+    "GenerationJob",
     "GenerationOptions",
     "GenerationRequest",
     "GenerationService",
@@ -59,6 +61,7 @@ __all__ = [
     "JobMessage",
     "JobResult",
     "JobSnapshot",
+    "JobState",
     "KeywordEnhancer",
     "ModeratorAlert",
     "PromptChecker",

@@ -50,12 +50,16 @@ from bot.services.moderation.scanning import PostOutcome
 from bot.services.moderation.screening import ScanReport
 from bot.services.moderation.service import ModerationService
 from bot.services.moderation.verdicts import HeldImage, PostVerdict, VerdictFeed, image_digests
+from storage.models import ANONYMOUS_USER_ID, CaseAction, CaseStatus, ModerationCase
 
 __all__ = [
+    "ANONYMOUS_USER_ID",
     "BOT_ACTIONS",
     "CATEGORIES",
     "DEFAULT_POLICY",
+    "CaseAction",
     "CaseChoice",
+    "CaseStatus",
     "CategoryRule",
     "CheckStatus",
     "CheckedImage",
@@ -69,6 +73,7 @@ __all__ = [
     "HeldImage",
     "ImageChecker",
     "ImageInspection",
+    "ModerationCase",
     "ModerationConfig",
     "ModerationService",
     "OpenAIImageDetector",
