@@ -37,6 +37,8 @@ class PeriodicTask(ABC):
     def start(self) -> None:
         if not self.running:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.task_name)
+            # Says which process runs the loop: with several processes only workers do.
+            self.logger.info("%s runs every %.0f s", self.description, self.interval_s)
 
     async def stop(self) -> None:
         """Cancel the loop and wait until it has ended; stopping a task that never started does nothing."""
