@@ -112,5 +112,8 @@ async def test_gateway_and_worker_share_one_database_and_one_host(tmp_path: Path
             # Both migrated nothing twice: the schema is at the head and neither failed on the race.
             assert await alembic_revision(database_url) == head_revision()
             assert "Traceback" not in gateway_log + worker_log
+            # A process that never opened a gateway session still stops cleanly on SIGTERM.
+            assert await worker.terminate(30) == 0
+            assert "Lumi stopped" in worker.log()
         finally:
             await asyncio.gather(gateway.stop(), worker.stop())
