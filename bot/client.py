@@ -12,6 +12,7 @@ import discord
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.deployment import Role
 from bot.errors import UserFacingError
 from bot.interaction_errors import install_error_handler
 from bot.runtime import Runtime
@@ -52,6 +53,10 @@ class LumiBot(commands.Bot):
         **options: Any,
     ) -> None:
         options.setdefault("guild_ready_timeout", settings.discord_guild_ready_timeout_s)
+        if settings.shard_ids:
+            # A gateway's slice of the plan (one shard per process in this version, see bot/deployment.py).
+            options.setdefault("shard_id", settings.shard_ids[0])
+            options.setdefault("shard_count", settings.discord_shard_count)
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=lumi_intents(),
@@ -73,6 +78,10 @@ class LumiBot(commands.Bot):
         # retried by `login_with_retry`.
         self.setup_started = False
 
+    def runs(self, role: Role) -> bool:
+        """Whether this process does `role`'s work: every role in an embedded Lumi, none for `lumi sync`."""
+        return self.serving and self.settings.has_role(role)
+
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
@@ -91,11 +100,13 @@ class LumiBot(commands.Bot):
                 # One broken feature must not take the others down.
                 self.failed_extensions[name] = f"{type(error).__name__}: {error}"
                 log.exception("could not load extension %s", name)
-        if not self.serving:
-            return
-        self.web = WebServer(self.runtime)
-        await self.web.start()
-        await self._sync_dev_guild()
+        if self.runs("web"):
+            # Only web processes listen on WEB_PORT: a worker beside them on one host must be able to start.
+            self.web = WebServer(self.runtime)
+            await self.web.start()
+        if self.runs("gateway") and 0 in (self.settings.shard_ids or [0]):
+            # One process per deployment syncs: the one holding shard 0 (Discord's DMs go there too).
+            await self._sync_dev_guild()
 
     async def _sync_dev_guild(self) -> None:
         guild_id = self.settings.discord_dev_guild_id
@@ -191,8 +202,17 @@ async def login_with_retry(
 
 
 async def _login_and_connect(bot: LumiBot, token: str) -> None:
+    """Log in, then open the gateway; a process without the gateway role only logs in and waits.
+
+    Logging in gives the REST API (a worker edits its jobs' replies through it) and runs `setup_hook`;
+    only gateways receive Discord's events, so only they connect.
+    """
     await login_with_retry(bot, token)
-    await bot.connect(reconnect=True)
+    if bot.settings.has_role("gateway"):
+        await bot.connect(reconnect=True)
+        return
+    log.info("not connecting to the Discord gateway (roles: %s)", ",".join(bot.settings.lumi_roles))
+    await asyncio.Event().wait()  # until run_bot is asked to stop and cancels this task
 
 
 async def run_bot(settings: Settings) -> None:

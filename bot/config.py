@@ -7,11 +7,20 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bot.deployment import (
+    ALL_ROLES,
+    Mode,
+    Role,
+    check_roles,
+    deployment_problem,
+    parse_roles,
+    parse_shard_ids,
+)
 from inference.threads import default_threads
 from storage.links import GENERATE_SECRET_HINT, MIN_SECRET_BYTES, LinkSecretError, load_or_create_secret
 
@@ -30,7 +39,19 @@ class Settings(BaseSettings):
         case_sensitive=False,
     )
 
+    # Deployment (bot/deployment.py): one process doing everything, or several sharing PostgreSQL and Redis.
+    lumi_mode: Mode = "embedded"
+    lumi_roles: Annotated[list[Role], NoDecode] = Field(default_factory=lambda: list(ALL_ROLES))
+    redis_url: str = ""
+    # A remote store for files (azure://..., s3://...); none is available in this version yet.
+    blob_store_url: str = ""
+    # The operator's word that DATA_DIR is storage every process shares (a network or cluster file system).
+    lumi_shared_data_dir: bool = False
+
     # Discord
+    # A gateway's slice of the shards: the total, and the ids this process runs (empty: all of them).
+    discord_shard_count: int | None = Field(default=None, ge=1, le=100_000)
+    discord_shard_ids: Annotated[list[Annotated[int, Field(ge=0)]], NoDecode] = Field(default_factory=list)
     discord_token: SecretStr | None = None
     discord_dev_guild_id: int | None = None
     discord_guild_ready_timeout_s: float = Field(default=2.0, ge=0)
@@ -131,6 +152,44 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
+    @field_validator("lumi_mode", mode="before")
+    @classmethod
+    def _lower_mode(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("lumi_roles", mode="before")
+    @classmethod
+    def _split_roles(cls, value: object) -> object:
+        return parse_roles(value)
+
+    @field_validator("lumi_roles")
+    @classmethod
+    def _check_roles(cls, value: list[Role]) -> list[Role]:
+        return check_roles(value)
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _split_shard_ids(cls, value: object) -> object:
+        return parse_shard_ids(value)
+
+    @model_validator(mode="after")
+    def _check_deployment(self) -> Settings:
+        # One line for the whole deployment: an operator fixes everything that is missing in one go.
+        problem = deployment_problem(
+            mode=self.lumi_mode,
+            roles=self.lumi_roles,
+            shard_count=self.discord_shard_count,
+            shard_ids=self.discord_shard_ids,
+            database_url=self.database_url,
+            redis_url=self.redis_url,
+            blob_store_url=self.blob_store_url,
+            shared_data_dir=self.lumi_shared_data_dir,
+            has_link_secret=self.link_secret is not None,
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -152,7 +211,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("discord_dev_guild_id", "comment_model_dir", mode="before")
+    @field_validator("discord_dev_guild_id", "discord_shard_count", "comment_model_dir", mode="before")
     @classmethod
     def _blank_guild_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -213,6 +272,16 @@ class Settings(BaseSettings):
             except (ArgumentError, ValueError) as error:
                 raise ValueError(f"is not a valid database URL ({error})") from None
         return value
+
+    def has_role(self, role: Role) -> bool:
+        return role in self.lumi_roles
+
+    @property
+    def shard_ids(self) -> list[int]:
+        """The shards this gateway runs: DISCORD_SHARD_IDS, else every shard of DISCORD_SHARD_COUNT."""
+        if self.discord_shard_count is None:
+            return []
+        return list(self.discord_shard_ids) or list(range(self.discord_shard_count))
 
     @property
     def has_discord_token(self) -> bool:
@@ -290,6 +359,10 @@ def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         loc = item.get("loc", ())
+        if not loc:
+            # A check across several variables (`_check_deployment`): its message names them itself.
+            parts.append(str(item.get("msg", "invalid value")).removeprefix("Value error, "))
+            continue
         name = ".".join(str(p) for p in loc) or "settings"
         shown = _shown_value(str(loc[0]) if loc else "", item.get("input"))
         parts.append(f"{name.upper()}: {item.get('msg', 'invalid value')}{shown}")

@@ -19,9 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import migrate
+from storage.locks import session_lock
 from storage.models import metadata
 
 Backend = Literal["sqlite", "postgresql"]
+
+# The advisory lock `upgrade` holds on PostgreSQL (storage/locks.py).
+MIGRATION_LOCK = "migrations"
 
 # How long a SQLite writer waits for another connection's write lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -160,16 +164,26 @@ class Database:
         # Connectivity first, so an unreachable server is reported as such and not as a migration failure.
         await self.ping()
         try:
-            if self._is_in_memory_sqlite():
-                # A second engine would open a different, empty in-memory database.
-                await migrate.upgrade(self._engine, revision)
-            else:
-                # A separate connection without this engine's per-connection pragmas: SQLite table rebuilds
-                # in future migrations must be able to switch foreign keys off.
-                await migrate.upgrade(self._url.render_as_string(hide_password=False), revision)
+            # Processes starting together on one PostgreSQL migrate it once: the others wait, then find
+            # it at the head. (On SQLite the lock is a no-op.)
+            async with session_lock(
+                self._engine,
+                MIGRATION_LOCK,
+                waiting="another Lumi process is migrating the database; waiting",
+            ):
+                await self._upgrade_unlocked(revision)
         except (OSError, sa.exc.DBAPIError) as exc:
             # A full disk, a damaged file or a server going away mid-migration: one sentence, not a traceback.
             raise DatabaseUnavailable(self._unavailable_message(exc)) from exc
+
+    async def _upgrade_unlocked(self, revision: str) -> None:
+        if self._is_in_memory_sqlite():
+            # A second engine would open a different, empty in-memory database.
+            await migrate.upgrade(self._engine, revision)
+        else:
+            # A separate connection without this engine's per-connection pragmas: SQLite table rebuilds
+            # in future migrations must be able to switch foreign keys off.
+            await migrate.upgrade(self._url.render_as_string(hide_password=False), revision)
 
     async def revision(self) -> str | None:
         """The schema revision the database is at (None: none ran); `DatabaseUnavailable` on a fault."""

@@ -40,8 +40,11 @@ class Generate3D(Generate3DCommands, JobButtons, ProgressMessages):
         if not self.bot.serving:
             return
         self._spawn(self.service.checker.warm_up(), "warm up the prompt checker")
-        await self.service.resume_unfinished()
-        self.file_cleanup.start()
+        if self.bot.runs("worker"):
+            # Until jobs are claimed through PostgreSQL, a gateway still runs the jobs submitted to it;
+            # resuming unfinished ones and the clean-up are a worker's.
+            await self.service.resume_unfinished()
+            self.file_cleanup.start()
 
     async def cog_unload(self) -> None:
         await self.file_cleanup.stop()

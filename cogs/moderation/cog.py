@@ -40,7 +40,7 @@ class Moderation(
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(CaseButton)
         self.bot.tree.add_command(self.scan_menu)
-        if self.bot.serving:
+        if self.bot.runs("worker"):
             self.retention.start()
         self.service.verdict_feed.start_publishing()
 

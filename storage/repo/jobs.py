@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.locks import lock_key
 from storage.models import TERMINAL_JOB_STATES, GenerationJob, JobState, utcnow
 from storage.repo.common import apply_changes
 
@@ -106,6 +107,22 @@ async def count_jobs_since(
     if excluded:
         statement = statement.where(col(GenerationJob.state).not_in(excluded))
     return int((await session.exec(statement)).one())
+
+
+async def lock_quotas(*, session: AsyncSession, user_id: int, guild_id: int | None = None) -> None:
+    """On PostgreSQL, lock the user's (and the guild's) 3D quotas until the session's transaction ends.
+
+    Taken before counting and held through the insert, so two submissions of one user (or in one guild),
+    from any processes, count one after the other and cannot both pass a limit they reach together. The
+    user's lock is always taken before the guild's, so two transactions never wait on each other in a
+    circle. SQLite has no such lock (an embedded Lumi is one process): nothing is taken there.
+    """
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        return
+    names = [f"quota:user:{user_id}"] + ([f"quota:guild:{guild_id}"] if guild_id is not None else [])
+    for name in names:
+        await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(name))))
 
 
 async def count_active_jobs(*, session: AsyncSession, user_id: int) -> int:

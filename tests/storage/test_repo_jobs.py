@@ -3,11 +3,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.db import Database
+from storage.locks import lock_key
 from storage.models import (
     ANONYMOUS_USER_ID,
     AssetOwner,
@@ -314,3 +316,25 @@ async def test_delete_user_data(database: Database) -> None:
     async with database.session() as session:
         again = await repo_user_data.delete_user_data(session=session, guild_id=GUILD, user_id=USER)
     assert again.counts() == dict.fromkeys(again.counts(), 0)
+
+
+async def test_quota_locks_are_held_until_the_transaction_ends(database: Database) -> None:
+    """On PostgreSQL no other session can take a user's or guild's quota lock meanwhile; SQLite takes none."""
+
+    async def free_elsewhere(name: str) -> bool:
+        async with database.engine.connect() as other:
+            got = bool(
+                (await other.execute(sa.select(sa.func.pg_try_advisory_xact_lock(lock_key(name))))).scalar()
+            )
+            await other.rollback()
+            return got
+
+    async with database.session() as session:
+        await repo_jobs.lock_quotas(session=session, user_id=5, guild_id=9)
+        if database.backend == "sqlite":
+            return
+        assert not await free_elsewhere("quota:user:5")
+        assert not await free_elsewhere("quota:guild:9")
+        assert await free_elsewhere("quota:user:6")
+        await session.commit()
+    assert await free_elsewhere("quota:user:5")

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from bot.services.periodic import PeriodicTask
 from storage.blobs import BlobStore
 from storage.db import Database
+from storage.locks import ClusterLock
 from storage.models import GenerationJob, utcnow
 from storage.repo import assets as repo_assets
 from storage.repo import jobs as repo_jobs
@@ -133,6 +134,8 @@ class GeneratedFileCleanup(PeriodicTask):
             name="lumi-generation-retention",
             description="3D file clean-up",
             logger=log,
+            # One process of a deployment on PostgreSQL deletes; the others would race it for the same blobs.
+            cluster_lock=ClusterLock(retention.database.engine, "3D file clean-up"),
         )
         self.retention = retention
         self.runs = 0

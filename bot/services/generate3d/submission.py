@@ -1,8 +1,11 @@
 """Starting 3D jobs: a request admitted once (style, prompt check, quotas), then stored and started without
 a second check; and new rows from a finished job (texture its shape, or a new shape from the same prompt).
 
-Quotas are counted when a request is admitted, not under a lock with the insert (there has never been
-one): two requests of one person admitted at the same moment can both pass a limit they reach together.
+Quotas are counted when a request is admitted, so a refusal comes before any slow work. On PostgreSQL,
+where several Lumi processes may submit for one user, they are counted again in the transaction that
+inserts the job, after it took the user's and the guild's quota locks (`repo_jobs.lock_quotas`): two
+submissions at once cannot both pass a limit they reach together. On SQLite (one process) they are read
+once, at admission, as before: two requests admitted at the same moment can still both pass there.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Unpack
+
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.errors import UserFacingError
 from bot.services.generate3d.config import GenerationConfig
@@ -29,7 +34,7 @@ from bot.services.generate3d.shapes import (
 )
 from inference.remote.meshy import MeshyClient
 from storage.db import Database
-from storage.models import GenerationJob, JobState
+from storage.models import GenerationJob, GuildSettings, JobState
 from storage.repo import guilds as repo_guilds
 from storage.repo import jobs as repo_jobs
 
@@ -82,42 +87,63 @@ class JobSubmission:
     async def check_quotas(self, request: GenerationRequest) -> None:
         if not request.enforce_quotas:
             return
-        config = self.config
         async with self.database.session() as session:
-            user_limit, guild_limit = config.daily_user_limit, config.daily_guild_limit
+            settings = None
             if request.guild_id is not None:
                 settings = await repo_guilds.get_guild_settings(session=session, guild_id=request.guild_id)
                 await session.commit()
-                if settings.generation_daily_user_limit is not None:
-                    user_limit = settings.generation_daily_user_limit
-                if settings.generation_daily_guild_limit is not None:
-                    guild_limit = settings.generation_daily_guild_limit
-            active = await repo_jobs.count_active_jobs(session=session, user_id=request.user_id)
-            if active >= config.user_concurrent_limit:
-                raise QuotaExceeded(
-                    f"You already have {active} 3D job(s) running (limit {config.user_concurrent_limit}). "
-                    "Wait for one to finish or stop one with `/3d cancel`."
-                )
-            since = day_start()
-            reset = int((since + timedelta(days=1)).timestamp())
-            # Failed jobs cost nothing at Meshy, so they do not count against anyone.
-            used = await repo_jobs.count_jobs_since(
-                session=session, since=since, user_id=request.user_id, exclude_states=[JobState.FAILED]
+            await self._count_against_limits(session, request, settings)
+
+    async def _recheck_quotas_locked(self, session: AsyncSession, request: GenerationRequest) -> None:
+        """PostgreSQL only: the quota check again, inside the inserting transaction, under its quota locks.
+
+        Nothing here commits (a commit would end the transaction and its locks before the insert), so the
+        guild's settings are only read: a guild without a row has the defaults.
+        """
+        if not request.enforce_quotas or self.database.backend != "postgresql":
+            return
+        await repo_jobs.lock_quotas(session=session, user_id=request.user_id, guild_id=request.guild_id)
+        settings = None
+        if request.guild_id is not None:
+            settings = await repo_guilds.find_guild_settings(session=session, guild_id=request.guild_id)
+        await self._count_against_limits(session, request, settings)
+
+    async def _count_against_limits(
+        self, session: AsyncSession, request: GenerationRequest, settings: GuildSettings | None
+    ) -> None:
+        """Raise ``QuotaExceeded`` when the user's running jobs or the day's jobs reach a limit."""
+        config = self.config
+        user_limit, guild_limit = config.daily_user_limit, config.daily_guild_limit
+        if settings is not None:
+            if settings.generation_daily_user_limit is not None:
+                user_limit = settings.generation_daily_user_limit
+            if settings.generation_daily_guild_limit is not None:
+                guild_limit = settings.generation_daily_guild_limit
+        active = await repo_jobs.count_active_jobs(session=session, user_id=request.user_id)
+        if active >= config.user_concurrent_limit:
+            raise QuotaExceeded(
+                f"You already have {active} 3D job(s) running (limit {config.user_concurrent_limit}). "
+                "Wait for one to finish or stop one with `/3d cancel`."
             )
-            if used >= user_limit:
+        since = day_start()
+        reset = int((since + timedelta(days=1)).timestamp())
+        # Failed jobs cost nothing at Meshy, so they do not count against anyone.
+        used = await repo_jobs.count_jobs_since(
+            session=session, since=since, user_id=request.user_id, exclude_states=[JobState.FAILED]
+        )
+        if used >= user_limit:
+            raise QuotaExceeded(
+                f"You have used your {user_limit} 3D generations for today. The count resets <t:{reset}:R>."
+            )
+        if request.guild_id is not None:
+            used = await repo_jobs.count_jobs_since(
+                session=session, since=since, guild_id=request.guild_id, exclude_states=[JobState.FAILED]
+            )
+            if used >= guild_limit:
                 raise QuotaExceeded(
-                    f"You have used your {user_limit} 3D generations for today. "
+                    f"This server has used its {guild_limit} 3D generations for today. "
                     f"The count resets <t:{reset}:R>."
                 )
-            if request.guild_id is not None:
-                used = await repo_jobs.count_jobs_since(
-                    session=session, since=since, guild_id=request.guild_id, exclude_states=[JobState.FAILED]
-                )
-                if used >= guild_limit:
-                    raise QuotaExceeded(
-                        f"This server has used its {guild_limit} 3D generations for today. "
-                        f"The count resets <t:{reset}:R>."
-                    )
 
     # -- new jobs -----------------------------------------------------------------------------------
 
@@ -143,10 +169,15 @@ class JobSubmission:
         return Admission(request, verdict)
 
     async def submit(self, admission: Admission) -> GenerationJob:
-        """Store the admitted job and start it, checking nothing again. Returns the new row."""
+        """Store the admitted job and start it. Returns the new row.
+
+        On PostgreSQL the quotas are checked again (``QuotaExceeded``), under their locks in the inserting
+        transaction: another process may have taken the last slot since this request was admitted.
+        """
         require_meshy(self.meshy)
         request = admission.request
         async with self.database.session() as session:
+            await self._recheck_quotas_locked(session, request)
             job = await repo_jobs.create_job(
                 session=session,
                 user_id=request.user_id,
@@ -216,6 +247,7 @@ class JobSubmission:
         if preview_task_id is not None:
             options["preview_from_parent"] = True
         async with self.database.session() as session:
+            await self._recheck_quotas_locked(session, request)
             job = await repo_jobs.create_job(
                 session=session,
                 user_id=request.user_id,

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from bot.services.moderation.privacy import PurgedEvidence
 from bot.services.moderation.service import ModerationService
 from bot.services.periodic import PeriodicTask
+from storage.locks import ClusterLock
 
 __all__ = ["EvidenceRetentionJob"]
 
@@ -25,7 +26,12 @@ class EvidenceRetentionJob(PeriodicTask):
         self, service: ModerationService, *, interval_s: float, on_purged: PurgeCallback | None = None
     ) -> None:
         super().__init__(
-            interval_s=interval_s, name="lumi-evidence-retention", description="evidence clean-up", logger=log
+            interval_s=interval_s,
+            name="lumi-evidence-retention",
+            description="evidence clean-up",
+            logger=log,
+            # One process of a deployment on PostgreSQL purges; the others would race it for the same rows.
+            cluster_lock=ClusterLock(service.database.engine, "evidence clean-up"),
         )
         self.service = service
         self.on_purged = on_purged
