@@ -39,6 +39,7 @@ from inference.commenter.evaluation import CommentScores, FidelityScores, fideli
 
 if TYPE_CHECKING:
     from inference.commenter.generate import LocalCommenter, Precision
+    from inference.commenter.guard import GuardStats
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "sns_comments_ko.jsonl"
@@ -217,16 +218,30 @@ def _fidelity_section(
         commenter = _commenter(model_dir, args.precisions[0], guarded=guarded)
         commenter.load()
         for set_name, label_lists in sets.items():
+            before = dataclasses.replace(commenter.guard_stats) if commenter.guard_stats else None
             started = time.perf_counter()
             comments = commenter.generate(label_lists)
             seconds = time.perf_counter() - started
             name = f"{set_name}, {'guarded' if guarded else 'before'}"
             print(_fidelity_row(name, fidelity_scores(label_lists, comments, analyser, names), seconds))
+            if before is not None and commenter.guard_stats is not None:
+                print(f"  {_guard_summary(before, commenter.guard_stats)}")
         stats = commenter.stats
         print(f"  rows that reached the token cap: {stats.capped_rows} of {stats.rows}")
     print("before: no comment guard and no repetition guard (the decoding as it was).")
     print("obj rec: share of object labels named; all obj: lists with objects whose comment names all;")
     print("foreign: comments naming a table object not among their labels; malform: flagged malformed.")
+
+
+def _guard_summary(before: GuardStats, after: GuardStats) -> str:
+    """What the guard did between two snapshots of its counters."""
+    total = after.comments - before.comments or 1
+    return (
+        f"model's text as written {(after.as_written - before.as_written) / total:.1%}, with sentences"
+        f" dropped {(after.repaired - before.repaired) / total:.1%}, replaced"
+        f" {(after.replaced - before.replaced) / total:.1%}; objects added"
+        f" {(after.objects_added - before.objects_added) / total:.1%}"
+    )
 
 
 def _commenter(model_dir: Path, precision: str, *, guarded: bool) -> LocalCommenter:

@@ -14,7 +14,7 @@ from transformers import T5ForConditionalGeneration
 
 from inference.commenter.data import normalize_labels, object_labels, prompt_order
 from inference.commenter.decoding import DecodeSettings, DecodeStats, decode_candidates, row_seed
-from inference.commenter.guard import CommentGuard
+from inference.commenter.guard import CommentGuard, GuardStats
 from inference.commenter.int8 import (
     RANGES_FILE,
     int8_unavailable_reason,
@@ -136,6 +136,11 @@ class LocalCommenter:
                 f"`python -m inference.commenter.calibration --model {self.model_dir} --data PAIRS.jsonl`)"
             )
         return int8_unavailable_reason()
+
+    @property
+    def guard_stats(self) -> GuardStats | None:
+        """Totals of the comment guard since load (None when unguarded or not loaded)."""
+        return self._guard.stats if self._guard is not None else None
 
     @property
     def model(self) -> T5ForConditionalGeneration:

@@ -26,7 +26,7 @@ from inference.commenter.korean import attach
 from inference.commenter.selection import candidate_scores, label_coverage
 from inference.commenter.wellformed import malformed_reasons
 
-__all__ = ["CandidateCheck", "CommentGuard", "missing_objects_sentence"]
+__all__ = ["CandidateCheck", "CommentGuard", "GuardStats", "missing_objects_sentence"]
 
 # A sentence ends at its punctuation and the emojis right after it.
 _SENTENCE: Final = re.compile(r"[^!?.~…]*[!?.~…]+[^\w\s]*\s*|[^!?.~…]+$")
@@ -50,6 +50,19 @@ class CandidateCheck:
         return not self.malformed and not self.foreign
 
 
+@dataclass
+class GuardStats:
+    """How comments were reached (benches read it: how much the model's own text carries)."""
+
+    comments: int = 0
+    # A candidate passed as written / only after sentences were dropped / none could be used.
+    as_written: int = 0
+    repaired: int = 0
+    replaced: int = 0
+    # Comments that got the sentence naming objects the model left out.
+    objects_added: int = 0
+
+
 def _listed(words: Sequence[str], particle: str) -> str:
     """ "A, B와 C" with `particle` agreeing with the last word."""
     if len(words) == 1:
@@ -71,6 +84,7 @@ class CommentGuard:
     def __init__(self, analyser: MorphemeAnalyser, names: ObjectNames) -> None:
         self.analyser = analyser
         self.names = names
+        self.stats = GuardStats()
 
     def check(self, text: str, objects: Sequence[str]) -> CandidateCheck:
         morphemes = self.analyser.analyse(text)
@@ -108,16 +122,21 @@ class CommentGuard:
             (index for index, text in enumerate(candidates) if text),
             key=lambda index: (-(label_coverage(candidates[index], objects) >= 1.0), -scores[index], index),
         )
+        self.stats.comments += 1
         chosen = next((candidates[i] for i in order if self.check(candidates[i], objects).ok), "")
+        self.stats.as_written += bool(chosen)
         if not chosen:
             repaired = (self.repair(candidates[index], objects) for index in order)
             chosen = next((text for text in repaired if text), "")
+            self.stats.repaired += bool(chosen)
         if not chosen:
+            self.stats.replaced += 1
             # Nothing the model wrote can be shown: a photo with objects still gets the sentence that
             # names them; one with only an emotion gets "" and the caller's template.
             words = [object_word(label) for label in objects]
             return missing_objects_sentence(words, seed) if words else ""
         missing = [object_word(label) for label in objects if label_coverage(chosen, [label]) == 0.0]
         if missing:
+            self.stats.objects_added += 1
             chosen = f"{chosen} {missing_objects_sentence(missing, seed)}"
         return chosen
