@@ -8,15 +8,27 @@ from `load()` because a running bot has torch imported long before the commenter
 
 The default int8 decoding is measured beside float32 decoding of the same model (the baseline): each
 batch is decoded by both, one right after the other, so a busy machine slows both alike.
+
+Then the default decoding at batch 32 is set against its forward-pass limit, in interleaved rounds:
+the bare encoder and cached decoder passes that teacher-force the chosen comments (one row per label
+list, and all candidate rows per label list), fed ready tensors; what the default costs above that
+is sampling, ended-row bookkeeping, the repetition guard, selection and the comment guard. Rows that
+ran to the token cap are counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inference.commenter.generate import LocalCommenter
+    from inference.commenter.tokenizer import CommentTokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "sns_comments_ko.jsonl"
@@ -113,7 +125,103 @@ def main(argv: Sequence[str] | None = None) -> int:
             if {"int8", "float32"} <= timings.keys():
                 ratio = statistics.median(timings["float32"]) / statistics.median(timings["int8"])
                 print(f"{'  int8 speed-up over float32':<34} {size:>5} {ratio:>9.2f}x", flush=True)
+    _limit_section(commenters, pool, args.batches)
     return 0
+
+
+def _limit_section(commenters: dict[str, LocalCommenter], pool: Sequence[list[str]], batches: int) -> None:
+    from inference.commenter.tokenizer import CommentTokenizer
+
+    commenter = commenters.get("int8") or next(iter(commenters.values()))
+    tokenizer = CommentTokenizer.load(commenter.model_dir)
+    candidates = commenter.settings.num_candidates
+    default: list[float] = []
+    candidates_only: list[float] = []
+    one_row: list[float] = []
+    all_rows: list[float] = []
+    before = dataclasses.replace(commenter.stats)
+    for round_index in range(batches + 1):
+        batch = [pool[(round_index * 32 + i) % len(pool)] for i in range(32)]
+        began = time.perf_counter()
+        comments = commenter.generate(batch)
+        elapsed = time.perf_counter() - began
+        began = time.perf_counter()
+        commenter.generate_candidates(batch)
+        drawn = time.perf_counter() - began
+        bare_one = forward_limit(commenter, tokenizer, batch, comments, rows_per_list=1)
+        bare_all = forward_limit(commenter, tokenizer, batch, comments, rows_per_list=candidates)
+        if round_index:
+            default.append(elapsed)
+            candidates_only.append(drawn)
+            one_row.append(bare_one)
+            all_rows.append(bare_all)
+    stats = commenter.stats
+    rows = stats.rows - before.rows
+    capped = stats.capped_rows - before.capped_rows
+    p50 = statistics.median
+    print(f"\ndefault decoding at batch 32 ({commenter.precision}) against its forward-pass limit:")
+    print(f"  default (draw {candidates}, choose, guard): {p50(default) * 1e3:.1f} ms per batch")
+    print(f"  drawing the candidates alone:            {p50(candidates_only) * 1e3:.1f} ms")
+    print(f"  bare passes, 1 row per label list:       {p50(one_row) * 1e3:.1f} ms")
+    print(f"  bare passes, {candidates} rows per label list:      {p50(all_rows) * 1e3:.1f} ms")
+    ratios_one = sorted(d / b for d, b in zip(default, one_row, strict=True))
+    ratios_all = sorted(d / b for d, b in zip(default, all_rows, strict=True))
+    print(
+        f"  default / limit: {p50(ratios_one):.2f}x for 1 row ({ratios_one[0]:.2f}-{ratios_one[-1]:.2f}), "
+        f"{p50(ratios_all):.2f}x for {candidates} rows ({ratios_all[0]:.2f}-{ratios_all[-1]:.2f})"
+    )
+    print(f"  rows that reached the {commenter.settings.max_new_tokens}-token cap: {capped} of {rows}")
+
+
+def forward_limit(
+    commenter: LocalCommenter,
+    tokenizer: CommentTokenizer,
+    label_lists: Sequence[Sequence[str]],
+    comments: Sequence[str],
+    *,
+    rows_per_list: int,
+) -> float:
+    """Seconds for the encoder and the cached decoder passes that teacher-force `comments`, fed ready
+    tensors: what any decoding of these comments must at least pay."""
+    import torch
+
+    from inference.commenter.data import normalize_labels, prompt_order
+
+    model, settings = commenter.model, commenter.settings
+    prompts = [
+        tokenizer.encode_labels(prompt_order(normalize_labels(labels)), max_length=settings.max_prompt_tokens)
+        for labels in label_lists
+    ]
+    targets = [tokenizer.encode_comment(text, max_length=settings.max_new_tokens) for text in comments]
+    width = max(len(prompt) for prompt in prompts)
+    input_ids = torch.full((len(prompts), width), tokenizer.pad_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, : len(prompt)] = torch.tensor(prompt)
+        attention[row, : len(prompt)] = 1
+    steps = max(len(target) for target in targets)
+    forced = torch.full((len(targets), steps), tokenizer.pad_id, dtype=torch.long)
+    for row, target in enumerate(targets):
+        forced[row, : len(target)] = torch.tensor(target)
+    forced = forced.repeat_interleave(rows_per_list, dim=0)
+    with torch.inference_mode():
+        began = time.perf_counter()
+        encoded = model.encoder(input_ids=input_ids, attention_mask=attention).last_hidden_state
+        encoded = encoded.repeat_interleave(rows_per_list, dim=0)
+        mask = attention.repeat_interleave(rows_per_list, dim=0)
+        current = torch.full((forced.shape[0], 1), model.config.decoder_start_token_id, dtype=torch.long)
+        cache = None
+        for step in range(steps):
+            result = model(
+                encoder_outputs=(encoded,),
+                attention_mask=mask,
+                decoder_input_ids=current,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = result.past_key_values
+            current = forced[:, step : step + 1]
+        return time.perf_counter() - began
 
 
 if __name__ == "__main__":

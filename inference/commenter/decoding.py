@@ -30,9 +30,23 @@ class DecodeSettings:
     min_new_tokens: int = 4
     max_new_tokens: int = 64
     max_prompt_tokens: int = 48
+    # A row may not write the same run of this many tokens twice (0: no guard). Without it a few label
+    # lists loop on a phrase ("차도 멋져요!") to the token cap and keep their whole batch decoding.
+    no_repeat_ngram: int = 4
     # Selection weights (see `selection.select_candidate`), chosen on the dev split of the default model.
     coverage_weight: float = 1.0
     length_weight: float = 0.3
+
+
+@dataclass
+class DecodeStats:
+    """What one `decode_candidates` call cost, for benches: decoder steps run, rows decoded in them
+    (the forward passes' real work) and rows that reached `max_new_tokens` without ending."""
+
+    steps: int = 0
+    row_steps: int = 0
+    rows: int = 0
+    capped_rows: int = 0
 
 
 def row_seed(labels: Sequence[str], candidate: int, seed: int) -> int:
@@ -60,6 +74,7 @@ def decode_candidates(
     pad_id: int,
     eos_id: int,
     banned_ids: Sequence[int],
+    stats: DecodeStats | None = None,
 ) -> list[list[list[int]]]:
     """Token ids of `len(seeds[i])` candidates for each prompt; candidate 0 of each is greedy, the rest
     are sampled with temperature and top-k."""
@@ -91,6 +106,9 @@ def decode_candidates(
     current = torch.full((rows, 1), model.config.decoder_start_token_id, dtype=torch.long, device=device)
     cache: EncoderDecoderCache | None = None
     for step in range(settings.max_new_tokens):
+        if stats is not None:
+            stats.steps += 1
+            stats.row_steps += len(active)
         result = model(
             encoder_outputs=(encoded,),
             attention_mask=attention_mask,
@@ -105,6 +123,8 @@ def decode_candidates(
             logits[:, eos_id] = -torch.inf
         else:
             logits[:, eos_id] += settings.eos_bias
+        if settings.no_repeat_ngram > 1 and step >= settings.no_repeat_ngram:
+            _ban_repeats(logits, output[active, :step], settings.no_repeat_ngram)
         greedy = logits.argmax(dim=-1)
         top_logits, top_ids = logits.topk(top_k, dim=-1)
         probabilities = torch.softmax(top_logits / max(settings.temperature, 1e-4), dim=-1).double()
@@ -130,6 +150,9 @@ def decode_candidates(
         current = chosen.unsqueeze(1)
 
     tokens = output.tolist()
+    if stats is not None:
+        stats.rows += rows
+        stats.capped_rows += sum(1 for row in tokens if eos_id not in row and row[-1] != pad_id)
     candidates: list[list[list[int]]] = []
     for prompt_index in range(len(prompts)):
         group: list[list[int]] = []
@@ -138,3 +161,14 @@ def decode_candidates(
             group.append([token for token in row[:end] if token != pad_id])
         candidates.append(group)
     return candidates
+
+
+def _ban_repeats(logits: torch.Tensor, history: torch.Tensor, size: int) -> None:
+    """Forbid, per row, every token that would complete a run of `size` tokens the row already wrote:
+    the rows' own history decides, so a row's output stays the same in any batch."""
+    windows = history.unfold(1, size, 1)  # rows x positions x size
+    prefix = history[:, history.shape[1] - (size - 1) :]
+    matches = (windows[:, :, : size - 1] == prefix[:, None, :]).all(dim=-1)
+    rows, positions = matches.nonzero(as_tuple=True)
+    if len(rows):
+        logits[rows, windows[rows, positions, size - 1]] = -torch.inf

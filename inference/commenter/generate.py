@@ -13,7 +13,8 @@ import torch
 from transformers import T5ForConditionalGeneration
 
 from inference.commenter.data import normalize_labels, object_labels, prompt_order
-from inference.commenter.decoding import DecodeSettings, decode_candidates, row_seed
+from inference.commenter.decoding import DecodeSettings, DecodeStats, decode_candidates, row_seed
+from inference.commenter.guard import CommentGuard, GuardStats
 from inference.commenter.int8 import (
     RANGES_FILE,
     int8_unavailable_reason,
@@ -53,6 +54,11 @@ class LocalCommenter:
     `load()` and `generate()` are blocking; services call them from a worker thread. Output is
     deterministic for a given (labels, seed), whatever the batch it is decoded in.
 
+    With `guarded=True` (the default) a comment is well-formed Korean, names no object from the table
+    that is not among its labels and names every object label (`guard.CommentGuard`); a label list
+    whose candidates all fail gets "" (callers fall back to a template). `guarded=False` is the plain
+    consensus choice, kept for benches that measure what the guard changes.
+
     `precision="auto"` decodes in int8 on the CPU when the model dir has calibrated ranges
     (`int8_ranges.json`) and torch has the kernels, else in float32; "int8" insists (and raises when
     it cannot), "float32" never quantises. `precision` tells which one is in use after `load()`.
@@ -68,6 +74,7 @@ class LocalCommenter:
         max_batch_size: int = 64,
         settings: DecodeSettings | None = None,
         precision: Precision = "auto",
+        guarded: bool = True,
     ) -> None:
         if precision not in ("auto", "int8", "float32"):
             raise ValueError(f"precision must be auto, int8 or float32, not {precision!r}")
@@ -80,6 +87,10 @@ class LocalCommenter:
         self.settings = settings or DecodeSettings()
         self._model: T5ForConditionalGeneration | None = None
         self._tokenizer: CommentTokenizer | None = None
+        self.guarded = guarded
+        self._guard: CommentGuard | None = None
+        # Totals over every decoding since construction (benches read them).
+        self.stats = DecodeStats()
 
     @property
     def loaded(self) -> bool:
@@ -94,6 +105,11 @@ class LocalCommenter:
         self.settings = self._settings_override or read_decode_settings(self.model_dir)
         model = load_model(self.model_dir, self.device)
         self.precision = self._apply_precision(model)
+        if self.guarded:
+            from inference.commenter.analysis import shared_analyser
+            from inference.commenter.fidelity import object_names
+
+            self._guard = CommentGuard(shared_analyser(), object_names())
         self._model = model
 
     def _apply_precision(self, model: T5ForConditionalGeneration) -> Literal["int8", "float32"]:
@@ -122,6 +138,11 @@ class LocalCommenter:
         return int8_unavailable_reason()
 
     @property
+    def guard_stats(self) -> GuardStats | None:
+        """Totals of the comment guard since load (None when unguarded or not loaded)."""
+        return self._guard.stats if self._guard is not None else None
+
+    @property
     def model(self) -> T5ForConditionalGeneration:
         """The loaded model (loads it first if needed)."""
         self.load()
@@ -130,6 +151,7 @@ class LocalCommenter:
 
     def close(self) -> None:
         self._model = None
+        self._guard = None
         self._tokenizer = None
 
     def generate(
@@ -145,6 +167,17 @@ class LocalCommenter:
         cleaned = [normalize_labels(labels) for labels in label_lists]
         groups = self.generate_candidates(cleaned, num_candidates=num_candidates, seed=seed)
         settings = self.settings
+        if self._guard is not None:
+            return [
+                self._guard.choose(
+                    group,
+                    object_labels(labels),
+                    coverage_weight=settings.coverage_weight,
+                    length_weight=settings.length_weight,
+                    seed="\x1f".join([str(seed), *labels]),
+                )
+                for labels, group in zip(cleaned, groups, strict=True)
+            ]
         chosen = [
             select_candidate(
                 group,
@@ -190,6 +223,7 @@ class LocalCommenter:
                 pad_id=tokenizer.pad_id,
                 eos_id=tokenizer.eos_id,
                 banned_ids=[tokenizer.pad_id, tokenizer.sep_id, tokenizer.unk_id],
+                stats=self.stats,
             )
             results.extend([tokenizer.decode(ids) for ids in group] for group in decoded)
         return results

@@ -9,11 +9,13 @@ BLEU's brevity penalty, and readers, punish).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 
 MAX_ORDER = 4
+_PARENTHETICAL = re.compile(r"\s*\([^)]*\)")
 
 
 def _ngram_counts(texts: Sequence[str], order: int) -> np.ndarray:
@@ -57,23 +59,28 @@ def char_similarity(hypothesis: str, reference: str) -> float:
 
 
 def label_coverage(text: str, objects: Sequence[str]) -> float:
-    """Share of object labels named in `text`; spacing is ignored ("패션 액세서리" = "패션액세서리")."""
+    """Share of object labels named in `text`; spacing is ignored ("패션 액세서리" = "패션액세서리") and
+    so is a parenthetical qualifier ("박쥐 (동물)" is named by "박쥐")."""
     if not objects:
         return 0.0
     squashed = "".join(text.split())
-    return sum(1 for label in objects if "".join(label.split()) in squashed) / len(objects)
+    return sum(1 for label in objects if "".join(_bare(label).split()) in squashed) / len(objects)
+
+
+def _bare(label: str) -> str:
+    return _PARENTHETICAL.sub("", label).strip() or label
 
 
 def mentions_any(text: str, objects: Sequence[str]) -> bool:
     return label_coverage(text, objects) > 0.0
 
 
-def select_candidate(
+def candidate_scores(
     candidates: Sequence[str], objects: Sequence[str], *, coverage_weight: float, length_weight: float = 0.0
-) -> int:
-    """Index of the chosen candidate: expected similarity to the other candidates, plus
-    `coverage_weight` times the share of object labels it names, plus `length_weight` times its
-    length relative to the candidates' mean. Ties go to the earliest candidate."""
+) -> list[float]:
+    """Per candidate: expected similarity to the other candidates, plus `coverage_weight` times the
+    share of object labels it names, plus `length_weight` times its length relative to the
+    candidates' mean. Empty candidates score -inf."""
     if not candidates:
         raise ValueError("no candidates to choose from")
     texts = list(dict.fromkeys(candidates))
@@ -84,13 +91,23 @@ def select_candidate(
     agreement = similarity @ copies + (copies - 1.0)
     others = len(candidates) - 1
     mean_length = sum(len(text) for text in candidates) / len(candidates) or 1.0
-    best_text, best_score = candidates[0], -np.inf
+    by_text: dict[str, float] = {}
     for index, text in enumerate(texts):
         if not text:
+            by_text[text] = -np.inf
             continue
         expected = agreement[index] / others if others else 0.0
         score = expected + coverage_weight * label_coverage(text, objects)
-        score += length_weight * (len(text) / mean_length - 1.0)
-        if score > best_score:
-            best_text, best_score = text, score
-    return candidates.index(best_text)
+        by_text[text] = float(score + length_weight * (len(text) / mean_length - 1.0))
+    return [by_text[text] for text in candidates]
+
+
+def select_candidate(
+    candidates: Sequence[str], objects: Sequence[str], *, coverage_weight: float, length_weight: float = 0.0
+) -> int:
+    """Index of the candidate with the best `candidate_scores`; ties go to the earliest candidate."""
+    scores = candidate_scores(
+        candidates, objects, coverage_weight=coverage_weight, length_weight=length_weight
+    )
+    best = max(range(len(candidates)), key=lambda index: (scores[index], -index))
+    return 0 if scores[best] == -np.inf else best

@@ -97,7 +97,9 @@ class LocalModelBackend:
             raise BackendUnavailable(exc.reason) from exc
         text = (await handle.predict(cleaned)).strip()
         if not text:
-            raise BackendUnavailable("the model wrote an empty comment")
+            # The model's own checks drop every candidate that is malformed or names an object that
+            # is not in the photo; for an emotion alone nothing may be left.
+            raise BackendUnavailable("no comment from the model passed its checks")
         return text
 
     async def close(self) -> None:

@@ -1,7 +1,10 @@
 """Comments from templates, in Korean and English: the last fallback, which never fails.
 
 A comment is an opener that fits the strongest emotion (or the photo's mood when no face shows one),
-a line about up to two objects, and a closer. The choice among variants is a hash of the labels, so a
+a line that names every object given (the caller caps the list at ``COMMENT_MAX_LABELS``), and a
+closer. The fixed sentences name no object of the table, so a template comment never mentions a thing
+that is not in the photo, in either language: English comments get this guarantee from here (the local
+model writes Korean only). The choice among variants is a hash of the labels, so a
 photo always gets the same comment and different photos get different ones.
 """
 
@@ -101,6 +104,19 @@ _TWO_OBJECTS: Final[dict[Language, tuple[str, ...]]] = {
     ),
 }
 
+_MANY_OBJECTS: Final[dict[Language, tuple[str, ...]]] = {
+    "ko": (
+        "{all_subject} 한 장에 다 담겼네요! 👍",
+        "{all_with} 함께라 구성이 완벽해요! ✨",
+        "{all_subject} 사진을 가득 채우네요! 💫",
+    ),
+    "en": (
+        "Love the {all}! ✨",
+        "The {all} all fit in one shot! 👍",
+        "The {all} make this photo! 💫",
+    ),
+}
+
 _CLOSERS: Final[dict[Language, dict[str, tuple[str, ...]]]] = {
     "ko": {
         "기쁨": ("오늘도 좋은 하루 보내세요! 🌷", "이 행복이 오래오래 이어지길 바라요! 💛"),
@@ -143,7 +159,7 @@ def with_particle(word: str, after_consonant: str, after_vowel: str) -> str:
 def template_comment(labels: Sequence[Label], language: Language) -> str:
     """A comment for any label list (even an empty one), in ``language``."""
     emotions = [label for label in labels if label.kind == "emotion"]
-    objects = [display_name(label, language) for label in labels if label.kind == "object"][:2]
+    objects = [display_name(label, language) for label in labels if label.kind == "object"]
     mood = emotions[0].ko if emotions else _NONE
     seed = _seed(labels, language)
     parts = [_pick(_OPENERS[language][mood], seed, 0)]
@@ -151,6 +167,8 @@ def template_comment(labels: Sequence[Label], language: Language) -> str:
         parts.append(_pick(_ONE_OBJECT[language], seed, 1).format(**_slots(objects, language)))
     elif len(objects) == 2:
         parts.append(_pick(_TWO_OBJECTS[language], seed, 1).format(**_slots(objects, language)))
+    elif objects:
+        parts.append(_pick(_MANY_OBJECTS[language], seed, 1).format(**_list_slots(objects, language)))
     parts.append(_pick(_CLOSERS[language][mood], seed, 2))
     return " ".join(parts)
 
@@ -163,6 +181,17 @@ def _slots(objects: Sequence[str], language: Language) -> dict[str, str]:
             slots[f"{key}_subject"] = with_particle(word, "이", "가")
             slots[f"{key}_with"] = with_particle(word, "과", "와")
     return slots
+
+
+def _list_slots(objects: Sequence[str], language: Language) -> dict[str, str]:
+    """Objects listed as "A, B와 C" or "A, the B and the C", the last particle agreeing."""
+    if language == "en":
+        return {"all": ", the ".join(objects[:-1]) + " and the " + objects[-1]}
+    head = ", ".join([*objects[:-2], with_particle(objects[-2], "과", "와")])
+    return {
+        "all_subject": f"{head} {with_particle(objects[-1], '이', '가')}",
+        "all_with": f"{head} {with_particle(objects[-1], '과', '와')}",
+    }
 
 
 def _seed(labels: Sequence[Label], language: Language) -> int:
