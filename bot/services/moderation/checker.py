@@ -2,7 +2,8 @@
 
 `ImageChecker` is what `lumi scan`, the benchmark and the moderation service share. Decoding and hashing
 run on a small thread pool of their own; the models run on their own threads behind their batchers, so
-the event loop only schedules work.
+the event loop only schedules work. The perceptual hash is computed only where it is used: to match the
+confirmed hashes of a guild that has some, and on a flagged image, whose case keeps it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -188,7 +189,8 @@ class CheckedImage:
 @dataclass(frozen=True)
 class _Decoded:
     image: DecodedImage
-    phash: str
+    phash: str | None
+    """None when nothing asked for it yet."""
 
 
 class ImageChecker:
@@ -202,13 +204,19 @@ class ImageChecker:
         extra_detectors: Sequence[ExtraDetector] = (),
         decode_threads: int = 2,
         model_threads: int | None = None,
+        hash_every_image: bool = False,
     ) -> None:
-        """``model_threads``: CPU threads of each moderation model (None: half the cores)."""
+        """``model_threads``: CPU threads of each moderation model (None: half the cores).
+
+        ``hash_every_image``: give every checked image's verdict its perceptual hash (`lumi scan` prints
+        it); otherwise only a verdict that needs it has one (repeat matching, a flagged image).
+        """
         if not registry.is_registered(NUDENET):
             register_moderation_models(registry, intra_op_threads=model_threads)
         self.registry = registry
         self.limits = limits or ImageLimits()
         self.extra_detectors = list(extra_detectors)
+        self.hash_every_image = hash_every_image
         self._moderator = ImageModerator(registry)
         self._decode_pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="lumi-decode")
 
@@ -237,8 +245,12 @@ class ImageChecker:
         """`check_image`, keeping the frames the verdict was reached on for whoever looks at it next."""
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
+        # Known hashes are worth a hash only when the guild matches re-posts at all.
+        matching = guild_policy.repeat_matching and bool(known_hashes)
         try:
-            decoded = await loop.run_in_executor(self._decode_pool, self._decode, data)
+            decoded = await loop.run_in_executor(
+                self._decode_pool, self._decode, data, matching or self.hash_every_image
+            )
         except ImageRejected as rejected:
             width, height = rejected.size or (0, 0)
             verdict = Verdict(
@@ -253,6 +265,10 @@ class ImageChecker:
             )
             return CheckedImage(verdict, None, self.limits)
         verdict = await self._judge(data, decoded, guild_policy, known_hashes, guild_id, started)
+        if verdict.phash is None and verdict.flagged:
+            # A flagged image becomes a case, which keeps the hash so that a confirmed case catches re-posts.
+            image_hash = await loop.run_in_executor(self._decode_pool, phash, decoded.image.frames[0])
+            verdict = replace(verdict, phash=image_hash)
         return CheckedImage(verdict, decoded.image, self.limits)
 
     async def _judge(
@@ -271,7 +287,7 @@ class ImageChecker:
             "width": image.width,
             "height": image.height,
         }
-        if guild_policy.repeat_matching:
+        if guild_policy.repeat_matching and decoded.phash is not None:
             match = _closest(decoded.phash, known_hashes, guild_policy.repeat_max_distance)
             if match is not None:
                 known, distance = match
@@ -342,7 +358,8 @@ class ImageChecker:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
-            decoded = await loop.run_in_executor(self._decode_pool, self._decode, data)
+            # The playground shows the hash, as `lumi scan` does.
+            decoded = await loop.run_in_executor(self._decode_pool, self._decode, data, True)
         except ImageRejected as rejected:
             width, height = rejected.size or (0, 0)
             scored = ScoredImage(
@@ -404,9 +421,9 @@ class ImageChecker:
         """The rules of the custom classifiers' own categories, which join the policy for ``guild_id``."""
         return self._extra_rules(guild_id)
 
-    def _decode(self, data: bytes) -> _Decoded:
+    def _decode(self, data: bytes, with_hash: bool) -> _Decoded:
         image = decode_image(data, limits=self.limits)
-        return _Decoded(image=image, phash=phash(image.frames[0]))
+        return _Decoded(image=image, phash=phash(image.frames[0]) if with_hash else None)
 
     async def _extra_scores(self, data: bytes, image: DecodedImage, guild_id: int | None) -> dict[str, float]:
         combined: dict[str, float] = {}

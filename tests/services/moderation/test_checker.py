@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.services.moderation.checker import CheckStatus, ImageChecker, Verdict
+from bot.services.moderation.checker import CheckStatus, ImageChecker, KnownHash, Verdict
 from bot.services.moderation.decisions import Level
 from bot.services.moderation.openai_detector import OpenAIImageDetector
 from bot.services.moderation.policy_json import parse_policy
@@ -36,8 +36,29 @@ async def test_package_photos_come_out_safe(sqlite_database: Database, tmp_path:
     for name, verdict in zip(names, verdicts, strict=True):
         assert verdict.status is CheckStatus.CHECKED, (name, verdict.problem)
         assert not verdict.flagged, (name, verdict.scores, verdict.labels)
-        assert verdict.phash is not None and len(verdict.phash) == 16
+        # Nothing uses a safe photo's hash when the guild has no confirmed hashes: none is computed.
+        assert verdict.phash is None
         assert set(verdict.scores) >= {"sexual_explicit", "suggestive"}
+
+
+async def test_a_photo_is_hashed_only_where_the_hash_is_used(tmp_path: Path) -> None:
+    """Matching a guild's confirmed hashes, and a flagged photo's case, need the hash; nothing else does."""
+    registry = ModelRegistry(device="cpu")
+    checker, scanner = ImageChecker(registry), ImageChecker(registry, hash_every_image=True)
+    data = photo(corpus.PHOTO_NAMES[0])
+    try:
+        unknown = KnownHash("0" * 16, case_id=None)
+        matched = await checker.check_image(data, known_hashes=[unknown])
+        plain = await checker.check_image(data)
+        flagged = await checker.check_image(data, guild_policy=FLAG_EVERY_IMAGE)
+        scanned = await scanner.check_image(data)
+    finally:
+        await checker.close()
+        await scanner.close()
+        await registry.close()
+    assert matched.status is CheckStatus.CHECKED and matched.phash is not None
+    assert plain.phash is None and not plain.flagged
+    assert flagged.flagged and flagged.phash == matched.phash == scanned.phash
 
 
 HOSTILE: list[tuple[str, bytes, CheckStatus, str | None]] = [
