@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.services.moderation.decisions import Decision, Level, category_scores, decide, repeat_decision
+from bot.services.moderation.detector_frames import DetectorFrames
 from bot.services.moderation.policy import DEFAULT_POLICY, Action, CategoryRule, Policy
 from inference.batcher import BatcherClosed, QueueFull
 from inference.images import (
@@ -26,10 +27,11 @@ from inference.images import (
     ImageLimits,
     ImageRejected,
     decode_image,
+    decodes_alike,
     hamming,
     phash,
 )
-from inference.moderation import NUDENET, ImageModerator, register_moderation_models
+from inference.moderation import NUDENET, ImageModerator, at_moderation_scale, register_moderation_models
 from inference.registry import ModelRegistry, ModelUnavailable
 
 if TYPE_CHECKING:
@@ -61,6 +63,9 @@ class CheckStatus(StrEnum):
 class ExtraDetector(Protocol):
     """An additional detector (OpenAI moderation, a trained classifier) adding category scores.
 
+    It looks at ``frames``: decoded at the caps' fixed side (not at NudeNet's and open_nsfw's scale),
+    from the same bytes, when the first detector asks for them (`DetectorFrames`).
+
     Scores use the names in `moderation_policy.CATEGORIES` (or OpenAI's, which are mapped). A detector
     that fails is logged and left out; the local models still decide. ``guild_id`` is the server the
     image was posted in (None outside one), for detectors that differ per server.
@@ -70,7 +75,7 @@ class ExtraDetector(Protocol):
     def name(self) -> str: ...
 
     async def scores(
-        self, data: bytes, decoded: DecodedImage, *, guild_id: int | None = None
+        self, data: bytes, frames: DetectorFrames, *, guild_id: int | None = None
     ) -> Mapping[str, float]: ...
 
     async def close(self) -> None: ...
@@ -181,9 +186,13 @@ class CheckedImage:
     """The caps the frames were decoded under: frame count and scale follow from them."""
 
     def frames_under(self, limits: ImageLimits) -> DecodedImage | None:
-        """The decoded frames when ``limits`` are the caps they were decoded under (the same frames at
-        the same scale), else None: a reader with other caps decodes the bytes itself."""
-        return self.decoded if limits == self.limits else None
+        """The decoded frames when decoding under ``limits`` gives the same frames at the same scale
+        (`decodes_alike`: the same caps, or an image neither scale shrinks), else None: a reader at
+        another scale (photo comments' 640 px for an image moderation decoded at its models' scale)
+        decodes the bytes itself."""
+        if self.decoded is None or not decodes_alike(self.decoded, self.limits, limits):
+            return None
+        return self.decoded
 
 
 @dataclass(frozen=True)
@@ -214,7 +223,9 @@ class ImageChecker:
         if not registry.is_registered(NUDENET):
             register_moderation_models(registry, intra_op_threads=model_threads)
         self.registry = registry
-        self.limits = limits or ImageLimits()
+        # The caps as given, for the extra detectors; the models' frames are decoded at their own scale.
+        self.detector_limits = limits or ImageLimits()
+        self.limits = at_moderation_scale(self.detector_limits)
         self.extra_detectors = list(extra_detectors)
         self.hash_every_image = hash_every_image
         self._moderator = ImageModerator(registry)
@@ -298,7 +309,7 @@ class ImageChecker:
                     status=CheckStatus.REPEAT, decision=decision, elapsed_ms=_ms_since(started), **facts
                 )
         extra_task = (
-            asyncio.ensure_future(self._extra_scores(data, image, guild_id)) if self.extra_detectors else None
+            asyncio.ensure_future(self._extra_scores(data, guild_id)) if self.extra_detectors else None
         )
         try:
             analysis = await self._moderator.analyse(image)
@@ -377,7 +388,7 @@ class ImageChecker:
             "frames_total": image.n_frames_total,
         }
         extra_task = (
-            asyncio.ensure_future(self._extra_scores(data, image, guild_id)) if self.extra_detectors else None
+            asyncio.ensure_future(self._extra_scores(data, guild_id)) if self.extra_detectors else None
         )
         try:
             analysis = await self._moderator.analyse(image)
@@ -425,11 +436,12 @@ class ImageChecker:
         image = decode_image(data, limits=self.limits)
         return _Decoded(image=image, phash=phash(image.frames[0]) if with_hash else None)
 
-    async def _extra_scores(self, data: bytes, image: DecodedImage, guild_id: int | None) -> dict[str, float]:
+    async def _extra_scores(self, data: bytes, guild_id: int | None) -> dict[str, float]:
         combined: dict[str, float] = {}
+        frames = DetectorFrames(data, self.detector_limits, self._decode_pool)
         for detector in self.extra_detectors:
             try:
-                scores = await detector.scores(data, image, guild_id=guild_id)
+                scores = await detector.scores(data, frames, guild_id=guild_id)
             except Exception:
                 log.warning("extra detector %s failed; deciding without it", detector.name, exc_info=True)
                 continue

@@ -13,8 +13,10 @@ import pytest
 
 from bot.services.moderation.checker import CheckStatus, ImageChecker, KnownHash, Verdict
 from bot.services.moderation.decisions import Level
+from bot.services.moderation.detector_frames import DetectorFrames
 from bot.services.moderation.openai_detector import OpenAIImageDetector
 from bot.services.moderation.policy_json import parse_policy
+from inference.images import ImageLimits
 from inference.moderation import NUDENET, OPEN_NSFW
 from inference.registry import ModelRegistry
 from inference.remote.moderation_api import OpenAIModerationClient
@@ -199,3 +201,40 @@ async def test_openai_second_opinion_adds_scores_and_never_blocks() -> None:
         finally:
             await checker.close()
             await registry.close()
+
+
+class _FrameSizes:
+    """An extra detector that only notes the size of the frames it is given."""
+
+    name = "frame-sizes"
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, int]] = []
+
+    async def scores(
+        self, data: bytes, frames: DetectorFrames, *, guild_id: int | None = None
+    ) -> dict[str, float]:
+        self.sizes.append((await frames.get()).frames[0].size)
+        return {}
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_the_models_see_their_scale_and_extra_detectors_the_caps_fixed_side() -> None:
+    """A 1600x1200 JPEG: NudeNet and open_nsfw get it decoded at 1/4 scale, the extra detectors (custom
+    classifiers, OpenAI) at the 640 px they were built on, from the same bytes."""
+    registry = ModelRegistry(device="cpu")
+    detector = _FrameSizes()
+    checker = ImageChecker(registry, extra_detectors=[detector])
+    data = corpus.encode(corpus.gradient(1600, 1200), "JPEG")
+    try:
+        checked = await checker.inspect(data)
+    finally:
+        await checker.close()
+        await registry.close()
+    assert checked.verdict.status is CheckStatus.CHECKED
+    assert checked.decoded is not None and checked.decoded.frames[0].size == (400, 300)
+    assert detector.sizes == [(640, 480)]
+    # Photo comments decode at 640 px under the same caps: these frames are not theirs to take.
+    assert checked.frames_under(ImageLimits()) is None
