@@ -1,7 +1,8 @@
 """Raw image-moderation model outputs for the moderation service: no thresholds, no policy.
 
 Every sampled frame goes through NudeNet and open_nsfw at the same time, each via its model's batcher,
-so frames of one post and posts from many users share batches.
+so frames of one post and posts from many users share batches. ``at_moderation_scale`` gives the caps
+under which to decode for them: at the models' own scale, so that each model resizes once.
 """
 
 from __future__ import annotations
@@ -9,27 +10,32 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, TypeVar
 
 from inference.device import Device
-from inference.images import DecodedImage
+from inference.images import DecodedImage, ImageLimits
 from inference.registry import BatchConfig, ModelKey, ModelRegistry
 from inference.runners.nudenet import Detection, ImageInput, NudeNetRunner
 from inference.runners.open_nsfw import OpenNsfwRunner
 from inference.threads import default_threads
 
 __all__ = [
+    "MODERATION_SIDES",
     "NUDENET",
     "OPEN_NSFW",
     "FrameAnalysis",
     "ImageAnalysis",
     "ImageModerator",
+    "at_moderation_scale",
     "register_moderation_models",
 ]
 
 NUDENET: Final = ModelKey[ImageInput, list[Detection]]("nudenet")
 OPEN_NSFW: Final = ModelKey[ImageInput, float]("open_nsfw")
+# The least (long, short) sides both models need: NudeNet's letterbox brings the long side to 320 px,
+# open_nsfw stretches both sides to 256 px before its 224 px crop.
+MODERATION_SIDES: Final = (320, 256)
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -59,6 +65,11 @@ def register_moderation_models(
 
     registry.register(NUDENET, nudenet, batch=batch)
     registry.register(OPEN_NSFW, open_nsfw, batch=batch)
+
+
+def at_moderation_scale(limits: ImageLimits) -> ImageLimits:
+    """``limits``' caps, decoding at the scale NudeNet and open_nsfw need rather than at a fixed side."""
+    return replace(limits, max_side_for_models=None, least_sides_for_models=MODERATION_SIDES)
 
 
 @dataclass(frozen=True)

@@ -257,7 +257,9 @@ async def scan_files(
     registry = ModelRegistry(device=device)
     detector = ClassifierDetector(classifiers, registry) if classifiers is not None else None
     extra: list[ExtraDetector] = [detector] if detector is not None else []
-    checker = ImageChecker(registry, limits=limits, extra_detectors=extra, model_threads=threads)
+    checker = ImageChecker(
+        registry, limits=limits, extra_detectors=extra, model_threads=threads, hash_every_image=True
+    )
     gate = asyncio.Semaphore(_CONCURRENCY)
 
     async def one(path: Path) -> dict[str, Any]:

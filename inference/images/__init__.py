@@ -4,7 +4,13 @@ perceptual hashes.
 
 from __future__ import annotations
 
-from inference.images.decode import DecodedImage, decode_image, decode_image_async, sample_frame_indices
+from inference.images.decode import (
+    DecodedImage,
+    decode_image,
+    decode_image_async,
+    decodes_alike,
+    sample_frame_indices,
+)
 from inference.images.limits import SIZE_REASON_CODES, ImageLimits, ImageRejected
 from inference.images.perceptual_hash import hamming, phash
 
@@ -15,6 +21,7 @@ __all__ = [
     "ImageRejected",
     "decode_image",
     "decode_image_async",
+    "decodes_alike",
     "hamming",
     "phash",
     "sample_frame_indices",

@@ -17,7 +17,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from PIL import Image
@@ -30,7 +30,13 @@ from inference.images.formats import (
     open_image,
     sniff_rejection,
 )
-from inference.images.frames import DRAFT_FORMATS, exif_orientation, prepare_frame, request_draft
+from inference.images.frames import (
+    DRAFT_FORMATS,
+    exif_orientation,
+    keeps_full_size,
+    prepare_frame,
+    request_draft,
+)
 from inference.images.limits import (
     ImageLimits,
     ImageRejected,
@@ -45,6 +51,7 @@ __all__ = [
     "DecodedImage",
     "decode_image",
     "decode_image_async",
+    "decodes_alike",
     "sample_frame_indices",
 ]
 
@@ -64,6 +71,25 @@ class DecodedImage:
     @property
     def pixels(self) -> int:
         return self.width * self.height
+
+
+def decodes_alike(decoded: DecodedImage, decoded_under: ImageLimits, limits: ImageLimits) -> bool:
+    """Whether decoding the bytes of ``decoded`` (decoded under ``decoded_under``) under ``limits`` gives
+    the same frames: the same caps, or caps that differ only in scale while neither scale shrinks this
+    image (its frames are at full size, and would be under ``limits`` too)."""
+    if limits == decoded_under:
+        return True
+    same_caps = replace(
+        limits,
+        max_side_for_models=decoded_under.max_side_for_models,
+        least_sides_for_models=decoded_under.least_sides_for_models,
+    )
+    if same_caps != decoded_under:
+        return False
+    full_size = (decoded.width, decoded.height)
+    return all(frame.size == full_size for frame in decoded.frames) and keeps_full_size(
+        decoded.width, decoded.height, limits
+    )
 
 
 def sample_frame_indices(n_frames: int, max_frames: int) -> list[int]:
@@ -105,7 +131,7 @@ def _decode_frames(
         if decoded_pixels > limits.max_animation_pixels:
             raise animation_too_large(image.size)
         if index in wanted:
-            frames.append(prepare_frame(image, orientation, limits.max_side_for_models))
+            frames.append(prepare_frame(image, orientation, limits))
     return frames
 
 

@@ -1,7 +1,7 @@
 """Turning Pillow frames into the RGB frames the models see.
 
 Covers reduced-scale JPEG decoding, conversion of any Pillow mode to RGB (alpha composited on grey,
-high bit depths scaled), downscaling to the models' input size and undoing EXIF orientation.
+high bit depths scaled), downscaling towards the models' input size and undoing EXIF orientation.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from PIL import Image
 
 from inference.images.limits import ImageLimits
 
-__all__ = ["to_rgb"]
+__all__ = ["keeps_full_size", "to_rgb", "whole_reduction"]
 
 # Transparent pixels are shown on Discord's dark and light themes alike; mid grey keeps both dark and
 # light strokes of a transparent image visible to the models.
@@ -89,25 +89,62 @@ def _fit(image: Image.Image, max_side: int | None) -> Image.Image:
     return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
-def prepare_frame(image: Image.Image, orientation: int, max_side: int | None) -> Image.Image:
-    frame = _fit(to_rgb(image), max_side)
+def whole_reduction(width: int, height: int, least_sides: tuple[int, int] | None) -> int:
+    """The largest whole factor an image shrinks by and keeps ``least_sides`` (long, short); at least 1."""
+    if least_sides is None:
+        return 1
+    least_long, least_short = least_sides
+    return max(1, min(max(width, height) // least_long, min(width, height) // least_short))
+
+
+def _reduced_rgb(image: Image.Image, least_sides: tuple[int, int] | None) -> Image.Image:
+    """An RGB copy of ``image`` box-reduced by ``whole_reduction``: the cheapest shrink there is, which
+    leaves each model one resize of its own from a frame less than twice its input."""
+    factor = whole_reduction(image.width, image.height, least_sides)
+    if factor == 1:
+        return to_rgb(image)
+    if image.mode in ("RGB", "L"):
+        # Reduced before conversion: converting the full-size frame first would copy it for nothing.
+        return to_rgb(image.reduce(factor))
+    return to_rgb(image).reduce(factor)
+
+
+def prepare_frame(image: Image.Image, orientation: int, limits: ImageLimits) -> Image.Image:
+    frame = _fit(_reduced_rgb(image, limits.least_sides_for_models), limits.max_side_for_models)
     transpose = _ORIENTATION_TRANSPOSE.get(orientation)
     return frame.transpose(transpose) if transpose is not None else frame
+
+
+def _keeps_sides(width: int, height: int, reduction: int, limits: ImageLimits) -> bool:
+    """Whether a JPEG decoded at 1/``reduction`` scale still has the sides the models need."""
+    long_side, short_side = -(-max(width, height) // reduction), -(-min(width, height) // reduction)
+    if limits.least_sides_for_models is not None:
+        least_long, least_short = limits.least_sides_for_models
+        return long_side >= least_long and short_side >= least_short
+    max_side = limits.max_side_for_models
+    return max_side is not None and max(width, height) // reduction > max_side
 
 
 def _draft_reduction(width: int, height: int, limits: ImageLimits) -> int:
     """How far a JPEG decodes reduced: at most as far as keeps the models' input size, and at least as
     far as brings the decoded pixels within ``max_pixels``."""
-    max_side = limits.max_side_for_models
-    for_models = max(
-        (r for r in _DRAFT_REDUCTIONS if max_side is not None and max(width, height) // r > max_side),
-        default=1,
-    )
+    for_models = max((r for r in _DRAFT_REDUCTIONS if _keeps_sides(width, height, r, limits)), default=1)
     within_cap = next(
         (r for r in _DRAFT_REDUCTIONS if -(-width // r) * -(-height // r) <= limits.max_pixels),
         _DRAFT_REDUCTIONS[-1],
     )
     return max(for_models, within_cap)
+
+
+def keeps_full_size(width: int, height: int, limits: ImageLimits) -> bool:
+    """Whether an image of this (oriented) size is decoded at full size under ``limits``: no reduced-scale
+    JPEG decoding, no whole-factor reduction and no downscaling to a fixed side."""
+    if limits.max_side_for_models is not None and max(width, height) > limits.max_side_for_models:
+        return False
+    if whole_reduction(width, height, limits.least_sides_for_models) > 1:
+        return False
+    # Orientation swaps the sides, which changes neither rule above nor this one.
+    return _draft_reduction(width, height, limits) == 1
 
 
 def request_draft(image: Image.Image, limits: ImageLimits) -> None:

@@ -25,7 +25,10 @@ class ImageLimits:
     it (Pillow does roughly 75 MP/s on one core, so the default bounds that to about 1.5 s).
     ``max_animation_frames`` bounds the per-frame overhead of very long animations of tiny frames.
     ``max_side_for_models`` downscales frames because the models look at 224-320 px inputs; ``None``
-    keeps full resolution.
+    keeps full resolution. ``least_sides_for_models`` (long side, short side), when set, decodes at the
+    models' own scale instead: a JPEG at the smallest 1/2, 1/4 or 1/8 scale that keeps both sides, any
+    frame then box-reduced by the largest whole factor that still keeps them, so that each model resizes
+    once from a frame less than twice its input (moderation: ``inference.moderation.MODERATION_SIDES``).
 
     ``max_pixels`` caps the pixels actually decoded. A JPEG decodes at 1/2, 1/4 or 1/8 scale, so a larger
     one is checked at a reduced size; ``max_jpeg_declared_pixels`` still bounds what its header may
@@ -42,6 +45,7 @@ class ImageLimits:
     max_animation_frames: int = 2000
     max_animation_pixels: int = 120_000_000
     max_side_for_models: int | None = 640
+    least_sides_for_models: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.max_bytes <= 0 or self.max_pixels <= 0 or self.max_animation_pixels <= 0:
@@ -52,6 +56,9 @@ class ImageLimits:
             raise ValueError("max_frames must be at least 1")
         if self.max_side_for_models is not None and self.max_side_for_models < 16:
             raise ValueError("max_side_for_models must be at least 16 (or None)")
+        least = self.least_sides_for_models
+        if least is not None and not 16 <= least[1] <= least[0]:
+            raise ValueError("least_sides_for_models must be (long, short) with 16 <= short <= long")
 
 
 class ImageRejected(Exception):

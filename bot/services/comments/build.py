@@ -98,8 +98,9 @@ def build_comment_service(
 ) -> CommentService:
     """The service for the bot (with database and moderation gate) or the command line (without).
 
-    Photos are decoded under moderation's caps (its configuration, not a setting read here): the same
-    caps give the same frames, so a photo moderation decoded is not decoded again for its comment.
+    Photos are decoded under moderation's caps (its configuration, not a setting read here), at
+    perception's 640 px: a photo that moderation decoded at the same scale (one neither scale shrinks)
+    is not decoded again for its comment.
     """
     options = comment_options(settings)
     config = moderation.config if moderation is not None else moderation_config(settings)

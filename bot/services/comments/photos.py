@@ -1,9 +1,11 @@
 """A post's photos on their way to a comment: the ones moderation downloaded taken from it, the rest fetched.
 
 In a channel where moderation runs too, moderation hands over the bytes it downloaded and the frames it
-decoded with its verdict (`VerdictFeed.wait_and_take`), so a commented photo is fetched once and, under
-the same decoding caps, decoded once. Whatever moderation did not hand over (it is not running, the post
-is exempt, the image was past its per-post limit, the verdict came late) is downloaded here, once.
+decoded with its verdict (`VerdictFeed.wait_and_take`), so a commented photo is fetched once and, where
+moderation's frames are at perception's scale (an image small enough that neither shrinks it), decoded
+once; a larger one is decoded again here at 640 px, since moderation's models decode it smaller.
+Whatever moderation did not hand over (it is not running, the post is exempt, the image was past its
+per-post limit, the verdict came late) is downloaded here, once.
 """
 
 from __future__ import annotations

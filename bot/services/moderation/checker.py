@@ -2,7 +2,8 @@
 
 `ImageChecker` is what `lumi scan`, the benchmark and the moderation service share. Decoding and hashing
 run on a small thread pool of their own; the models run on their own threads behind their batchers, so
-the event loop only schedules work.
+the event loop only schedules work. The perceptual hash is computed only where it is used: to match the
+confirmed hashes of a guild that has some, and on a flagged image, whose case keeps it.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.services.moderation.decisions import Decision, Level, category_scores, decide, repeat_decision
+from bot.services.moderation.detector_frames import DetectorFrames
 from bot.services.moderation.policy import DEFAULT_POLICY, Action, CategoryRule, Policy
 from inference.batcher import BatcherClosed, QueueFull
 from inference.images import (
@@ -25,10 +27,11 @@ from inference.images import (
     ImageLimits,
     ImageRejected,
     decode_image,
+    decodes_alike,
     hamming,
     phash,
 )
-from inference.moderation import NUDENET, ImageModerator, register_moderation_models
+from inference.moderation import NUDENET, ImageModerator, at_moderation_scale, register_moderation_models
 from inference.registry import ModelRegistry, ModelUnavailable
 
 if TYPE_CHECKING:
@@ -60,6 +63,9 @@ class CheckStatus(StrEnum):
 class ExtraDetector(Protocol):
     """An additional detector (OpenAI moderation, a trained classifier) adding category scores.
 
+    It looks at ``frames``: decoded at the caps' fixed side (not at NudeNet's and open_nsfw's scale),
+    from the same bytes, when the first detector asks for them (`DetectorFrames`).
+
     Scores use the names in `policy.CATEGORIES` (or OpenAI's, which are mapped). A detector
     that fails is logged and left out; the local models still decide. ``guild_id`` is the server the
     image was posted in (None outside one), for detectors that differ per server.
@@ -69,7 +75,7 @@ class ExtraDetector(Protocol):
     def name(self) -> str: ...
 
     async def scores(
-        self, data: bytes, decoded: DecodedImage, *, guild_id: int | None = None
+        self, data: bytes, frames: DetectorFrames, *, guild_id: int | None = None
     ) -> Mapping[str, float]: ...
 
     async def close(self) -> None: ...
@@ -180,15 +186,20 @@ class CheckedImage:
     """The caps the frames were decoded under: frame count and scale follow from them."""
 
     def frames_under(self, limits: ImageLimits) -> DecodedImage | None:
-        """The decoded frames when ``limits`` are the caps they were decoded under (the same frames at
-        the same scale), else None: a reader with other caps decodes the bytes itself."""
-        return self.decoded if limits == self.limits else None
+        """The decoded frames when decoding under ``limits`` gives the same frames at the same scale
+        (`decodes_alike`: the same caps, or an image neither scale shrinks), else None: a reader at
+        another scale (photo comments' 640 px for an image moderation decoded at its models' scale)
+        decodes the bytes itself."""
+        if self.decoded is None or not decodes_alike(self.decoded, self.limits, limits):
+            return None
+        return self.decoded
 
 
 @dataclass(frozen=True)
 class _Decoded:
     image: DecodedImage
-    phash: str
+    phash: str | None
+    """None when nothing asked for it yet."""
 
 
 class ImageChecker:
@@ -202,13 +213,21 @@ class ImageChecker:
         extra_detectors: Sequence[ExtraDetector] = (),
         decode_threads: int = 2,
         model_threads: int | None = None,
+        hash_every_image: bool = False,
     ) -> None:
-        """``model_threads``: CPU threads of each moderation model (None: half the cores)."""
+        """``model_threads``: CPU threads of each moderation model (None: half the cores).
+
+        ``hash_every_image``: give every checked image's verdict its perceptual hash (`lumi scan` prints
+        it); otherwise only a verdict that needs it has one (repeat matching, a flagged image).
+        """
         if not registry.is_registered(NUDENET):
             register_moderation_models(registry, intra_op_threads=model_threads)
         self.registry = registry
-        self.limits = limits or ImageLimits()
+        # The caps as given, for the extra detectors; the models' frames are decoded at their own scale.
+        self.detector_limits = limits or ImageLimits()
+        self.limits = at_moderation_scale(self.detector_limits)
         self.extra_detectors = list(extra_detectors)
+        self.hash_every_image = hash_every_image
         self._moderator = ImageModerator(registry)
         self._decode_pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="lumi-decode")
 
@@ -237,8 +256,12 @@ class ImageChecker:
         """`check_image`, keeping the frames the verdict was reached on for whoever looks at it next."""
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
+        # Known hashes are worth a hash only when the guild matches re-posts at all.
+        matching = guild_policy.repeat_matching and bool(known_hashes)
         try:
-            decoded = await loop.run_in_executor(self._decode_pool, self._decode, data)
+            decoded = await loop.run_in_executor(
+                self._decode_pool, self._decode, data, matching or self.hash_every_image
+            )
         except ImageRejected as rejected:
             width, height = rejected.size or (0, 0)
             verdict = Verdict(
@@ -253,6 +276,10 @@ class ImageChecker:
             )
             return CheckedImage(verdict, None, self.limits)
         verdict = await self._judge(data, decoded, guild_policy, known_hashes, guild_id, started)
+        if verdict.phash is None and verdict.flagged:
+            # A flagged image becomes a case, which keeps the hash so that a confirmed case catches re-posts.
+            image_hash = await loop.run_in_executor(self._decode_pool, phash, decoded.image.frames[0])
+            verdict = replace(verdict, phash=image_hash)
         return CheckedImage(verdict, decoded.image, self.limits)
 
     async def _judge(
@@ -271,7 +298,7 @@ class ImageChecker:
             "width": image.width,
             "height": image.height,
         }
-        if guild_policy.repeat_matching:
+        if guild_policy.repeat_matching and decoded.phash is not None:
             match = _closest(decoded.phash, known_hashes, guild_policy.repeat_max_distance)
             if match is not None:
                 known, distance = match
@@ -282,7 +309,7 @@ class ImageChecker:
                     status=CheckStatus.REPEAT, decision=decision, elapsed_ms=_ms_since(started), **facts
                 )
         extra_task = (
-            asyncio.ensure_future(self._extra_scores(data, image, guild_id)) if self.extra_detectors else None
+            asyncio.ensure_future(self._extra_scores(data, guild_id)) if self.extra_detectors else None
         )
         try:
             analysis = await self._moderator.analyse(image)
@@ -342,7 +369,8 @@ class ImageChecker:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
-            decoded = await loop.run_in_executor(self._decode_pool, self._decode, data)
+            # The playground shows the hash, as `lumi scan` does.
+            decoded = await loop.run_in_executor(self._decode_pool, self._decode, data, True)
         except ImageRejected as rejected:
             width, height = rejected.size or (0, 0)
             scored = ScoredImage(
@@ -360,7 +388,7 @@ class ImageChecker:
             "frames_total": image.n_frames_total,
         }
         extra_task = (
-            asyncio.ensure_future(self._extra_scores(data, image, guild_id)) if self.extra_detectors else None
+            asyncio.ensure_future(self._extra_scores(data, guild_id)) if self.extra_detectors else None
         )
         try:
             analysis = await self._moderator.analyse(image)
@@ -404,15 +432,16 @@ class ImageChecker:
         """The rules of the custom classifiers' own categories, which join the policy for ``guild_id``."""
         return self._extra_rules(guild_id)
 
-    def _decode(self, data: bytes) -> _Decoded:
+    def _decode(self, data: bytes, with_hash: bool) -> _Decoded:
         image = decode_image(data, limits=self.limits)
-        return _Decoded(image=image, phash=phash(image.frames[0]))
+        return _Decoded(image=image, phash=phash(image.frames[0]) if with_hash else None)
 
-    async def _extra_scores(self, data: bytes, image: DecodedImage, guild_id: int | None) -> dict[str, float]:
+    async def _extra_scores(self, data: bytes, guild_id: int | None) -> dict[str, float]:
         combined: dict[str, float] = {}
+        frames = DetectorFrames(data, self.detector_limits, self._decode_pool)
         for detector in self.extra_detectors:
             try:
-                scores = await detector.scores(data, image, guild_id=guild_id)
+                scores = await detector.scores(data, frames, guild_id=guild_id)
             except Exception:
                 log.warning("extra detector %s failed; deciding without it", detector.name, exc_info=True)
                 continue

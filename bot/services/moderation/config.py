@@ -52,6 +52,7 @@ class ModerationConfig:
 
     @property
     def image_limits(self) -> ImageLimits:
-        """The caps every posted image is decoded under; photo comments decode under the same ones, so
-        they can take the frames moderation decoded."""
+        """The caps every posted image is decoded under. Photo comments decode under them at 640 px;
+        moderation's models at their own, smaller scale (`at_moderation_scale`), so comments take the
+        frames moderation decoded only for an image neither scale shrinks (`CheckedImage.frames_under`)."""
         return ImageLimits(max_bytes=self.max_image_bytes)

@@ -10,6 +10,7 @@ import asyncio
 import io
 from collections.abc import Mapping
 
+from bot.services.moderation.detector_frames import DetectorFrames
 from inference.images import DecodedImage
 from inference.remote.moderation_api import OpenAIModerationClient
 
@@ -25,9 +26,9 @@ class OpenAIImageDetector:
         self.client = client
 
     async def scores(
-        self, data: bytes, decoded: DecodedImage, *, guild_id: int | None = None
+        self, data: bytes, frames: DetectorFrames, *, guild_id: int | None = None
     ) -> Mapping[str, float]:
-        jpeg = await asyncio.to_thread(_jpeg, decoded)
+        jpeg = await asyncio.to_thread(_jpeg, await frames.get())
         return await self.client.score_image(jpeg, mime_type="image/jpeg")
 
     async def close(self) -> None:

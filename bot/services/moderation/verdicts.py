@@ -12,7 +12,8 @@ cap the number of images per post differently and a download can fail on one sid
 moderation did not see is simply not in the verdict, and whoever needs it checks it.
 
 With the verdict, moderation hands over the images it downloaded and the frames it decoded
-(`wait_and_take`), so a commented photo is fetched once. Those are held only for a reader already
+(`wait_and_take`), so a commented photo is fetched once (and decoded once where moderation's frames are
+at the reader's scale, `CheckedImage.frames_under`). Those are held only for a reader already
 waiting when the verdict comes, and only until that reader resumes: the feed never keeps image bytes
 for the lifetime of a verdict, so its memory is bounded by the readers in flight, each holding one
 post's images (at most `MODERATION_MAX_IMAGES_PER_MESSAGE` of at most `MODERATION_MAX_IMAGE_MB`).

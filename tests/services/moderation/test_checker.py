@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.services.moderation.checker import CheckStatus, ImageChecker, Verdict
+from bot.services.moderation.checker import CheckStatus, ImageChecker, KnownHash, Verdict
 from bot.services.moderation.decisions import Level
+from bot.services.moderation.detector_frames import DetectorFrames
 from bot.services.moderation.openai_detector import OpenAIImageDetector
 from bot.services.moderation.policy_json import parse_policy
+from inference.images import ImageLimits
 from inference.moderation import NUDENET, OPEN_NSFW
 from inference.registry import ModelRegistry
 from inference.remote.moderation_api import OpenAIModerationClient
@@ -36,8 +38,29 @@ async def test_package_photos_come_out_safe(sqlite_database: Database, tmp_path:
     for name, verdict in zip(names, verdicts, strict=True):
         assert verdict.status is CheckStatus.CHECKED, (name, verdict.problem)
         assert not verdict.flagged, (name, verdict.scores, verdict.labels)
-        assert verdict.phash is not None and len(verdict.phash) == 16
+        # Nothing uses a safe photo's hash when the guild has no confirmed hashes: none is computed.
+        assert verdict.phash is None
         assert set(verdict.scores) >= {"sexual_explicit", "suggestive"}
+
+
+async def test_a_photo_is_hashed_only_where_the_hash_is_used(tmp_path: Path) -> None:
+    """Matching a guild's confirmed hashes, and a flagged photo's case, need the hash; nothing else does."""
+    registry = ModelRegistry(device="cpu")
+    checker, scanner = ImageChecker(registry), ImageChecker(registry, hash_every_image=True)
+    data = photo(corpus.PHOTO_NAMES[0])
+    try:
+        unknown = KnownHash("0" * 16, case_id=None)
+        matched = await checker.check_image(data, known_hashes=[unknown])
+        plain = await checker.check_image(data)
+        flagged = await checker.check_image(data, guild_policy=FLAG_EVERY_IMAGE)
+        scanned = await scanner.check_image(data)
+    finally:
+        await checker.close()
+        await scanner.close()
+        await registry.close()
+    assert matched.status is CheckStatus.CHECKED and matched.phash is not None
+    assert plain.phash is None and not plain.flagged
+    assert flagged.flagged and flagged.phash == matched.phash == scanned.phash
 
 
 HOSTILE: list[tuple[str, bytes, CheckStatus, str | None]] = [
@@ -178,3 +201,40 @@ async def test_openai_second_opinion_adds_scores_and_never_blocks() -> None:
         finally:
             await checker.close()
             await registry.close()
+
+
+class _FrameSizes:
+    """An extra detector that only notes the size of the frames it is given."""
+
+    name = "frame-sizes"
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, int]] = []
+
+    async def scores(
+        self, data: bytes, frames: DetectorFrames, *, guild_id: int | None = None
+    ) -> dict[str, float]:
+        self.sizes.append((await frames.get()).frames[0].size)
+        return {}
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_the_models_see_their_scale_and_extra_detectors_the_caps_fixed_side() -> None:
+    """A 1600x1200 JPEG: NudeNet and open_nsfw get it decoded at 1/4 scale, the extra detectors (custom
+    classifiers, OpenAI) at the 640 px they were built on, from the same bytes."""
+    registry = ModelRegistry(device="cpu")
+    detector = _FrameSizes()
+    checker = ImageChecker(registry, extra_detectors=[detector])
+    data = corpus.encode(corpus.gradient(1600, 1200), "JPEG")
+    try:
+        checked = await checker.inspect(data)
+    finally:
+        await checker.close()
+        await registry.close()
+    assert checked.verdict.status is CheckStatus.CHECKED
+    assert checked.decoded is not None and checked.decoded.frames[0].size == (400, 300)
+    assert detector.sizes == [(640, 480)]
+    # Photo comments decode at 640 px under the same caps: these frames are not theirs to take.
+    assert checked.frames_under(ImageLimits()) is None

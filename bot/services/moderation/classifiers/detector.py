@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from bot.services.moderation.classifiers.catalog import REGISTRY_FILE, ClassifierCatalog, classifier_catalog
 from bot.services.moderation.classifiers.checks import verify_classifier
 from bot.services.moderation.classifiers.entries import RegisteredClassifier
+from bot.services.moderation.detector_frames import DetectorFrames
 from bot.services.moderation.policy import CategoryRule
 from inference.batcher import BatcherClosed, QueueFull
 from inference.classifier import ClassifierInput, ClassScores, KerasClassifierRunner
@@ -58,13 +59,14 @@ class ClassifierDetector:
         self._sync_lock = asyncio.Lock()
 
     async def scores(
-        self, data: bytes, decoded: DecodedImage, *, guild_id: int | None = None
+        self, data: bytes, frames: DetectorFrames, *, guild_id: int | None = None
     ) -> Mapping[str, float]:
         everything = await self.catalog.current()
         await self._sync(everything)
         active = [entry for entry in everything if entry.applies_to(guild_id)]
         if not active:
             return {}
+        decoded = await frames.get()
         results = await asyncio.gather(*(self._score(entry, decoded) for entry in active))
         combined: dict[str, float] = {}
         for entry, score in zip(active, results, strict=True):
