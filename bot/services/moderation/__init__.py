@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from bot.services.moderation.build import build_moderation_service, moderation_config
 from bot.services.moderation.cases import CaseChoice, PendingDecision, allowed_choices, case_category
-from bot.services.moderation.checker import CheckedImage, CheckStatus, ExtraDetector, ImageChecker, Verdict
+from bot.services.moderation.check_results import CheckedImage, CheckStatus, ExtraDetector, Verdict
+from bot.services.moderation.checker import ImageChecker
 from bot.services.moderation.classifiers import (
     ClassifierCatalog,
     ClassifierDetector,

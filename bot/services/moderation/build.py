@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from bot.config import Settings
 from bot.services.image_fetch import ImageFetcher
-from bot.services.moderation.checker import ExtraDetector, ImageChecker
+from bot.services.moderation.check_results import ExtraDetector
+from bot.services.moderation.checker import ImageChecker
 from bot.services.moderation.classifiers import ClassifierDetector, classifier_catalog
 from bot.services.moderation.config import ModerationConfig
 from bot.services.moderation.openai_detector import OpenAIImageDetector

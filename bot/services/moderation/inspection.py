@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.services.moderation.checker import CheckStatus, Verdict
+from bot.services.moderation.check_results import CheckStatus, Verdict
 from bot.services.moderation.decisions import Decision, Level, decide, too_large_to_check, unchecked_decision
 from bot.services.moderation.policy import Action, CategoryRule, Policy
 from inference.images import SIZE_REASON_CODES, DecodedImage

@@ -10,7 +10,7 @@ import asyncio
 from collections import defaultdict
 
 from bot.services.moderation.cases import case_category
-from bot.services.moderation.checker import KnownHash
+from bot.services.moderation.check_results import KnownHash
 from storage.db import Database
 from storage.repo import cases as repo_cases
 

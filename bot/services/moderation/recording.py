@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.services.image_fetch import FetchedImage
 from bot.services.moderation.cases import case_or_error
-from bot.services.moderation.checker import Verdict
+from bot.services.moderation.check_results import Verdict
 from bot.services.moderation.evidence import EvidenceStore
 from bot.services.moderation.policy import Action
 from bot.services.moderation.problems import ProblemLog

@@ -23,7 +23,7 @@ from bot.services.moderation.cases import (
     case_or_error,
     refusal,
 )
-from bot.services.moderation.checker import KnownHash
+from bot.services.moderation.check_results import KnownHash
 from bot.services.moderation.evidence import EvidenceStore
 from bot.services.moderation.guild_config import GuildModeration
 from bot.services.moderation.known_hashes import KnownHashes

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.services.image_fetch import FetchedImage
-from bot.services.moderation.checker import CheckedImage, CheckStatus, ImageChecker, KnownHash, Verdict
+from bot.services.moderation.check_results import CheckedImage, CheckStatus, KnownHash, Verdict
+from bot.services.moderation.checker import ImageChecker
 from bot.services.moderation.decisions import Decision
 from bot.services.moderation.guild_config import GuildModeration
 from bot.services.moderation.known_hashes import KnownHashes

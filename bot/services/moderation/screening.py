@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from bot.services.image_fetch import Downloads, ImageFetcher
-from bot.services.moderation.checker import Verdict
+from bot.services.moderation.check_results import Verdict
 from bot.services.moderation.config import ModerationConfig
 from bot.services.moderation.guild_config import GuildModeration
 from bot.services.moderation.policy import DEFAULT_POLICY

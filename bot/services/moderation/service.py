@@ -32,7 +32,8 @@ from typing import Any
 from bot.errors import UserFacingError
 from bot.services.image_fetch import FetchedImage, ImageFetcher
 from bot.services.moderation.cases import CaseChoice, EvidenceFile, PendingDecision
-from bot.services.moderation.checker import CheckedImage, ImageChecker, Verdict
+from bot.services.moderation.check_results import CheckedImage, Verdict
+from bot.services.moderation.checker import ImageChecker
 from bot.services.moderation.classifiers import ClassifierCatalog, RegisteredClassifier
 from bot.services.moderation.config import ModerationConfig
 from bot.services.moderation.decisions import Decision

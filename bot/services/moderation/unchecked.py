@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from bot.services.image_fetch import FetchedImage, FetchError, megabytes
-from bot.services.moderation.checker import CheckStatus, Verdict
+from bot.services.moderation.check_results import CheckStatus, Verdict
 from bot.services.moderation.decisions import could_not_read, too_large_to_check, unchecked_decision
 from bot.services.moderation.policy import Policy
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from bot.services.image_fetch import FetchedImage
-from bot.services.moderation.checker import CheckedImage, Verdict
+from bot.services.moderation.check_results import CheckedImage, Verdict
 
 __all__ = ["HeldImage", "PostVerdict", "VerdictFeed", "image_digests"]
 

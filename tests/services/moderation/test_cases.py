@@ -16,7 +16,7 @@ from PIL import Image
 
 from bot.errors import UserFacingError
 from bot.services.moderation.cases import CaseChoice, allowed_choices
-from bot.services.moderation.checker import CheckStatus
+from bot.services.moderation.check_results import CheckStatus
 from bot.services.moderation.decisions import Level
 from bot.services.moderation.policy import DEFAULT_POLICY
 from storage.db import Database

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.services.moderation.checker import CheckStatus, ImageChecker, KnownHash, Verdict
+from bot.services.moderation.check_results import CheckStatus, KnownHash, Verdict
+from bot.services.moderation.checker import ImageChecker
 from bot.services.moderation.decisions import Level
 from bot.services.moderation.detector_frames import DetectorFrames
 from bot.services.moderation.openai_detector import OpenAIImageDetector

@@ -14,7 +14,7 @@ import pytest
 
 from bot.services.image_fetch import FetchError, ImageFetcher
 from bot.services.moderation.cases import CaseChoice, allowed_choices
-from bot.services.moderation.checker import CheckStatus
+from bot.services.moderation.check_results import CheckStatus
 from bot.services.moderation.recording import PostContext
 from bot.services.moderation.unchecked import RefusedDownload, images_past_limit, refused_downloads
 from storage.db import Database

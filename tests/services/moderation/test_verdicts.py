@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from bot.services.image_fetch import FetchedImage
-from bot.services.moderation.checker import CheckedImage, CheckStatus, Verdict
+from bot.services.moderation.check_results import CheckedImage, CheckStatus, Verdict
 from bot.services.moderation.decisions import Decision, Level
 from bot.services.moderation.policy import Action
 from bot.services.moderation.verdicts import HeldImage, PostVerdict, VerdictFeed
