@@ -3,7 +3,7 @@ counted, unknown names answered 404 as an expired link is."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from aiohttp import web
@@ -31,18 +31,26 @@ class FakeCdn:
 
 
 @asynccontextmanager
-async def running_cdn() -> AsyncIterator[FakeCdn]:
-    state = FakeCdn()
+async def serving_attachments(
+    handle: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """``handle`` answering ``/attachments/{name}`` on a free loopback port; yields the host:port."""
     app = web.Application()
-    app.router.add_get("/attachments/{name}", state.handle)
+    app.router.add_get("/attachments/{name}", handle)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.host = f"127.0.0.1:{port}"
-    state.base = f"http://{state.host}"
     try:
-        yield state
+        yield f"127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def running_cdn() -> AsyncIterator[FakeCdn]:
+    state = FakeCdn()
+    async with serving_attachments(state.handle) as host:
+        state.host, state.base = host, f"http://{host}"
+        yield state

@@ -7,6 +7,7 @@ import pytest
 from aiohttp import web
 
 from bot.services.image_fetch import FetchError, ImageFetcher
+from tests.fakes.cdn import serving_attachments
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
 
@@ -51,19 +52,9 @@ class Cdn:
 @pytest.fixture
 async def cdn() -> AsyncIterator[Cdn]:
     state = Cdn()
-    app = web.Application()
-    app.router.add_get("/attachments/{name}", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.host = f"127.0.0.1:{port}"
-    state.base = f"http://{state.host}"
-    try:
+    async with serving_attachments(state.handle) as host:
+        state.host, state.base = host, f"http://{host}"
         yield state
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
