@@ -14,6 +14,14 @@ log = logging.getLogger(__name__)
 GENERIC_FAILURE = "Something went wrong on Lumi's side. The operators have the details in the log."
 
 
+class RefusedByCheck(app_commands.CheckFailure):
+    """A check that refused a command for a reason the user should read (e.g. limits unavailable)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def _unwrap(error: app_commands.AppCommandError) -> BaseException:
     if isinstance(error, app_commands.CommandInvokeError):
         return error.original
@@ -31,6 +39,8 @@ def message_for(error: app_commands.AppCommandError) -> tuple[str, bool]:
         return "Lumi lacks the " + ", ".join(error.missing_permissions) + " permission here.", True
     if isinstance(error, app_commands.CommandOnCooldown):
         return f"Slow down: try again in {error.retry_after:.0f} s.", True
+    if isinstance(error, RefusedByCheck):
+        return error.message, True
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command works only in a server.", True
     if isinstance(error, app_commands.CheckFailure):

@@ -10,6 +10,7 @@ from bot.config import Settings
 from bot.services.comments import CommentService, build_comment_service
 from bot.services.generate3d import GenerationService, build_generation_service
 from bot.services.moderation import ModerationService, build_moderation_service
+from bot.services.rate_limits import RateLimits, build_rate_limits
 from bot.services.status import StatusService
 from inference.registry import ModelRegistry
 from inference.tensorflow_support import import_torch_side
@@ -32,6 +33,7 @@ class Runtime:
     moderation: ModerationService
     generation: GenerationService
     comments: CommentService
+    rate_limits: RateLimits
     public_base_url: str = ""
 
     @classmethod
@@ -74,7 +76,11 @@ class Runtime:
         status = StatusService(version=__version__, database=database, registry=registry)
         moderation = build_moderation_service(settings, database, blobs, registry)
         generation = build_generation_service(settings, database, blobs)
-        comments = build_comment_service(settings, registry, database=database, moderation=moderation)
+        # Distributed processes share their limits through Redis; an embedded one keeps them in memory.
+        rate_limits = build_rate_limits(settings.redis_url if settings.lumi_mode == "distributed" else None)
+        comments = build_comment_service(
+            settings, registry, database=database, moderation=moderation, cooldowns=rate_limits
+        )
         return cls(
             settings=settings,
             database=database,
@@ -85,6 +91,7 @@ class Runtime:
             moderation=moderation,
             generation=generation,
             comments=comments,
+            rate_limits=rate_limits,
             public_base_url=settings.resolved_public_base_url,
         )
 
@@ -100,5 +107,6 @@ class Runtime:
             await self.comments.close()
             await self.moderation.close()
             await self.registry.close()
+            await self.rate_limits.close()
         finally:
             await self.database.close()

@@ -14,6 +14,7 @@ from bot.services.comments import CommentService, GuildComments, PhotoComment
 from bot.services.image_fetch import FetchError
 from bot.services.posts import IncomingPost
 from cogs._posts import read_place, read_post
+from cogs._rate_limits import per_user_rate_limit
 from inference.images import ImageRejected
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class Comments(commands.Cog):
                     result.comment, mention_author=False, allowed_mentions=discord.AllowedMentions.none()
                 )
             except discord.HTTPException as error:
-                self.service.release(post.channel_id)
+                await self.service.release(post.channel_id)
                 if isinstance(error, discord.NotFound):
                     log.info("message %s was deleted before its comment was ready", message.id)
                 else:
@@ -177,7 +178,7 @@ class Comments(commands.Cog):
 
     @app_commands.command(name="comment")
     @app_commands.guild_only()
-    @app_commands.checks.cooldown(5, 60.0)
+    @per_user_rate_limit("comment")
     @app_commands.describe(image="The photo", private="Only you see the comment")
     async def comment(
         self, interaction: discord.Interaction, image: discord.Attachment, private: bool = False

@@ -7,13 +7,14 @@ from discord import app_commands
 
 from bot.services.moderation import Verdict
 from cogs._posts import read_post
+from cogs._rate_limits import per_user_rate_limit
 from cogs.moderation import render
 from cogs.moderation.base import ModerationBase
 
 
 class ModerationScan(ModerationBase):
     @app_commands.command(name="scan")
-    @app_commands.checks.cooldown(5, 60.0)
+    @per_user_rate_limit("scan")
     @app_commands.describe(image="The image to check (only you see the result; nothing is stored)")
     async def scan(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
         """Check an image against this server's moderation policy."""

@@ -15,6 +15,7 @@ from bot.services.comments.backends import (
 )
 from bot.services.comments.service import CommentService
 from bot.services.moderation import ModerationService, moderation_config
+from bot.services.rate_limits import RateLimits
 from inference.commenter import register_commenter
 from inference.perception import Perceiver, PerceptionConfig, register_perception_models
 from inference.registry import ModelRegistry
@@ -95,12 +96,14 @@ def build_comment_service(
     *,
     database: Database | None = None,
     moderation: ModerationService | None = None,
+    cooldowns: RateLimits | None = None,
 ) -> CommentService:
     """The service for the bot (with database and moderation gate) or the command line (without).
 
     Photos are decoded under moderation's caps (its configuration, not a setting read here), at
     perception's 640 px: a photo that moderation decoded at the same scale (one neither scale shrinks)
-    is not decoded again for its comment.
+    is not decoded again for its comment. ``cooldowns``: where channel cooldowns are claimed (shared
+    by the processes of a distributed Lumi); in this process's memory when not given.
     """
     options = comment_options(settings)
     config = moderation.config if moderation is not None else moderation_config(settings)
@@ -112,4 +115,5 @@ def build_comment_service(
         fetcher=moderation.fetcher if moderation is not None else None,
         max_images=options.max_images,
         image_limits=config.image_limits,
+        cooldowns=cooldowns,
     )

@@ -30,6 +30,7 @@ from bot.services.image_fetch import ImageFetcher
 from bot.services.in_flight import InFlight
 from bot.services.moderation import HeldImage, ModerationService, PostVerdict
 from bot.services.posts import ImageSource, IncomingPost, PostPlace
+from bot.services.rate_limits import RateLimits, build_rate_limits
 from inference.images import DecodedImage, ImageLimits, ImageRejected, decode_image_async
 from inference.labels import LANGUAGES, Label, Language, label_from_text
 from inference.perception import Perceiver, Perception, merge_labels
@@ -85,6 +86,7 @@ class CommentService:
         image_limits: ImageLimits | None = None,
         decode_threads: int = 2,
         verdict_wait_s: float = VERDICT_WAIT_S,
+        cooldowns: RateLimits | None = None,
     ) -> None:
         self.database = database
         self.perceiver = perceiver
@@ -101,7 +103,11 @@ class CommentService:
         self._decode_pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="lumi-comment")
         # Settings change only through `configure` in this process, so reading them once per guild is safe.
         self._configs: dict[int, GuildComments] = {}
-        self._last_comment: dict[int, float] = {}
+        # Channel cooldowns are claims (in memory, or in Redis shared by every process); this process
+        # keeps the token of each claim it holds, to give back or restart that claim and no other.
+        self.cooldowns = cooldowns or build_rate_limits(None)
+        self._owns_cooldowns = cooldowns is None
+        self._claims: dict[int, str] = {}
         # Every comment being written, whoever asked for it: shutdown lets them finish before models close.
         self.in_flight = InFlight("photo comment")
 
@@ -175,16 +181,17 @@ class CommentService:
         if not config.enabled_in(channel_ids):
             return None
         channel_id = channel_ids[0]
-        now = time.monotonic()
-        last = self._last_comment.get(channel_id)
-        if last is not None and now - last < config.cooldown_s:
+        token = await self.cooldowns.claim_channel(channel_id, config.cooldown_s)
+        if token is None:
             return None
-        self._last_comment[channel_id] = now
+        self._claims[channel_id] = token
         return config
 
-    def release(self, channel_id: int) -> None:
+    async def release(self, channel_id: int) -> None:
         """Give back a cooldown claimed by ``admit`` when no comment was posted after all."""
-        self._last_comment.pop(channel_id, None)
+        token = self._claims.pop(channel_id, None)
+        if token is not None:
+            await self.cooldowns.release_channel(channel_id, token)
 
     async def comment_post(self, post: IncomingPost) -> PhotoComment | None:
         """The automatic comment on a new post's photos, or None: not a photo post in an enabled
@@ -205,7 +212,7 @@ class CommentService:
             result = await self._comment_new_post(post, post.guild_id, photos, config)
         finally:
             if result is None:
-                self.release(post.place.channel_ids[0])
+                await self.release(post.place.channel_ids[0])
         return result
 
     async def _comment_new_post(
@@ -255,7 +262,10 @@ class CommentService:
         """Store a posted comment. The channel's cooldown runs from now: writing it may have taken long."""
         if post.guild_id is None:
             raise ValueError("only posts in a server get automatic comments")
-        self._last_comment[post.channel_id] = time.monotonic()
+        token = self._claims.pop(post.channel_id, None)
+        if token is not None:
+            config = await self.guild_config(post.guild_id)
+            await self.cooldowns.restart_channel(post.channel_id, token, config.cooldown_s)
         async with self._db().session() as session:
             await repo_comments.add_comment_record(
                 session=session,
@@ -322,6 +332,8 @@ class CommentService:
             await self.writer.close()
             if self._owns_fetcher:
                 await self.fetcher.close()
+            if self._owns_cooldowns:
+                await self.cooldowns.close()
         finally:
             self._decode_pool.shutdown(wait=False)
 

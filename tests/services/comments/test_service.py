@@ -251,7 +251,7 @@ async def test_cooldown_is_per_channel_and_released_when_nothing_was_posted(
     assert await service.admit(GUILD, (999, CHANNEL)) is not None  # a thread of an enabled channel
     assert await service.admit(GUILD, (999,)) is None  # the thread's own cooldown now runs
     assert await service.admit(GUILD, (123,)) is None  # not enabled
-    service.release(CHANNEL)
+    await service.release(CHANNEL)
     assert await service.admit(GUILD, (CHANNEL,)) is not None
     await service.close()
 
