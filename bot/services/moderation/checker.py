@@ -37,7 +37,13 @@ from inference.images import (
     hamming,
     phash,
 )
-from inference.moderation import NUDENET, ImageModerator, at_moderation_scale, register_moderation_models
+from inference.moderation import (
+    NUDENET,
+    ImageAnalysis,
+    ImageModerator,
+    at_moderation_scale,
+    register_moderation_models,
+)
 from inference.registry import ModelRegistry, ModelUnavailable
 
 if TYPE_CHECKING:
@@ -61,6 +67,22 @@ class _Decoded:
     image: DecodedImage
     phash: str | None
     """None when nothing asked for it yet."""
+
+
+@dataclass(frozen=True)
+class _ModelRun:
+    analysis: ImageAnalysis
+    scores: dict[str, float]
+    extra_rules: dict[str, CategoryRule]
+
+
+class _NotChecked(Exception):
+    """The models could not judge an image; ``reason`` is safe to show, ``code`` names the cause."""
+
+    def __init__(self, reason: str, cause: BaseException) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = type(cause).__name__
 
 
 class ImageChecker:
@@ -169,37 +191,20 @@ class ImageChecker:
                 return Verdict(
                     status=CheckStatus.REPEAT, decision=decision, elapsed_ms=_ms_since(started), **facts
                 )
-        extra_task = (
-            asyncio.ensure_future(self._extra_scores(data, guild_id)) if self.extra_detectors else None
-        )
         try:
-            analysis = await self._moderator.analyse(image)
-        except (ModelUnavailable, QueueFull, BatcherClosed) as error:
-            if extra_task is not None:
-                extra_task.cancel()
-            if isinstance(error, ModelUnavailable):
-                reason = f"the {error.name} model is unavailable: {error.reason}"
-            else:
-                reason = str(error)
-            log.warning("image not checked: %s", reason)
+            run = await self._run_models(data, image, guild_id)
+        except _NotChecked as failure:
+            log.warning("image not checked: %s", failure.reason)
             return Verdict(
                 status=CheckStatus.ERROR,
                 decision=SAFE,
-                problem=reason,
-                problem_code=type(error).__name__,
+                problem=failure.reason,
+                problem_code=failure.code,
                 elapsed_ms=_ms_since(started),
                 **facts,
             )
-        except BaseException:
-            if extra_task is not None:
-                extra_task.cancel()
-            raise
-        extra = await extra_task if extra_task is not None else {}
-        extra_rules = self._extra_rules(guild_id)
-        policy = guild_policy.with_extra_rules(extra_rules)
-        scores = category_scores(
-            analysis.label_scores.items(), analysis.nsfw_score, extra, custom=extra_rules.keys()
-        )
+        analysis, scores = run.analysis, run.scores
+        policy = guild_policy.with_extra_rules(run.extra_rules)
         labels = [
             {"label": label, "score": round(score, 3)}
             for label, score in sorted(analysis.label_scores.items(), key=lambda item: -item[1])
@@ -248,36 +253,18 @@ class ImageChecker:
             "image_format": image.format,
             "frames_total": image.n_frames_total,
         }
-        extra_task = (
-            asyncio.ensure_future(self._extra_scores(data, guild_id)) if self.extra_detectors else None
-        )
         try:
-            analysis = await self._moderator.analyse(image)
-        except (ModelUnavailable, QueueFull, BatcherClosed) as error:
-            if extra_task is not None:
-                extra_task.cancel()
-            reason = (
-                f"the {error.name} model is unavailable: {error.reason}"
-                if isinstance(error, ModelUnavailable)
-                else str(error)
-            )
+            run = await self._run_models(data, image, guild_id)
+        except _NotChecked as failure:
             scored = ScoredImage(
                 CheckStatus.ERROR,
-                problem=reason,
-                problem_code=type(error).__name__,
+                problem=failure.reason,
+                problem_code=failure.code,
                 width=image.width,
                 height=image.height,
             )
             return ImageInspection(scored, [], [], {}, image, elapsed_ms=_ms_since(started), **facts)
-        except BaseException:
-            if extra_task is not None:
-                extra_task.cancel()
-            raise
-        extra = await extra_task if extra_task is not None else {}
-        extra_rules = self._extra_rules(guild_id)
-        scores = category_scores(
-            analysis.label_scores.items(), analysis.nsfw_score, extra, custom=extra_rules.keys()
-        )
+        analysis, scores, extra_rules = run.analysis, run.scores, run.extra_rules
         return ImageInspection(
             ScoredImage(CheckStatus.CHECKED, scores=scores, width=image.width, height=image.height),
             ranked_labels(analysis),
@@ -288,6 +275,31 @@ class ImageChecker:
             model_ms={name: round(seconds * 1000.0, 1) for name, seconds in analysis.model_seconds.items()},
             **facts,
         )
+
+    async def _run_models(self, data: bytes, image: DecodedImage, guild_id: int | None) -> _ModelRun:
+        """NudeNet and open_nsfw on the frames, the extra detectors beside them, and the category scores.
+        Raises `_NotChecked` when a model cannot run (not installed, queue full, shutting down)."""
+        extra_task = (
+            asyncio.ensure_future(self._extra_scores(data, guild_id)) if self.extra_detectors else None
+        )
+        try:
+            analysis = await self._moderator.analyse(image)
+        except (ModelUnavailable, QueueFull, BatcherClosed) as error:
+            if extra_task is not None:
+                extra_task.cancel()
+            if isinstance(error, ModelUnavailable):
+                raise _NotChecked(f"the {error.name} model is unavailable: {error.reason}", error) from error
+            raise _NotChecked(str(error), error) from error
+        except BaseException:
+            if extra_task is not None:
+                extra_task.cancel()
+            raise
+        extra = await extra_task if extra_task is not None else {}
+        extra_rules = self._extra_rules(guild_id)
+        scores = category_scores(
+            analysis.label_scores.items(), analysis.nsfw_score, extra, custom=extra_rules.keys()
+        )
+        return _ModelRun(analysis, scores, extra_rules)
 
     def custom_category_rules(self, guild_id: int | None = None) -> dict[str, CategoryRule]:
         """The rules of the custom classifiers' own categories, which join the policy for ``guild_id``."""
