@@ -13,8 +13,8 @@ from bot.client import LumiBot
 from bot.services.comments import CommentService, GuildComments, PhotoComment
 from bot.services.image_fetch import FetchError
 from bot.services.posts import IncomingPost
-from cogs._posts import read_place, read_post
-from cogs._rate_limits import per_user_rate_limit
+from cogs.shared.posts import read_place, read_post
+from cogs.shared.rate_limits import per_user_rate_limit
 from inference.images import ImageRejected
 
 log = logging.getLogger(__name__)

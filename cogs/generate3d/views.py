@@ -7,7 +7,7 @@ from typing import Any
 
 import discord
 
-from cogs._buttons import ButtonLook, PersistentButton, persistent_view
+from cogs.shared.buttons import ButtonLook, PersistentButton, persistent_view
 
 
 class JobAction(StrEnum):

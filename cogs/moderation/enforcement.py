@@ -15,9 +15,9 @@ import discord
 
 from bot.services.image_fetch import FetchedImage
 from bot.services.moderation import ModerationCase, ModerationService, PostOutcome
-from cogs._posts import has_image_extension
 from cogs.moderation import render
 from cogs.moderation.views import case_view
+from cogs.shared.posts import has_image_extension
 
 log = logging.getLogger(__name__)
 

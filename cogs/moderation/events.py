@@ -8,8 +8,8 @@ import discord
 from discord.ext import commands
 
 from bot.services.in_flight import InFlight
-from cogs._posts import read_post
 from cogs.moderation.base import ModerationBase
+from cogs.shared.posts import read_post
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import discord
 from discord import app_commands
 
 from bot.services.moderation import Verdict
-from cogs._posts import read_post
-from cogs._rate_limits import per_user_rate_limit
 from cogs.moderation import render
 from cogs.moderation.base import ModerationBase
+from cogs.shared.posts import read_post
+from cogs.shared.rate_limits import per_user_rate_limit
 
 
 class ModerationScan(ModerationBase):

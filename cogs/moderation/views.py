@@ -7,7 +7,7 @@ from typing import Any
 import discord
 
 from bot.services.moderation import CaseChoice, ModerationCase, allowed_choices
-from cogs._buttons import ButtonLook, PersistentButton, persistent_view
+from cogs.shared.buttons import ButtonLook, PersistentButton, persistent_view
 
 _LOOKS: dict[CaseChoice, ButtonLook] = {
     CaseChoice.CONFIRM: ("Confirm", discord.ButtonStyle.danger),

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import discord
 
 from bot.services.posts import ImageSource, IncomingPost, PostPlace
-from cogs._posts import has_image_extension, read_place, read_post
+from cogs.shared.posts import has_image_extension, read_place, read_post
 from tests.cogs.conftest import MessageListener
 from tests.fakes.discord_api.payloads import tiny_png
 from tests.fakes.discord_api.server import FakeDiscord
