@@ -8,83 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import io
-import re
 from typing import Any, get_args
 
 import pytest
 from PIL import Image
 
 from bot.services.moderation.policy import CATEGORIES
-from bot.services.rate_limits import build_rate_limits
 from cogs.moderation.settings import Category
 from storage.models import CaseAction, CaseStatus, ModerationCase
 from storage.repo import cases as repo_cases
 from tests.e2e.conftest import LumiHarness
+from tests.e2e.moderation_parts import (
+    WAIT_S,
+    buttons,
+    case_number,
+    click,
+    photo,
+    setup_moderation,
+    wait_for_alert,
+    wait_for_alert_recorded,
+)
 from tests.fakes import images as corpus
-from tests.fakes.discord_api.protocol import JsonDict
 from tests.fakes.discord_api.server import message_text
 
 pytestmark = pytest.mark.e2e
-
-WAIT_S = 30.0  # first image loads the models; generous for a busy 2-core machine
-
-
-def photo(name: str) -> bytes:
-    data = corpus.photo_bytes(name)
-    if data is None:
-        pytest.skip(f"the package that ships the {name} photo is not installed")
-    return data
-
-
-async def setup_moderation(lumi: LumiHarness, **options: Any) -> str:
-    interaction = await lumi.server.slash_command(
-        "moderation", subcommand="setup", user="owner", channel="general", options=options
-    )
-    return message_text(await lumi.server.wait_for_reply(interaction, timeout=WAIT_S))
-
-
-async def wait_for_alert(lumi: LumiHarness, since: int, title: str) -> JsonDict:
-    return await lumi.server.wait_for_message(
-        "mod-log",
-        since=since,
-        predicate=lambda m: bool(m["embeds"]) and m["embeds"][0].get("title", "").startswith(title),
-        timeout=WAIT_S,
-    )
-
-
-async def case_number(lumi: LumiHarness, number: int) -> ModerationCase:
-    async with lumi.bot.runtime.database.session() as session:
-        case = await repo_cases.get_case(session=session, guild_id=lumi.guild_id, case_number=number)
-    assert case is not None
-    return case
-
-
-async def wait_for_alert_recorded(lumi: LumiHarness, number: int) -> ModerationCase:
-    """The alert reaches Discord before Lumi stores its message id on the case; wait for the latter."""
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while True:
-        case = await case_number(lumi, number)
-        if case.alert_message_id is not None or asyncio.get_running_loop().time() > deadline:
-            return case
-        await asyncio.sleep(0.05)
-
-
-def buttons(message: JsonDict) -> dict[str, JsonDict]:
-    return {
-        component["custom_id"].split(":")[2]: component
-        for row in message["components"]
-        for component in row["components"]
-    }
-
-
-async def click(lumi: LumiHarness, alert: JsonDict, action: str, user: str = "mod") -> str:
-    """Click a case button; returns the text of Lumi's private answer to the clicker."""
-    since = len(lumi.server.created_messages)
-    await lumi.server.click_button(alert, buttons(alert)[action]["custom_id"], user=user)
-    reply = await lumi.server.wait_for_message(
-        since=since, predicate=lambda m: bool(int(m["flags"]) & 64), timeout=WAIT_S
-    )
-    return message_text(reply)
 
 
 def test_slash_command_categories_match_the_policy() -> None:
@@ -354,57 +301,6 @@ async def test_image_too_large_to_download_is_alerted_and_later_posts_still_chec
     alert = await wait_for_alert(lumi, since_messages, "Case #2")
     assert "sexual_explicit" in message_text(alert)
     assert (await case_number(lumi, 1)).action is CaseAction.ALERTED
-
-
-async def test_scan_command_and_context_menu_answer_privately(lumi: LumiHarness) -> None:
-    server = lumi.server
-    reply = await lumi.slash("scan", user="alice", options={"image": ("cat.png", photo("chelsea"))})
-    assert reply["flags"] & 64
-    assert "cat.png" in message_text(reply) and "safe" in message_text(reply)
-
-    post = await server.post_message(
-        "nsfw", "alice", attachments=[("a.png", photo("coffee")), ("b.txt.jpg", corpus.PLAIN_TEXT)]
-    )
-    interaction = await server.message_context_command("Scan image", post, user="mod")
-    reply = await server.wait_for_reply(interaction, timeout=WAIT_S)
-    text = message_text(reply)
-    assert reply["flags"] & 64
-    assert "**a.png**: ✅ safe" in text and "This file is text, not an image." in text
-    async with lumi.bot.runtime.database.session() as session:
-        assert await repo_cases.list_cases(session=session, guild_id=lumi.guild_id) == []
-
-
-async def test_scan_allows_five_a_minute_per_user(lumi: LumiHarness) -> None:
-    # Text files fail fast; the limit counts every use, whatever its outcome.
-    for _ in range(5):
-        reply = await lumi.slash("scan", user="alice", options={"image": ("t.jpg", corpus.PLAIN_TEXT)})
-        assert "This file is text, not an image." in message_text(reply)
-    refused = await lumi.slash("scan", user="alice", options={"image": ("t.jpg", corpus.PLAIN_TEXT)})
-    assert refused["flags"] & 64
-    assert re.fullmatch(r"Slow down: try again in (5[0-9]|60) s\.", message_text(refused))
-    # Another user has a window of their own.
-    other = await lumi.slash("scan", user="mod", options={"image": ("t.jpg", corpus.PLAIN_TEXT)})
-    assert "This file is text, not an image." in message_text(other)
-
-
-async def test_scan_is_refused_with_a_reason_while_the_shared_limits_are_unreachable(
-    lumi: LumiHarness,
-) -> None:
-    # As in a distributed Lumi whose Redis is down (nothing listens on port 1).
-    embedded = lumi.bot.runtime.rate_limits
-    lumi.bot.runtime.rate_limits = build_rate_limits("redis://127.0.0.1:1/0")
-    try:
-        refused = await lumi.slash("scan", user="alice", options={"image": ("t.jpg", corpus.PLAIN_TEXT)})
-        assert refused["flags"] & 64
-        assert message_text(refused) == (
-            "Lumi cannot check its rate limits right now, so /scan is paused; try again in a minute."
-        )
-    finally:
-        await lumi.bot.runtime.rate_limits.close()
-        lumi.bot.runtime.rate_limits = embedded
-    # The bot kept serving: with its limits back, the same user's /scan runs.
-    reply = await lumi.slash("scan", user="alice", options={"image": ("t.jpg", corpus.PLAIN_TEXT)})
-    assert "This file is text, not an image." in message_text(reply)
 
 
 async def test_forget_scrubs_the_users_alerts(lumi: LumiHarness) -> None:
