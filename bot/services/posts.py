@@ -1,6 +1,6 @@
 """A new post as the services see it: where it is, who wrote it, and the images it carries. No Discord here.
 
-The Discord layer reads each message once (`cogs/_posts.py: read_post`) into an `IncomingPost`, and
+The Discord layer reads each message once (`cogs/shared/posts.py: read_post`) into an `IncomingPost`, and
 both listeners hand that same shape to their service: moderation screens it, photo comments answer it.
 One reading means one list of image sources and one answer to "which channel, which roles, is it
 age-restricted" for both features, so they cannot disagree about what a post contains.
