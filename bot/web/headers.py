@@ -33,11 +33,13 @@ _INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DO
 
 def inline_script_hashes(html: str) -> list[str]:
     """CSP source expressions (`'sha256-...'`) for the inline scripts in `html`, in page order."""
-    hashes = []
-    for match in _INLINE_SCRIPT.finditer(html):
-        digest = hashlib.sha256(match.group(1).encode("utf-8")).digest()
-        hashes.append(f"'sha256-{base64.b64encode(digest).decode('ascii')}'")
-    return hashes
+    return [script_hash(match.group(1)) for match in _INLINE_SCRIPT.finditer(html)]
+
+
+def script_hash(text: str) -> str:
+    """The CSP source expression (`'sha256-...'`) that lets exactly this inline script run."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
 
 
 @cache

@@ -12,8 +12,6 @@ limit, answers in JSON, and a Content-Security-Policy that lets only Lumi's own 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import math
 import time
@@ -28,6 +26,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from bot.errors import UserFacingError
+from bot.web.headers import script_hash
 
 __all__ = [
     "RateLimit",
@@ -50,10 +49,7 @@ def json_error(status: int, message: str, **headers: str) -> web.Response:
 def content_security_policy(*inline_scripts: str) -> str:
     """Only Lumi's own scripts (plus the exact inline blocks given, by hash: the import map three.js
     needs), images from Lumi, data: previews and blob: textures, no framing by other sites."""
-    hashes = " ".join(
-        "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-        for text in inline_scripts
-    )
+    hashes = " ".join(script_hash(text) for text in inline_scripts)
     script_src = f"'self' {hashes}".strip()
     return (
         f"default-src 'none'; script-src {script_src}; style-src 'self'; img-src 'self' data: blob:; "
