@@ -29,17 +29,22 @@ class UserActions(MessageStore):
         attachments: Sequence[FileSpec] = (),
         embeds: list[JsonDict] | None = None,
         reply_to: JsonDict | None = None,
+        deliveries: int = 1,
     ) -> JsonDict:
-        """A user posts a message (MESSAGE_CREATE); attachments are hosted on the fake CDN."""
+        """A user posts a message (MESSAGE_CREATE); attachments are hosted on the fake CDN.
+
+        `deliveries` > 1 sends the same MESSAGE_CREATE again, as Discord may after a resume or to a second
+        session on the same shard."""
         target = self.channel(channel)
         hosted = [self.host_file(target.id, *spec) for spec in attachments]
-        writer: FakeMember | FakeUser = self.member(author) if target.guild_id else self.user(author)
+        writer: FakeMember | FakeUser
+        writer = self.member(author, self.guild_of(target)) if target.guild_id else self.user(author)
         extra: JsonDict = {}
         if reply_to is not None:
             reference = {"message_id": reply_to["id"], "channel_id": str(target.id), "type": 0}
             extra["message_reference"] = reference
             extra["referenced_message"] = reply_to
-        return await self.create_message(
+        message = await self.create_message(
             target,
             writer,
             content=content,
@@ -48,6 +53,9 @@ class UserActions(MessageStore):
             message_type=19 if reply_to else 0,
             extra=extra,
         )
+        for _ in range(deliveries - 1):
+            await self.dispatch("MESSAGE_CREATE", message)
+        return message
 
     async def slash_command(
         self,
@@ -66,7 +74,7 @@ class UserActions(MessageStore):
         plain: a string, a number, a user/channel/role name, or a FileSpec for an attachment option.
         """
         target = self.channel(channel) if guild else self.dm_channel(user)
-        command = self.synced_command(name, guild=guild)
+        command = self.synced_command(name, guild=guild, guild_id=target.guild_id)
         path = subcommand.split() if subcommand else []
         schema = command.get("options", [])
         for part in path:
@@ -92,7 +100,9 @@ class UserActions(MessageStore):
     ) -> JsonDict:
         """A user picks Apps → `name` on `message` (INTERACTION_CREATE, type 2, command type 3)."""
         target = self.channel(int(message["channel_id"]))
-        command = self.synced_command(name, guild=target.guild_id is not None, command_type=3)
+        command = self.synced_command(
+            name, guild=target.guild_id is not None, command_type=3, guild_id=target.guild_id
+        )
         data: JsonDict = {
             "id": command["id"],
             "name": name,
@@ -143,8 +153,12 @@ class UserActions(MessageStore):
         data = {"custom_id": custom_id, "components": rows}
         return await self._interact(InteractionType.MODAL_SUBMIT, data, user, self.channel(channel))
 
-    def synced_command(self, name: str, *, guild: bool = True, command_type: int = 1) -> JsonDict:
-        scopes = ([self.guild.id] if guild else []) + [None]
+    def synced_command(
+        self, name: str, *, guild: bool = True, command_type: int = 1, guild_id: int | None = None
+    ) -> JsonDict:
+        """The synced command a user can run: one of the guild's own (the default guild's unless
+        `guild_id` names another), else a global one."""
+        scopes = ([guild_id or self.guild.id] if guild else []) + [None]
         for scope in scopes:
             for command in self.commands.get(scope, []):
                 if command["name"] == name and int(command.get("type", 1)) == command_type:
@@ -175,9 +189,10 @@ class UserActions(MessageStore):
         elif kind in (OptionType.USER, OptionType.MENTIONABLE):
             user = self.user(value)
             resolved.setdefault("users", {})[str(user.id)] = user.payload()
-            member = self.guild.members.get(user.id)
+            guild = self.guild_of(channel)
+            member = guild.members.get(user.id)
             if member is not None and channel.guild_id is not None:
-                permissions = self.guild.permissions_in(member, channel)
+                permissions = guild.permissions_in(member, channel)
                 member_data = member.payload(with_user=False, permissions=permissions)
                 resolved.setdefault("members", {})[str(user.id)] = member_data
             value = str(user.id)
@@ -206,6 +221,7 @@ class UserActions(MessageStore):
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48)
         user = self.user(user_ref)
         in_guild = channel.guild_id is not None
+        guild = self.guild_of(channel)
         payload: JsonDict = {
             "id": str(interaction_id),
             "application_id": str(self.application_id),
@@ -218,15 +234,15 @@ class UserActions(MessageStore):
             "app_permissions": str(self.bot_permissions(channel if in_guild else None)),
             "entitlements": [],
             "entitlement_sku_ids": [],
-            "authorizing_integration_owners": {"0": str(self.guild.id) if in_guild else "0"},
+            "authorizing_integration_owners": {"0": str(guild.id) if in_guild else "0"},
             "context": 0 if in_guild else 1,
             "attachment_size_limit": DEFAULT_ATTACHMENT_SIZE_LIMIT,
         }
         if in_guild:
-            member = self.member(user)
-            permissions = self.guild.permissions_in(member, channel)
-            payload["guild_id"] = str(self.guild.id)
-            payload["guild"] = {"id": str(self.guild.id), "locale": "en-US", "features": []}
+            member = self.member(user, guild)
+            permissions = guild.permissions_in(member, channel)
+            payload["guild_id"] = str(guild.id)
+            payload["guild"] = {"id": str(guild.id), "locale": "en-US", "features": []}
             payload["guild_locale"] = "en-US"
             payload["member"] = member.payload(permissions=permissions)
             payload["channel"] = {**channel.payload(), "permissions": str(permissions)}

@@ -2,7 +2,8 @@
 
 One `GatewaySession` per IDENTIFY; a RESUME takes a session over on a new socket and replays what the client
 missed. Events are filtered by the intents the client identified with, including the MESSAGE_CONTENT rule
-(content, embeds, attachments and components arrive empty without it).
+(content, embeds, attachments and components arrive empty without it), and routed by shard
+(`tests.fakes.discord_api.sharding`: a session gets only its shard's guilds, DMs go to shard 0).
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from tests.fakes.discord_api.protocol import Intent, JsonDict
+from tests.fakes.discord_api.sharding import (
+    INVALID_SHARD,
+    IdentifyLimiter,
+    event_guild_id,
+    owns,
+    parse_shard,
+)
 
 if TYPE_CHECKING:
     from tests.fakes.discord_api.server import FakeDiscord
@@ -80,6 +88,8 @@ class GatewaySession:
     session_id: str
     intents: int
     identify: JsonDict
+    shard: tuple[int, int] | None = None
+    identified_at: float = 0.0  # time.monotonic() of the accepted IDENTIFY
     socket: web.WebSocketResponse | None = None
     encode: Callable[[str], bytes | str] = field(default=lambda text: text)
     sequence: int = 0
@@ -102,15 +112,25 @@ class GatewaySession:
                 log.debug("gateway client went away during send")
 
     def wants(self, event: str, data: Any) -> bool:
+        if not owns(self.shard, event_guild_id(event, data)):
+            return False
         is_dm = isinstance(data, dict) and "channel_id" in data and "guild_id" not in data
         needed = (DM_EVENT_INTENTS if is_dm else GUILD_EVENT_INTENTS).get(event)
         return needed is None or bool(self.intents & needed)
 
 
 class GatewayHub:
-    def __init__(self, server: FakeDiscord, *, heartbeat_interval_ms: int = 5_000) -> None:
+    def __init__(
+        self,
+        server: FakeDiscord,
+        *,
+        heartbeat_interval_ms: int = 5_000,
+        max_concurrency: int = 1,
+        identify_window_s: float = 0.0,
+    ) -> None:
         self.server = server
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.identifies = IdentifyLimiter(max_concurrency=max_concurrency, window_s=identify_window_s)
         self.sessions: dict[str, GatewaySession] = {}
         self.identified = asyncio.Event()
         self.received: list[JsonDict] = []
@@ -119,6 +139,10 @@ class GatewayHub:
     @property
     def live_sessions(self) -> list[GatewaySession]:
         return [s for s in self.sessions.values() if s.socket is not None and not s.socket.closed]
+
+    def sessions_on_shard(self, shard_id: int) -> list[GatewaySession]:
+        """Identified sessions holding `shard_id` (unsharded sessions count as shard 0)."""
+        return [s for s in self.sessions.values() if (s.shard[0] if s.shard else 0) == shard_id]
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse(autoping=True)
@@ -173,17 +197,32 @@ class GatewayHub:
         if self.server.token is not None and data.get("token") != self.server.token:
             await socket.close(code=AUTHENTICATION_FAILED, message=b"Authentication failed.")
             return None
+        try:
+            shard = parse_shard(data.get("shard"))
+        except ValueError as error:
+            await socket.close(code=INVALID_SHARD, message=f"Invalid shard: {error}".encode())
+            return None
+        if not self.identifies.admit(shard):
+            # Discord's answer to an IDENTIFY over the bucket's limit: identify again later.
+            await hello.send({"op": INVALID_SESSION, "d": False, "s": None})
+            return None
         session = GatewaySession(
             session_id=secrets.token_hex(16),
             intents=int(data.get("intents", 0)),
             identify=data,
+            shard=shard,
+            identified_at=self.identifies.records[-1].at,
             socket=socket,
             encode=encode,
             lock=hello.lock,
         )
         self.sessions[session.session_id] = session
-        await self._send_event(session, "READY", self.server.ready_payload(session.session_id))
-        for guild_payload in self.server.guild_create_payloads():
+        guilds = [guild for guild in self.server.guilds.values() if owns(shard, guild.id)]
+        ready = self.server.ready_payload(session.session_id, guilds)
+        if shard is not None:
+            ready["shard"] = list(shard)
+        await self._send_event(session, "READY", ready)
+        for guild_payload in [guild.create_payload() for guild in guilds]:
             if not session.intents & Intent.GUILD_MEMBERS:
                 # Without the privileged intent Discord only includes the bot's own member.
                 bot_id = str(self.server.bot_user.id)
@@ -213,7 +252,7 @@ class GatewayHub:
         return previous
 
     async def _send_member_chunk(self, session: GatewaySession, data: JsonDict) -> None:
-        guild = self.server.guild
+        guild = self.server.guilds.get(int(data.get("guild_id") or 0), self.server.guild)
         members = list(guild.members.values())
         if data.get("user_ids"):
             wanted = {int(user_id) for user_id in data["user_ids"]}

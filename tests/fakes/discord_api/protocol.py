@@ -118,3 +118,10 @@ class SnowflakeFactory:
         candidate = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
         self._last = max(candidate, self._last + 1)
         return self._last
+
+    def next_on_shard(self, shard_id: int, shard_count: int) -> int:
+        """The next snowflake whose guild would be on `shard_id` of `shard_count` (a few ms ahead at most)."""
+        stamp = self.next() >> 22
+        stamp += (shard_id - stamp) % shard_count
+        self._last = max(self._last, stamp << 22)
+        return self._last

@@ -35,8 +35,15 @@ class ApplicationRoutes:
         return {"url": self.server.gateway_url}
 
     async def get_gateway_bot(self, record: RecordedRequest, params: dict[str, str]) -> Any:
-        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
-        return {"url": self.server.gateway_url, "shards": 1, "session_start_limit": limit}
+        used = len(self.server.gateway.identifies.accepted)
+        limit = {
+            "total": 1000,
+            "remaining": max(0, 1000 - used),
+            "reset_after": 86_400_000,
+            "max_concurrency": self.server.max_concurrency,
+        }
+        shards = self.server.shard_count
+        return {"url": self.server.gateway_url, "shards": shards, "session_start_limit": limit}
 
     # -- application commands ------------------------------------------------------------------------
 

@@ -1,12 +1,17 @@
 """A local Discord-compatible server for end-to-end tests of discord.py clients.
 
-`FakeDiscord` owns the world (one application, its bot user, one guild), serves the gateway
+`FakeDiscord` owns the world (one application, its bot user, its guilds), serves the gateway
 (`discord_gateway`), the REST API and the CDN (`discord_rest`) on 127.0.0.1, records every request, and offers
 test actions that behave like users: posting messages with attachments, running slash and context-menu
 commands, clicking buttons, submitting modals.
 
     async with FakeDiscord() as server, redirect_discord_py(server):
         ...  # start a discord.py client with the token `server.token`
+
+Sharding follows Discord (`sharding.py`): `shard_count` and `max_concurrency` are what `GET /gateway/bot`
+recommends, clients choose their own `[shard_id, num_shards]` in IDENTIFY, and `identify_window_s` (0: no
+limit) is the per-bucket IDENTIFY window that Discord keeps at 5 s. Two clients may identify on one shard:
+both then get its events (duplicated delivery, as during a hand-over).
 """
 
 from __future__ import annotations
@@ -41,14 +46,24 @@ class FakeDiscord(UserActions):
         token: str | None = "test-token",
         heartbeat_interval_ms: int = 5_000,
         interaction_deadline_s: float = 3.0,
+        shard_count: int = 1,
+        max_concurrency: int = 1,
+        identify_window_s: float = 0.0,
     ) -> None:
         super().__init__()
         self.token = token
         self.interaction_deadline_s = interaction_deadline_s
+        self.shard_count = shard_count
+        self.max_concurrency = max_concurrency
         self.rest = RestApi(self)
         # Tests inject failures on the server they hold; the REST side owns the rules.
         self.fail_next = self.rest.fail_next
-        self.gateway = GatewayHub(self, heartbeat_interval_ms=heartbeat_interval_ms)
+        self.gateway = GatewayHub(
+            self,
+            heartbeat_interval_ms=heartbeat_interval_ms,
+            max_concurrency=max_concurrency,
+            identify_window_s=identify_window_s,
+        )
         self._runner: web.AppRunner | None = None
         self.port = 0
 

@@ -1,9 +1,11 @@
-"""The fake Discord's world: one application and its bot user, one guild with channels, roles and members,
+"""The fake Discord's world: one application and its bot user, guilds with channels, roles and members,
 and the stores that the REST and gateway sides share. `FakeDiscord` builds on it.
 
-The default guild has text channels `general`, `photos`, `mod-log` and an NSFW `nsfw`; roles `@everyone`,
+Every guild has text channels `general`, `photos`, `mod-log` and an NSFW `nsfw`; roles `@everyone`,
 `Moderator` (manage messages, timeout members) and the bot's managed `Lumi` role; members `owner`, `alice`,
-`mod` (a Moderator) and the bot.
+`mod` (a Moderator) and the bot. The default guild (`guild`) is on shard 0 of any shard plan of up to ten
+shards; `add_guild` makes more, each on the shard a test asks for. Channels named by a string are the
+default guild's; tests pass a `FakeChannel` (`guild.channel_named(...)`) for another guild's.
 """
 
 from __future__ import annotations
@@ -62,7 +64,12 @@ class DiscordWorld:
         self.bot_user = FakeUser(self.application_id, "Lumi", bot=True)
         self.owner = FakeUser(self.snowflakes.next(), "owner")
         self.users: dict[int, FakeUser] = {user.id: user for user in (self.bot_user, self.owner)}
-        self.guild = self._build_guild()
+        alice = FakeUser(self.snowflakes.next(), "alice", global_name="Alice")
+        mod = FakeUser(self.snowflakes.next(), "mod", global_name="Mod")
+        self.users.update({alice.id: alice, mod.id: mod})
+        self.guilds: dict[int, FakeGuild] = {}
+        # 2520 is divisible by every shard count from 1 to 10, so the default guild is on shard 0 of each.
+        self.guild = self._build_guild("Lumi Test Guild", self.snowflakes.next_on_shard(0, 2520))
         self.messages: dict[int, list[JsonDict]] = {}
         self.messages_by_id: dict[int, JsonDict] = {}
         self.created_messages: ObservedList[JsonDict] = ObservedList(summarize=summarize_message)
@@ -86,26 +93,45 @@ class DiscordWorld:
         """Send a gateway event to every identified client session."""
         raise NotImplementedError
 
-    def _build_guild(self) -> FakeGuild:
-        guild_id = self.snowflakes.next()
-        guild = FakeGuild(id=guild_id, name="Lumi Test Guild", owner_id=self.owner.id)
+    def _build_guild(self, name: str, guild_id: int) -> FakeGuild:
+        guild = FakeGuild(id=guild_id, name=name, owner_id=self.owner.id)
         guild.roles[guild_id] = FakeRole(guild_id, "@everyone", int(EVERYONE_PERMISSIONS))
-        self.moderator_role = self.add_role("Moderator", int(MODERATOR_PERMISSIONS), guild=guild, position=1)
-        self.bot_role = self.add_role("Lumi", int(BOT_PERMISSIONS), guild=guild, position=2, managed=True)
-        for name, nsfw in (("general", False), ("photos", False), ("mod-log", False), ("nsfw", True)):
+        moderator_role = self.add_role("Moderator", int(MODERATOR_PERMISSIONS), guild=guild, position=1)
+        bot_role = self.add_role("Lumi", int(BOT_PERMISSIONS), guild=guild, position=2, managed=True)
+        if not self.guilds:
+            self.moderator_role, self.bot_role = moderator_role, bot_role
+        for channel_name, nsfw in (("general", False), ("photos", False), ("mod-log", False), ("nsfw", True)):
             channel_id = self.snowflakes.next()
             guild.channels[channel_id] = FakeChannel(
-                channel_id, name, guild_id=guild_id, nsfw=nsfw, position=len(guild.channels)
+                channel_id, channel_name, guild_id=guild_id, nsfw=nsfw, position=len(guild.channels)
             )
+        by_name = {user.username: user for user in self.users.values()}
         for user, roles in (
-            (self.bot_user, [self.bot_role.id]),
+            (self.bot_user, [bot_role.id]),
             (self.owner, []),
-            (FakeUser(self.snowflakes.next(), "alice", global_name="Alice"), []),
-            (FakeUser(self.snowflakes.next(), "mod", global_name="Mod"), [self.moderator_role.id]),
+            (by_name["alice"], []),
+            (by_name["mod"], [moderator_role.id]),
         ):
-            self.users[user.id] = user
             guild.members[user.id] = FakeMember(user, roles)
+        self.guilds[guild_id] = guild
         return guild
+
+    def add_guild(self, name: str, *, shard_id: int = 0, shard_count: int = 1) -> FakeGuild:
+        """Another guild like the default one (before clients connect), on shard `shard_id` of a plan of
+        `shard_count` shards (Discord's rule: `(guild_id >> 22) % shard_count`)."""
+        return self._build_guild(name, self.snowflakes.next_on_shard(shard_id, shard_count))
+
+    def guild_by_id(self, guild_id: int) -> FakeGuild:
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            raise ApiError(404, 10004, "Unknown Guild")
+        return guild
+
+    def guild_of(self, channel: FakeChannel | None) -> FakeGuild:
+        """The guild a channel belongs to; the default guild for None (and for DMs)."""
+        if channel is None or channel.guild_id is None:
+            return self.guild
+        return self.guilds[channel.guild_id]
 
     def channel(self, ref: ChannelRef) -> FakeChannel:
         if isinstance(ref, FakeChannel):
@@ -115,19 +141,22 @@ class DiscordWorld:
         return self.guild.channel_named(ref)
 
     def channel_by_id(self, channel_id: int) -> FakeChannel:
-        channel = self.guild.channels.get(channel_id)
+        channel = next(
+            (g.channels[channel_id] for g in self.guilds.values() if channel_id in g.channels), None
+        )
         if channel is None:
             channel = next((dm for dm in self.dm_channels.values() if dm.id == channel_id), None)
         if channel is None:
             raise ApiError(404, 10003, "Unknown Channel")
         return channel
 
-    def member(self, ref: UserRef) -> FakeMember:
+    def member(self, ref: UserRef, guild: FakeGuild | None = None) -> FakeMember:
+        target = guild or self.guild
         if isinstance(ref, FakeMember):
-            return ref
+            return target.members[ref.id] if guild is not None else ref
         if isinstance(ref, FakeUser):
-            return self.guild.members[ref.id]
-        return self.guild.member_named(ref)
+            return target.members[ref.id]
+        return target.member_named(ref)
 
     def user(self, ref: UserRef) -> FakeUser:
         if isinstance(ref, FakeUser):
@@ -144,11 +173,14 @@ class DiscordWorld:
     def role(self, name: str) -> FakeRole:
         return self.guild.role_named(name)
 
-    def bot_permissions(self, channel: FakeChannel | None) -> int:
-        return self.guild.permissions_in(self.guild.members[self.bot_user.id], channel)
+    def bot_permissions(self, channel: FakeChannel | None, guild: FakeGuild | None = None) -> int:
+        target = guild or self.guild_of(channel)
+        return target.permissions_in(target.members[self.bot_user.id], channel)
 
     def bot_member_or_user(self, channel: FakeChannel) -> FakeMember | FakeUser:
-        return self.guild.members[self.bot_user.id] if channel.guild_id is not None else self.bot_user
+        if channel.guild_id is None:
+            return self.bot_user
+        return self.guild_of(channel).members[self.bot_user.id]
 
     def dm_channel(self, user: UserRef) -> FakeChannel:
         resolved = self.user(user)
@@ -180,11 +212,11 @@ class DiscordWorld:
             },
         }
 
-    def ready_payload(self, session_id: str) -> JsonDict:
+    def ready_payload(self, session_id: str, guilds: Sequence[FakeGuild]) -> JsonDict:
         return {
             "v": 10,
             "user": {**self.bot_user.payload(), "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(self.guild.id), "unavailable": True}],
+            "guilds": [{"id": str(guild.id), "unavailable": True} for guild in guilds],
             "session_id": session_id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
@@ -197,9 +229,6 @@ class DiscordWorld:
             "geo_ordered_rtc_regions": [],
             "_trace": ["fake-discord"],
         }
-
-    def guild_create_payloads(self) -> list[JsonDict]:
-        return [self.guild.create_payload()]
 
     async def add_channel(
         self, name: str, *, nsfw: bool = False, topic: str | None = None, overwrites: Sequence[Any] = ()
@@ -248,10 +277,12 @@ class DiscordWorld:
         target.permissions = permissions
         await self.dispatch("GUILD_ROLE_UPDATE", {"guild_id": str(self.guild.id), "role": target.payload()})
 
-    async def member_updated(self, member: FakeMember) -> None:
-        await self.dispatch("GUILD_MEMBER_UPDATE", {**member.payload(), "guild_id": str(self.guild.id)})
+    async def member_updated(self, member: FakeMember, guild: FakeGuild | None = None) -> None:
+        target = guild or self.guild
+        await self.dispatch("GUILD_MEMBER_UPDATE", {**member.payload(), "guild_id": str(target.id)})
 
-    async def remove_member(self, member: FakeMember) -> None:
-        self.guild.members.pop(member.id, None)
-        data = {"guild_id": str(self.guild.id), "user": member.user.payload()}
+    async def remove_member(self, member: FakeMember, guild: FakeGuild | None = None) -> None:
+        target = guild or self.guild
+        target.members.pop(member.id, None)
+        data = {"guild_id": str(target.id), "user": member.user.payload()}
         await self.dispatch("GUILD_MEMBER_REMOVE", data)
