@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.config import Settings
 from bot.deployment import Role
 from bot.errors import UserFacingError
+from bot.identify import IdentifyGate, LocalPacing, RedisIdentifyLock
 from bot.interaction_errors import install_error_handler
 from bot.runtime import Runtime
 from bot.web.app import WebServer
@@ -43,7 +44,10 @@ def lumi_intents() -> discord.Intents:
     return intents
 
 
-class LumiBot(commands.Bot):
+class LumiBot(commands.AutoShardedBot):
+    """Lumi on Discord: the shards of DISCORD_SHARD_IDS (of DISCORD_SHARD_COUNT), or as many as Discord
+    recommends when no plan is set; several shards run in one process."""
+
     def __init__(
         self,
         settings: Settings,
@@ -54,8 +58,8 @@ class LumiBot(commands.Bot):
     ) -> None:
         options.setdefault("guild_ready_timeout", settings.discord_guild_ready_timeout_s)
         if settings.shard_ids:
-            # A gateway's slice of the plan (one shard per process in this version, see bot/deployment.py).
-            options.setdefault("shard_id", settings.shard_ids[0])
+            # A gateway's slice of the plan (see bot/deployment.py); without one, Discord's recommendation.
+            options.setdefault("shard_ids", settings.shard_ids)
             options.setdefault("shard_count", settings.discord_shard_count)
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -77,6 +81,23 @@ class LumiBot(commands.Bot):
         # Set when Lumi's own start-up begins: from then on a failure is Lumi's, not Discord's, and is not
         # retried by `login_with_retry`.
         self.setup_started = False
+        self.identify_gate: IdentifyGate = (
+            RedisIdentifyLock(
+                settings.redis_url,
+                max_concurrency=self._max_concurrency,
+                window_s=settings.discord_identify_window_s,
+                key_prefix=settings.redis_key_prefix,
+            )
+            if settings.lumi_mode == "distributed" and serve
+            else LocalPacing(settings.discord_identify_window_s)
+        )
+
+    async def _max_concurrency(self) -> int:
+        return (await self.fetch_session_start_limits()).max_concurrency
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Pace IDENTIFYs: in this process only when embedded, across every process when distributed."""
+        await self.identify_gate.wait_turn(shard_id or 0, initial=initial)
 
     def runs(self, role: Role) -> bool:
         """Whether this process does `role`'s work: every role in an embedded Lumi, none for `lumi sync`."""
@@ -131,7 +152,19 @@ class LumiBot(commands.Bot):
 
     async def on_ready(self) -> None:
         user = self.user
-        log.info("connected as %s (id %s) to %d guilds", user, user.id if user else "?", len(self.guilds))
+        shards = ",".join(str(shard_id) for shard_id in sorted(self.shards))
+        log.info(
+            "connected as %s (id %s) to %d guilds on shards %s of %s",
+            user,
+            user.id if user else "?",
+            len(self.guilds),
+            shards,
+            self.shard_count,
+        )
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        guilds = [guild.id for guild in self.guilds if guild.shard_id == shard_id]
+        log.info("shard %d of %s ready with %d guilds", shard_id, self.shard_count, len(guilds))
 
     async def close(self) -> None:
         """Stop taking work, let cogs finish or persist what is in flight, then release everything.
@@ -152,6 +185,7 @@ class LumiBot(commands.Bot):
             if self.web is not None:
                 await self.web.stop()
                 self.web = None
+            await self.identify_gate.close()
             if self._runtime is not None:
                 await self._runtime.close()
                 self._runtime = None

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     lumi_mode: Mode = "embedded"
     lumi_roles: Annotated[list[Role], NoDecode] = Field(default_factory=lambda: list(ALL_ROLES))
     redis_url: str = ""
+    # Every Redis key Lumi writes starts with this (deployments, or test runs, sharing one Redis differ).
+    redis_key_prefix: str = Field(default="lumi", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     # A remote store for files (azure://..., s3://...); none is available in this version yet.
     blob_store_url: str = ""
     # The operator's word that DATA_DIR is storage every process shares (a network or cluster file system).
@@ -55,6 +57,8 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = None
     discord_dev_guild_id: int | None = None
     discord_guild_ready_timeout_s: float = Field(default=2.0, ge=0)
+    # Discord's wait between two IDENTIFYs of one bucket (5 s); shorter only against a test server.
+    discord_identify_window_s: float = Field(default=5.0, gt=0, le=60)
 
     # Storage
     data_dir: Path = Path("data")

@@ -115,9 +115,6 @@ def deployment_problem(
     problem = shard_plan_problem(shard_count, shard_ids)
     if problem is not None:
         return problem
-    if len(shard_ids) > 1 or (shard_count is not None and shard_count > 1 and not shard_ids):
-        # Several shards in one process need discord.py's AutoShardedBot: a later step.
-        return "DISCORD_SHARD_IDS: one shard per process in this version; start one Lumi per shard id"
     if blob_store_url.strip():
         return NO_REMOTE_BLOB_STORE
     if mode == "embedded":

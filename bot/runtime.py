@@ -77,7 +77,10 @@ class Runtime:
         moderation = build_moderation_service(settings, database, blobs, registry)
         generation = build_generation_service(settings, database, blobs)
         # Distributed processes share their limits through Redis; an embedded one keeps them in memory.
-        rate_limits = build_rate_limits(settings.redis_url if settings.lumi_mode == "distributed" else None)
+        rate_limits = build_rate_limits(
+            settings.redis_url if settings.lumi_mode == "distributed" else None,
+            key_prefix=settings.redis_key_prefix,
+        )
         comments = build_comment_service(
             settings, registry, database=database, moderation=moderation, cooldowns=rate_limits
         )

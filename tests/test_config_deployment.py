@@ -114,14 +114,19 @@ def test_a_gateway_takes_its_shard_from_the_plan(monkeypatch: pytest.MonkeyPatch
     assert settings_with(monkeypatch, DISCORD_SHARD_COUNT="1", DISCORD_SHARD_IDS="").shard_ids == [0]
 
 
+def test_a_gateway_may_run_several_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+    several = settings_with(monkeypatch, **DISTRIBUTED, DISCORD_SHARD_COUNT="4", DISCORD_SHARD_IDS="1,3")
+    assert several.shard_ids == [1, 3]
+    every = settings_with(monkeypatch, **DISTRIBUTED, DISCORD_SHARD_COUNT="3", DISCORD_SHARD_IDS="")
+    assert every.shard_ids == [0, 1, 2]
+
+
 @pytest.mark.parametrize(
     ("count", "ids", "expected"),
     [
         ("2", "2", "DISCORD_SHARD_IDS: shard 2 is outside 0..1 (DISCORD_SHARD_COUNT=2)"),
         ("4", "1,1", "DISCORD_SHARD_IDS: shard 1 is listed twice"),
         ("", "0", "DISCORD_SHARD_IDS: needs DISCORD_SHARD_COUNT"),
-        ("4", "0,1", "DISCORD_SHARD_IDS: one shard per process in this version"),
-        ("4", "", "DISCORD_SHARD_IDS: one shard per process in this version"),
         ("4", "one", "DISCORD_SHARD_IDS.0"),
         ("0", "", "DISCORD_SHARD_COUNT"),
     ],
