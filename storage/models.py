@@ -141,6 +141,15 @@ class ModerationCase(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("guild_id", "case_number", name="uq_moderation_case_guild_number"),
         sa.Index("ix_moderation_case_guild_author", "guild_id", "author_id"),
+        # One case per Discord message, even when Discord delivers the message twice (migration 0002).
+        sa.Index(
+            "uq_moderation_case_guild_message",
+            "guild_id",
+            "message_id",
+            unique=True,
+            sqlite_where=sa.text("message_id IS NOT NULL"),
+            postgresql_where=sa.text("message_id IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(

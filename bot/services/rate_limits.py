@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 COMMAND_LIMIT: Final[RateLimitItem] = RateLimitItemPerMinute(5)
 # A dead Redis is logged once per this many seconds, not once per message or command.
 OUTAGE_LOG_INTERVAL_S: Final = 60.0
+# How long a message stays "handled": far longer than Discord keeps replaying events after a resume.
+HANDLED_TTL_S: Final = 600.0
 # Redis answers in milliseconds; a black-holed address must not hold a command for long.
 REDIS_TIMEOUT_S: Final = 2.0
 
@@ -80,22 +82,36 @@ class ChannelClaims(Protocol):
 
 
 class MemoryClaims:
-    """Claims in this process (embedded mode): the time each channel's cooldown started.
+    """Claims in this process (embedded mode): the time each claim started, and when it ran out.
 
     The cooldown is compared when a claim is asked for, as Lumi always did, so a guild that shortens its
-    cooldown sees the shorter one at once.
+    cooldown sees the shorter one at once. Claims that ran out are dropped every `SWEEP_EVERY` claims, so
+    one claim per handled message does not grow the memory without end.
     """
 
+    SWEEP_EVERY: Final = 256
+
     def __init__(self) -> None:
-        self._held: dict[str, tuple[str, float]] = {}
+        self._held: dict[str, tuple[str, float, float]] = {}  # key -> (token, started, runs out)
+        self._claims_since_sweep = 0
 
     async def claim(self, key: str, token: str, cooldown_s: float) -> bool:
         now = time.monotonic()
+        self._sweep(now)
         held = self._held.get(key)
         if held is not None and now - held[1] < cooldown_s:
             return False
-        self._held[key] = (token, now)
+        self._held[key] = (token, now, now + cooldown_s)
         return True
+
+    def _sweep(self, now: float) -> None:
+        self._claims_since_sweep += 1
+        if self._claims_since_sweep >= self.SWEEP_EVERY:
+            self._claims_since_sweep = 0
+            self._held = {key: held for key, held in self._held.items() if held[2] > now}
+
+    def __len__(self) -> int:
+        return len(self._held)
 
     async def release(self, key: str, token: str) -> None:
         held = self._held.get(key)
@@ -103,7 +119,8 @@ class MemoryClaims:
             del self._held[key]
 
     async def restart(self, key: str, token: str, cooldown_s: float) -> None:
-        self._held[key] = (token, time.monotonic())
+        now = time.monotonic()
+        self._held[key] = (token, now, now + cooldown_s)
 
     async def close(self) -> None:
         return None
@@ -149,6 +166,10 @@ class RateLimits:
         self.where = where
         self._outage_logged_at: float | None = None
 
+    @property
+    def key_prefix(self) -> str:
+        return self._prefix
+
     async def hit_command(
         self, command: str, user_id: int, limit: RateLimitItem = COMMAND_LIMIT
     ) -> Refusal | None:
@@ -184,6 +205,19 @@ class RateLimits:
             return None
         self._outage_over()
         return token if claimed else None
+
+    async def claim_message(self, kind: str, message_id: int, ttl_s: float = HANDLED_TTL_S) -> bool:
+        """Whether this is the first time ``kind`` handles the message (``<prefix>:handled:<kind>:<id>``,
+        ``SET NX`` for ``ttl_s``): False for a second delivery of one message (Discord may send it twice),
+        and when the claims cannot be reached (nothing is done then, as for the cooldowns)."""
+        key = f"{self._prefix}:handled:{kind}:{message_id}"
+        try:
+            claimed = await self._claims.claim(key, secrets.token_hex(8), ttl_s)
+        except (RedisError, OSError) as error:
+            self._outage(error, f"no automatic {kind} on message {message_id}")
+            return False
+        self._outage_over()
+        return claimed
 
     async def release_channel(self, channel_id: int, token: str) -> None:
         """Give the cooldown back, if ``token``'s claim still holds it; a failure only costs a cooldown."""

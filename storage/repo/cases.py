@@ -21,10 +21,27 @@ from storage.repo.common import apply_changes, backend_name
 # concurrent creators for one guild would be extraordinary.
 CASE_NUMBER_ATTEMPTS = 25
 _CASE_NUMBER_CONSTRAINT = "uq_moderation_case_guild_number"
+_MESSAGE_INDEX = "uq_moderation_case_guild_message"
+# SQLite names the columns of a failed unique index, not the index.
+_SQLITE_MESSAGE_CLASH = "moderation_case.guild_id, moderation_case.message_id"
+
+
+class CaseExists(Exception):
+    """The message already has a case (Discord delivered it twice); nothing was inserted."""
+
+    def __init__(self, guild_id: int, message_id: int) -> None:
+        super().__init__(f"message {message_id} in guild {guild_id} already has a case")
+        self.guild_id = guild_id
+        self.message_id = message_id
 
 
 def _is_case_number_clash(exc: IntegrityError) -> bool:
     return _CASE_NUMBER_CONSTRAINT in str(exc.orig)
+
+
+def _is_message_clash(exc: IntegrityError) -> bool:
+    text = str(exc.orig)
+    return _MESSAGE_INDEX in text or _SQLITE_MESSAGE_CLASH in text
 
 
 async def create_case(
@@ -45,12 +62,14 @@ async def create_case(
     alert_channel_id: int | None = None,
     alert_message_id: int | None = None,
 ) -> ModerationCase:
-    """Insert a case numbered one past the guild's highest.
+    """Insert a case numbered one past the guild's highest; `CaseExists` when `message_id` has one.
 
     The number is computed inside the INSERT itself. On SQLite that statement takes the database write lock
     before reading, so writers are serialised. On PostgreSQL two transactions can compute the same number;
     the loser hits the unique constraint once the winner commits, and retries inside a SAVEPOINT so the
-    caller's other work in the transaction survives.
+    caller's other work in the transaction survives. A second case for one message (Discord delivered it
+    twice) fails on the partial unique index `uq_moderation_case_guild_message`, on PostgreSQL once the
+    first one's transaction commits.
     """
     now = utcnow()
     values: dict[str, Any] = {
@@ -77,17 +96,22 @@ async def create_case(
         ),
     }
     statement = sa.insert(ModerationCase).values(values).returning(col(ModerationCase.id))
-    if backend_name(session) != "postgresql":
-        case_id = (await session.exec(statement)).scalar_one()
-    else:
-        for attempt in range(1, CASE_NUMBER_ATTEMPTS + 1):
-            try:
-                async with session.begin_nested():
-                    case_id = (await session.exec(statement)).scalar_one()
-                break
-            except IntegrityError as exc:
-                if not _is_case_number_clash(exc) or attempt == CASE_NUMBER_ATTEMPTS:
-                    raise
+    try:
+        if backend_name(session) != "postgresql":
+            case_id = (await session.exec(statement)).scalar_one()
+        else:
+            for attempt in range(1, CASE_NUMBER_ATTEMPTS + 1):
+                try:
+                    async with session.begin_nested():
+                        case_id = (await session.exec(statement)).scalar_one()
+                    break
+                except IntegrityError as exc:
+                    if not _is_case_number_clash(exc) or attempt == CASE_NUMBER_ATTEMPTS:
+                        raise
+    except IntegrityError as exc:
+        if message_id is not None and _is_message_clash(exc):
+            raise CaseExists(guild_id, message_id) from None
+        raise
     case = await session.get(ModerationCase, case_id)
     if case is None:  # pragma: no cover - inserted just above in this transaction
         raise RuntimeError(f"moderation case {case_id} vanished right after insertion")

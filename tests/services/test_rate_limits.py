@@ -13,9 +13,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage
 from redis import asyncio as redis_asyncio
 
-from bot.services.rate_limits import COMMAND_LIMIT, LimitsUnavailable, RateLimits, build_rate_limits
+from bot.services.rate_limits import (
+    COMMAND_LIMIT,
+    LimitsUnavailable,
+    MemoryClaims,
+    RateLimits,
+    build_rate_limits,
+)
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 # Nothing listens on port 1: connecting is refused at once, as with a Redis that is down.
@@ -121,6 +128,31 @@ async def test_a_zero_cooldown_never_holds_a_channel(two_processes: tuple[RateLi
     first, second = two_processes
     assert await first.claim_channel(CHANNEL, 0) is not None
     assert await second.claim_channel(CHANNEL, 0) is not None
+
+
+async def test_a_message_is_handled_once_across_processes(
+    two_processes: tuple[RateLimits, RateLimits],
+) -> None:
+    first, second = two_processes
+    assert await first.claim_message("comment", 99) is True
+    assert await second.claim_message("comment", 99) is False
+    assert await first.claim_message("comment", 99) is False
+    assert await second.claim_message("reply", 99) is True  # another kind of handling, its own claim
+
+
+async def test_handled_messages_in_memory_run_out_and_are_swept() -> None:
+    claims = MemoryClaims()
+    limits = RateLimits(MemoryStorage(), claims, key_prefix="lumi", where="memory")
+    assert await limits.claim_message("comment", 1, ttl_s=0.05) is True
+    assert await limits.claim_message("comment", 1, ttl_s=0.05) is False
+    await asyncio.sleep(0.06)
+    assert await limits.claim_message("comment", 1, ttl_s=0.05) is True
+    await asyncio.sleep(0.06)
+    for message_id in range(2, 2 + MemoryClaims.SWEEP_EVERY):
+        await limits.claim_message("comment", message_id, ttl_s=600)
+    # Every claim still running is kept; the one that ran out was dropped by the sweep.
+    assert len(claims) == MemoryClaims.SWEEP_EVERY
+    assert await limits.claim_message("comment", 2) is False
 
 
 async def test_in_memory_limits_keep_the_embedded_behaviour() -> None:

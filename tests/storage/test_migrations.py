@@ -11,8 +11,8 @@ from storage.models import metadata
 
 
 async def test_fixture_database_is_at_head_and_matches_the_models(database: Database) -> None:
-    assert migrate.head_revision() == "0001"
-    assert await migrate.current(database.engine) == "0001"
+    assert migrate.head_revision() == "0002"
+    assert await migrate.current(database.engine) == "0002"
     assert await migrate.schema_diff(database.engine) == []
 
 
@@ -33,7 +33,7 @@ async def test_downgrade_to_base_then_upgrade_again(fresh_database: Database) ->
     assert await _table_names(url) == {"alembic_version"}
 
     await migrate.upgrade(url)
-    assert await migrate.current(url) == "0001"
+    assert await migrate.current(url) == "0002"
     assert await _table_names(url) == {"alembic_version", *metadata.tables}
 
 
@@ -44,7 +44,7 @@ async def test_upgrade_from_an_empty_sqlite_file_and_twice_is_harmless(tmp_path:
     try:
         await db.upgrade()
         await db.upgrade()
-        assert await migrate.current(url) == "0001"
+        assert await migrate.current(url) == "0002"
     finally:
         await db.close()
 

@@ -171,14 +171,21 @@ class CommentService:
 
     # -- automatic comments -----------------------------------------------------------------------------
 
-    async def admit(self, guild_id: int, channel_ids: Sequence[int]) -> GuildComments | None:
+    async def admit(
+        self, guild_id: int, channel_ids: Sequence[int], *, message_id: int | None = None
+    ) -> GuildComments | None:
         """The guild's settings when a photo post in this channel should get a comment now, else None.
 
         Admitting claims the channel's cooldown at once, so a burst of posts gets one comment rather
-        than one per post that arrived before the first comment was written.
+        than one per post that arrived before the first comment was written. With ``message_id`` it
+        first claims the message itself: a second delivery of one post (Discord may send it twice, to
+        this process or another) is not admitted, whatever the cooldown.
         """
         config = await self.guild_config(guild_id)
         if not config.enabled_in(channel_ids):
+            return None
+        if message_id is not None and not await self.cooldowns.claim_message("comment", message_id):
+            log.info("no comment on message %s: handled already (or claims unreachable)", message_id)
             return None
         channel_id = channel_ids[0]
         token = await self.cooldowns.claim_channel(channel_id, config.cooldown_s)
@@ -204,7 +211,7 @@ class CommentService:
         photos = post.attachments[: self.max_images]
         if post.guild_id is None or not photos:
             return None
-        config = await self.admit(post.guild_id, post.place.channel_ids)
+        config = await self.admit(post.guild_id, post.place.channel_ids, message_id=post.message_id)
         if config is None:
             return None
         result = None

@@ -3,6 +3,10 @@
 A case and the private copy of a post's images are committed before the post is removed: when the copy
 cannot be stored the post stays up and the case asks the moderators instead. What happened on Discord
 afterwards (removal, timeout, alert message, problems) is added to the case by `record_enforcement`.
+
+A message gets one case: when Discord delivers it twice (a resume, two sessions on one shard), the
+second `record_case` finds the first one's case (a unique index on guild and message) and returns None,
+so the post is not removed, nor its author timed out, nor the moderators alerted a second time.
 """
 
 from __future__ import annotations
@@ -66,14 +70,37 @@ class CaseRecorder:
         flagged_index: int | None,
         verdict: Verdict,
         remove: bool,
-    ) -> tuple[ModerationCase, bool]:
-        """The new case, and whether the evidence was stored (only then may the post be removed)."""
+    ) -> tuple[ModerationCase, bool] | None:
+        """The new case, and whether the evidence was stored (only then may the post be removed); None
+        when the message already has a case (handled already, by this process or another)."""
         decision = verdict.decision
         action = decision.action
         status = CaseStatus.AUTO_ACTIONED if action is Action.DELETE else CaseStatus.OPEN
         reason = decision.reason
         if decision.matched_case_id is not None:
             reason = f"{reason} (case id {decision.matched_case_id})"
+        try:
+            return await self._record(post, images, flagged_index, verdict, remove, status, reason)
+        except repo_cases.CaseExists:
+            log.info(
+                "message %s in guild %s already has a case: delivered twice, handled once",
+                post.message_id,
+                post.guild_id,
+            )
+            return None
+
+    async def _record(
+        self,
+        post: PostContext,
+        images: Sequence[FetchedImage],
+        flagged_index: int | None,
+        verdict: Verdict,
+        remove: bool,
+        status: CaseStatus,
+        reason: str,
+    ) -> tuple[ModerationCase, bool]:
+        decision = verdict.decision
+        action = decision.action
         written: list[str] = []
         async with self.database.session() as session:
             case = await repo_cases.create_case(

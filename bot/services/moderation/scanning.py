@@ -92,7 +92,7 @@ class PostScanner:
         """Check every image of a post; record a case when one is flagged, or else when Discord may show
         one that Lumi could not check (too large or unreadable; ``refused``: not downloaded, too large or
         past the per-post image limit) and the guild's ``unchecked_action`` asks for it.
-        None when there is no case."""
+        None when there is no case, or when the post already has one (Discord delivered it twice)."""
         if not images and not refused:
             return None
         checks = await asyncio.gather(
@@ -133,7 +133,10 @@ class PostScanner:
         decision = verdict.decision
         remove = decision.action.removes_post
         flagged_index = None if flagged_image is None else images.index(flagged_image)
-        case, stored = await self.recorder.record_case(post, images, flagged_index, verdict, remove)
+        recorded = await self.recorder.record_case(post, images, flagged_index, verdict, remove)
+        if recorded is None:
+            return None  # a second delivery of a message that has its case: nothing more to do
+        case, stored = recorded
         return PostOutcome(
             case=case,
             decision=decision,

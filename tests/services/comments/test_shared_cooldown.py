@@ -98,3 +98,22 @@ async def test_no_automatic_comment_while_redis_is_unreachable(sqlite_database: 
         await service.close()
         await cooldowns.close()
         await registry.close()
+
+
+async def test_a_message_delivered_to_both_processes_is_admitted_once(
+    services: tuple[CommentService, CommentService],
+) -> None:
+    # No cooldown: only the message's own claim keeps a second delivery from a second comment.
+    first, second = services
+    await first.configure(GUILD, enable_channels=[CHANNEL], cooldown_s=0)
+    assert await first.admit(GUILD, (CHANNEL,), message_id=77) is not None
+    assert await second.admit(GUILD, (CHANNEL,), message_id=77) is None
+    assert await first.admit(GUILD, (CHANNEL,), message_id=77) is None
+    assert await second.admit(GUILD, (CHANNEL,), message_id=78) is not None
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        key = f"{second.cooldowns.key_prefix}:handled:comment:77"
+        ttl_ms = await client.pttl(key)
+    finally:
+        await client.aclose()
+    assert 590_000 < ttl_ms <= 600_000
