@@ -11,6 +11,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
+from bot.command_tree import LumiTree
 from bot.config import Settings
 from bot.deployment import Role
 from bot.errors import UserFacingError
@@ -65,6 +66,7 @@ class LumiBot(commands.AutoShardedBot):
             command_prefix=commands.when_mentioned,
             intents=lumi_intents(),
             help_command=None,
+            tree_cls=LumiTree,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
             **options,
         )
@@ -102,6 +104,10 @@ class LumiBot(commands.AutoShardedBot):
     def runs(self, role: Role) -> bool:
         """Whether this process does `role`'s work: every role in an embedded Lumi, none for `lumi sync`."""
         return self.serving and self.settings.has_role(role)
+
+    @property
+    def has_runtime(self) -> bool:
+        return self._runtime is not None
 
     @property
     def runtime(self) -> Runtime:

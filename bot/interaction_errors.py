@@ -22,6 +22,15 @@ class RefusedByCheck(app_commands.CheckFailure):
         self.message = message
 
 
+class HandledElsewhere(app_commands.CheckFailure):
+    """Discord delivered this interaction twice and it has been claimed already (see bot.command_tree):
+    nothing to do, nothing to say."""
+
+    def __init__(self, interaction_id: int) -> None:
+        super().__init__(f"interaction {interaction_id} is handled already")
+        self.interaction_id = interaction_id
+
+
 def _unwrap(error: app_commands.AppCommandError) -> BaseException:
     if isinstance(error, app_commands.CommandInvokeError):
         return error.original
@@ -62,6 +71,9 @@ def install_error_handler(tree: app_commands.CommandTree[discord.Client]) -> Non
     async def on_app_command_error(
         interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
+        if isinstance(error, HandledElsewhere):
+            log.info("interaction %s handled already (Discord delivered it twice)", error.interaction_id)
+            return
         text, expected = message_for(error)
         name = interaction.command.qualified_name if interaction.command else "?"
         if expected:

@@ -206,16 +206,25 @@ class RateLimits:
         self._outage_over()
         return token if claimed else None
 
-    async def claim_message(self, kind: str, message_id: int, ttl_s: float = HANDLED_TTL_S) -> bool:
+    async def claim_message(
+        self,
+        kind: str,
+        message_id: int,
+        ttl_s: float = HANDLED_TTL_S,
+        *,
+        when_unreachable: bool = False,
+    ) -> bool:
         """Whether this is the first time ``kind`` handles the message (``<prefix>:handled:<kind>:<id>``,
-        ``SET NX`` for ``ttl_s``): False for a second delivery of one message (Discord may send it twice),
-        and when the claims cannot be reached (nothing is done then, as for the cooldowns)."""
+        ``SET NX`` for ``ttl_s``): False for a second delivery of one message or interaction (Discord
+        may send it twice). When the claims cannot be reached: ``when_unreachable`` (False: nothing is
+        done then, as for the cooldowns)."""
         key = f"{self._prefix}:handled:{kind}:{message_id}"
         try:
             claimed = await self._claims.claim(key, secrets.token_hex(8), ttl_s)
         except (RedisError, OSError) as error:
-            self._outage(error, f"no automatic {kind} on message {message_id}")
-            return False
+            consequence = "handled anyway" if when_unreachable else "not handled"
+            self._outage(error, f"{kind} {message_id} {consequence}")
+            return when_unreachable
         self._outage_over()
         return claimed
 

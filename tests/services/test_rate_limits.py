@@ -140,6 +140,15 @@ async def test_a_message_is_handled_once_across_processes(
     assert await second.claim_message("reply", 99) is True  # another kind of handling, its own claim
 
 
+async def test_without_redis_a_claim_answers_what_the_caller_chose() -> None:
+    limits = build_rate_limits(DEAD_REDIS_URL, key_prefix="unused")
+    try:
+        assert await limits.claim_message("comment", 5) is False
+        assert await limits.claim_message("interaction", 5, when_unreachable=True) is True
+    finally:
+        await limits.close()
+
+
 async def test_handled_messages_in_memory_run_out_and_are_swept() -> None:
     claims = MemoryClaims()
     limits = RateLimits(MemoryStorage(), claims, key_prefix="lumi", where="memory")
