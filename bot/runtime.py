@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bot import __version__
 from bot.config import Settings
+from bot.services.cache_sync import CacheSync
 from bot.services.comments import CommentService, build_comment_service
 from bot.services.generate3d import GenerationService, build_generation_service
 from bot.services.moderation import ModerationService, build_moderation_service
@@ -34,6 +35,7 @@ class Runtime:
     generation: GenerationService
     comments: CommentService
     rate_limits: RateLimits
+    cache_sync: CacheSync
     public_base_url: str = ""
 
     @classmethod
@@ -53,7 +55,10 @@ class Runtime:
                 await database.upgrade()
             await database.ping()
             log.info("database ready (%s)", database.backend)
-            return cls._assemble(settings, database)
+            runtime = cls._assemble(settings, database)
+            # Only serving processes listen: `unopened` runtimes never connect to anything.
+            runtime.cache_sync.start()
+            return runtime
         except BaseException:
             await database.close()
             raise
@@ -84,6 +89,11 @@ class Runtime:
         comments = build_comment_service(
             settings, registry, database=database, moderation=moderation, cooldowns=rate_limits
         )
+        # Distributed processes on PostgreSQL tell each other which guild's cached settings changed.
+        shared = settings.lumi_mode == "distributed" and database.backend == "postgresql"
+        cache_sync = CacheSync(database if shared else None)
+        comments.share_through(cache_sync)
+        moderation.known_hashes.share_through(cache_sync)
         return cls(
             settings=settings,
             database=database,
@@ -95,6 +105,7 @@ class Runtime:
             generation=generation,
             comments=comments,
             rate_limits=rate_limits,
+            cache_sync=cache_sync,
             public_base_url=settings.resolved_public_base_url,
         )
 
@@ -111,5 +122,6 @@ class Runtime:
             await self.moderation.close()
             await self.registry.close()
             await self.rate_limits.close()
+            await self.cache_sync.close()
         finally:
             await self.database.close()

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from bot.errors import UserFacingError
+from bot.services.cache_sync import CacheSync, GuildCache
 from bot.services.comments.backends import BACKEND_NAMES, BackendName, CommentWriter, WrittenComment
 from bot.services.comments.gate import VERDICT_WAIT_S, ModerationGate
 from bot.services.comments.photos import gather_photos
@@ -101,8 +102,10 @@ class CommentService:
         self.max_images = max_images
         self.image_limits = image_limits or ImageLimits()
         self._decode_pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="lumi-comment")
-        # Settings change only through `configure` in this process, so reading them once per guild is safe.
-        self._configs: dict[int, GuildComments] = {}
+        # Settings change through `configure`, here or in another process (see `share_through`); a copy
+        # is kept for CACHE_TTL_S at most.
+        self._configs: GuildCache[GuildComments] = GuildCache()
+        self._sync: CacheSync | None = None
         # Channel cooldowns are claims (in memory, or in Redis shared by every process); this process
         # keeps the token of each claim it holds, to give back or restart that claim and no other.
         self.cooldowns = cooldowns or build_rate_limits(None)
@@ -118,6 +121,11 @@ class CommentService:
             raise RuntimeError("this CommentService has no database (command-line use)")
         return self.database
 
+    def share_through(self, sync: CacheSync) -> None:
+        """Announce settings changes to the other processes, and forget a guild's copy on theirs."""
+        self._sync = sync
+        sync.on("comments", self._configs.forget)
+
     async def guild_config(self, guild_id: int) -> GuildComments:
         cached = self._configs.get(guild_id)
         if cached is not None:
@@ -126,7 +134,7 @@ class CommentService:
             row = await repo_guilds.get_guild_settings(session=session, guild_id=guild_id)
             await session.commit()
         config = _config_from_row(row)
-        self._configs[guild_id] = config
+        self._configs.put(guild_id, config)
         return config
 
     async def configure(
@@ -166,7 +174,9 @@ class CommentService:
                 row = await repo_guilds.update_guild_settings(session=session, guild_id=guild_id, **changes)
             await session.commit()
         config = _config_from_row(row)
-        self._configs[guild_id] = config
+        self._configs.put(guild_id, config)
+        if changes and self._sync is not None:
+            await self._sync.changed(guild_id, "comments")
         return config
 
     # -- automatic comments -----------------------------------------------------------------------------
