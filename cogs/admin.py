@@ -17,7 +17,14 @@ HELP_TEXT = (
 )
 
 
-def render_status(report: StatusReport, *, guild_count: int, failed: dict[str, str]) -> discord.Embed:
+def render_status(
+    report: StatusReport,
+    *,
+    guild_count: int,
+    failed: dict[str, str],
+    shards: tuple[list[int], int | None] = ([], None),
+) -> discord.Embed:
+    """``shards``: the ids this process runs and the deployment's shard count."""
     colour = discord.Colour.green() if report.database_ok and not failed else discord.Colour.orange()
     embed = discord.Embed(title="Lumi status", colour=colour)
     embed.add_field(name="Version", value=report.version)
@@ -27,6 +34,10 @@ def render_status(report: StatusReport, *, guild_count: int, failed: dict[str, s
     database = report.database_backend + (" (ok)" if report.database_ok else " (UNREACHABLE)")
     embed.add_field(name="Database", value=database)
     embed.add_field(name="Servers", value=str(guild_count))
+    shard_ids, shard_count = shards
+    if shard_count is not None:
+        running = ", ".join(str(shard_id) for shard_id in shard_ids) or "none"
+        embed.add_field(name="Shards", value=f"{running} of {shard_count} (this process)")
     loaded = ", ".join(report.models_loaded) or "none yet (models load on first use)"
     embed.add_field(name="Models loaded", value=loaded, inline=False)
     queues = ", ".join(f"{name}: {depth}" for name, depth in report.queue_depths.items()) or "idle"
@@ -46,7 +57,12 @@ class Admin(commands.Cog):
     async def status(self, interaction: discord.Interaction) -> None:
         """Show version, uptime, gateway latency, database, loaded models and queue depths."""
         report = await self.bot.runtime.status.report(gateway_latency_s=self.bot.latency)
-        embed = render_status(report, guild_count=len(self.bot.guilds), failed=self.bot.failed_extensions)
+        embed = render_status(
+            report,
+            guild_count=len(self.bot.guilds),
+            failed=self.bot.failed_extensions,
+            shards=(sorted(self.bot.shards), self.bot.shard_count),
+        )
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @lumi.command(name="help")

@@ -32,4 +32,6 @@ async def test_lumi_status_reports_version_uptime_and_database(lumi: LumiHarness
     assert __version__ in text
     assert "uptime" in text.lower()
     assert "sqlite" in text.lower()
+    # An embedded Lumi runs every shard Discord recommends (one here), and says so.
+    assert "0 of 1 (this process)" in text
     assert lumi.server.unhandled_requests == []
