@@ -64,6 +64,10 @@ class BlobTooLarge(BlobError, ValueError):
     """`put_stream` received more than `max_bytes`; nothing was stored."""
 
 
+class BlobConflict(BlobError):
+    """A conditional write lost: the blob changed, appeared or went away since its version was read."""
+
+
 class BlobStoreUnavailable(BlobError, OSError):
     """The store did not answer or refused the request; the message names the store and what failed."""
 
@@ -74,6 +78,14 @@ class BlobInfo:
     size: int
     content_type: str
     sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedBlob:
+    """A blob's bytes and the version they are (an ETag; opaque, compared for equality only)."""
+
+    data: bytes
+    version: str
 
 
 def validate_key(key: str) -> str:
@@ -121,6 +133,17 @@ class BlobStore(Protocol):
     async def delete(self, key: str) -> bool: ...
 
     async def exists(self, key: str) -> bool: ...
+
+    async def read_versioned(self, key: str) -> VersionedBlob | None:
+        """The blob and its version, for a later `put_if_version`; None when there is none."""
+        ...
+
+    async def put_if_version(
+        self, key: str, data: bytes, content_type: str | None = None, *, version: str | None
+    ) -> str:
+        """Write only if the blob is still at `version` (None: only if there is no blob yet), else raise
+        `BlobConflict`; returns the new version. Compare-and-swap for small shared documents."""
+        ...
 
     async def signed_url(
         self, key: str, *, ttl_s: int, filename: str, content_type: str | None = None

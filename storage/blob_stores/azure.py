@@ -22,16 +22,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import BlobBlock, BlobSasPermissions, ContentSettings, generate_blob_sas
 from azure.storage.blob.aio import BlobClient, ContainerClient, LinearRetry
 
 from storage.blobs import (
     DEFAULT_CHUNK_SIZE,
+    BlobConflict,
     BlobInfo,
     BlobNotFound,
     BlobStoreUnavailable,
     BlobTooLarge,
+    VersionedBlob,
     content_disposition,
     guess_content_type,
     validate_key,
@@ -212,6 +221,46 @@ class AzureBlobStore:
 
     async def exists(self, key: str) -> bool:
         return await self.stat(key) is not None
+
+    async def read_versioned(self, key: str) -> VersionedBlob | None:
+        blob = self._blob(key)
+        try:
+            downloader = await blob.download_blob()
+            data = await downloader.readall()
+        except ResourceNotFoundError as error:
+            if _error_code(error) == "ContainerNotFound":
+                self._unavailable("read", key, error)
+            return None
+        except AzureError as error:
+            self._unavailable("read", key, error)
+        return VersionedBlob(data, str(downloader.properties.etag))
+
+    async def put_if_version(
+        self, key: str, data: bytes, content_type: str | None = None, *, version: str | None
+    ) -> str:
+        blob = self._blob(key)
+        options: dict[str, Any] = (
+            {"overwrite": False}
+            if version is None
+            else {"overwrite": True, "etag": version, "match_condition": MatchConditions.IfNotModified}
+        )
+        sha256 = hashlib.sha256(data).hexdigest()
+        try:
+            result = await blob.upload_blob(
+                data,
+                content_settings=ContentSettings(content_type=content_type or guess_content_type(key)),
+                metadata={SHA256_METADATA: sha256},
+                **options,
+            )
+        except (ResourceExistsError, ResourceModifiedError):
+            raise BlobConflict(f"{key}: changed since version {version}") from None
+        except ResourceNotFoundError as error:
+            if _error_code(error) == "ContainerNotFound":
+                self._unavailable("write", key, error)
+            raise BlobConflict(f"{key}: deleted since version {version}") from None
+        except AzureError as error:
+            self._unavailable("write", key, error)
+        return str(result["etag"])
 
     async def signed_url(
         self, key: str, *, ttl_s: int, filename: str, content_type: str | None = None

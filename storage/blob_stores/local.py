@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import os
@@ -14,9 +15,11 @@ from typing import IO, Any
 
 from storage.blobs import (
     DEFAULT_CHUNK_SIZE,
+    BlobConflict,
     BlobInfo,
     BlobNotFound,
     BlobTooLarge,
+    VersionedBlob,
     guess_content_type,
     validate_key,
 )
@@ -172,6 +175,36 @@ class LocalBlobStore:
     async def exists(self, key: str) -> bool:
         path = self.path(key)
         return await asyncio.to_thread(path.is_file)
+
+    async def read_versioned(self, key: str) -> VersionedBlob | None:
+        try:
+            data = await self.read(key)
+        except BlobNotFound:
+            return None
+        return VersionedBlob(data, hashlib.sha256(data).hexdigest())
+
+    async def put_if_version(
+        self, key: str, data: bytes, content_type: str | None = None, *, version: str | None
+    ) -> str:
+        validate_key(key)
+        return await asyncio.to_thread(self._put_if_version, key, data, content_type, version)
+
+    def _put_if_version(self, key: str, data: bytes, content_type: str | None, version: str | None) -> str:
+        # The version is the content's SHA-256; an exclusive lock makes compare and write one step for
+        # every process sharing this folder.
+        self._tmp_root.mkdir(parents=True, exist_ok=True)
+        with (self._tmp_root / "versioned.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                try:
+                    current: str | None = hashlib.sha256(self.path(key).read_bytes()).hexdigest()
+                except (FileNotFoundError, NotADirectoryError):
+                    current = None
+                if current != version:
+                    raise BlobConflict(f"{key}: changed since version {version}")
+                return self._write_whole(key, data, content_type or guess_content_type(key)).sha256
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     async def signed_url(
         self, key: str, *, ttl_s: int, filename: str, content_type: str | None = None

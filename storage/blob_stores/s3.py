@@ -30,10 +30,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from storage.blobs import (
     DEFAULT_CHUNK_SIZE,
+    BlobConflict,
     BlobInfo,
     BlobNotFound,
     BlobStoreUnavailable,
     BlobTooLarge,
+    VersionedBlob,
     content_disposition,
     guess_content_type,
     validate_key,
@@ -227,6 +229,45 @@ class S3BlobStore:
 
     async def exists(self, key: str) -> bool:
         return await self.stat(key) is not None
+
+    async def read_versioned(self, key: str) -> VersionedBlob | None:
+        object_key = self._object_key(key)
+        try:
+            s3 = await self._s3()
+            response = await s3.get_object(Bucket=self.bucket, Key=object_key)
+            async with response["Body"] as body:
+                data = bytes(await body.read())
+        except ClientError as error:
+            if self._missing(error):
+                return None
+            self._unavailable("read", key, error)
+        except BotoCoreError as error:
+            self._unavailable("read", key, error)
+        return VersionedBlob(data, str(response["ETag"]))
+
+    async def put_if_version(
+        self, key: str, data: bytes, content_type: str | None = None, *, version: str | None
+    ) -> str:
+        object_key = self._object_key(key)
+        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
+        try:
+            s3 = await self._s3()
+            response = await s3.put_object(
+                Bucket=self.bucket,
+                Key=object_key,
+                Body=data,
+                ContentType=content_type or guess_content_type(key),
+                Metadata={SHA256_METADATA: hashlib.sha256(data).hexdigest()},
+                **condition,
+            )
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412", "409"):
+                raise BlobConflict(f"{key}: changed since version {version}") from None
+            self._unavailable("write", key, error)
+        except BotoCoreError as error:
+            self._unavailable("write", key, error)
+        return str(response["ETag"])
 
     async def signed_url(
         self, key: str, *, ttl_s: int, filename: str, content_type: str | None = None

@@ -22,6 +22,7 @@ from storage.blob_stores import LocalBlobStore
 from storage.blob_stores.azure import AzureBlobStore
 from storage.blob_stores.s3 import S3BlobStore
 from storage.blobs import (
+    BlobConflict,
     BlobInfo,
     BlobNotFound,
     BlobStore,
@@ -243,3 +244,41 @@ async def test_an_unreachable_store_fails_fast_with_a_clear_error(backend: str) 
     finally:
         await unreachable.close()
     assert time.monotonic() - started < 15
+
+
+async def test_compare_and_swap_lets_one_writer_win(store: BlobStore) -> None:
+    assert await store.read_versioned("shared/registry.json") is None
+    first = await store.put_if_version("shared/registry.json", b'{"n": 1}', version=None)
+    with pytest.raises(BlobConflict):
+        await store.put_if_version("shared/registry.json", b'{"n": "again"}', version=None)
+    current = await store.read_versioned("shared/registry.json")
+    assert current is not None and current.data == b'{"n": 1}' and current.version == first
+
+    second = await store.put_if_version("shared/registry.json", b'{"n": 2}', version=first)
+    assert second != first
+    # A writer still holding the first version loses, and changes nothing.
+    with pytest.raises(BlobConflict):
+        await store.put_if_version("shared/registry.json", b'{"n": "stale"}', version=first)
+    latest = await store.read_versioned("shared/registry.json")
+    assert latest is not None and (latest.data, latest.version) == (b'{"n": 2}', second)
+    info = await store.stat("shared/registry.json")
+    assert info is not None and info.content_type == "application/json"
+
+
+async def test_concurrent_compare_and_swap_writers_never_lose_an_update(store: BlobStore) -> None:
+    await store.put_if_version("shared/counter.txt", b"0", version=None)
+
+    async def increment() -> None:
+        while True:
+            current = await store.read_versioned("shared/counter.txt")
+            assert current is not None
+            try:
+                await store.put_if_version(
+                    "shared/counter.txt", str(int(current.data) + 1).encode(), version=current.version
+                )
+                return
+            except BlobConflict:
+                continue
+
+    await asyncio.gather(*(increment() for _ in range(8)))
+    assert await store.read("shared/counter.txt") == b"8"
