@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 EXTRAS_RUN := ml
 EXTRAS_TEST := ml,dev
 
-.PHONY: run test lint typecheck imports pytest install install-dev clean viewer-assets browser
+.PHONY: run test lint typecheck imports pytest install install-dev clean viewer-assets test-emulators browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +34,20 @@ $(WEB_STATIC)/node_modules/.package-lock.json: $(WEB_STATIC)/package.json $(WEB_
 
 viewer-assets: $(WEB_STATIC)/node_modules/.package-lock.json
 
+# Vendor emulators the tests start themselves (Azurite, Microsoft's Azure Blob Storage emulator).
+EMULATORS := tests/emulators
+$(EMULATORS)/node_modules/.package-lock.json: $(EMULATORS)/package.json $(EMULATORS)/package-lock.json
+	cd $(EMULATORS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test-emulators: $(EMULATORS)/node_modules/.package-lock.json
+
 # Chromium for the viewer's browser test: installed with apt-get when missing and run as root.
 browser:
 	sh scripts/ensure-chromium.sh
 
 install: $(VENV)/.installed-run viewer-assets
-install-dev: $(VENV)/.installed-test viewer-assets
+install-dev: $(VENV)/.installed-test viewer-assets test-emulators
 
 run: install
 	$(BIN)/lumi run

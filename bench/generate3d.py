@@ -36,7 +36,7 @@ from bot.services.generate3d import (
     PromptEnhancer,
 )
 from inference.remote.meshy import MeshyClient
-from storage.blobs import LocalBlobStore
+from storage.blob_stores import LocalBlobStore
 from storage.db import Database, default_sqlite_url
 from storage.models import JobState
 from storage.repo import assets as repo_assets

@@ -51,7 +51,7 @@ from moderation_parts import (
 from bot.services.moderation import ImageChecker, ModerationService
 from inference.registry import BatchConfig, ModelRegistry
 from inference.threads import default_threads
-from storage.blobs import LocalBlobStore
+from storage.blob_stores import LocalBlobStore
 from storage.db import Database, default_sqlite_url
 
 LAG_TICK_S = 0.005

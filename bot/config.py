@@ -22,7 +22,12 @@ from bot.deployment import (
     parse_shard_ids,
 )
 from inference.threads import default_threads
+from storage.blob_stores import BlobStoreSettings, blob_store_problem
 from storage.links import GENERATE_SECRET_HINT, MIN_SECRET_BYTES, LinkSecretError, load_or_create_secret
+
+
+def _secret(value: SecretStr | None) -> str:
+    return "" if value is None else value.get_secret_value()
 
 
 class SettingsError(Exception):
@@ -45,8 +50,16 @@ class Settings(BaseSettings):
     redis_url: str = ""
     # Every Redis key Lumi writes starts with this (deployments, or test runs, sharing one Redis differ).
     redis_key_prefix: str = Field(default="lumi", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
-    # A remote store for files (azure://..., s3://...); none is available in this version yet.
+    # Where files are kept (storage/blob_stores/urls.py): empty = DATA_DIR/blobs, azure://<container>,
+    # s3://<bucket>[/<prefix>]; the credentials each needs follow.
     blob_store_url: str = ""
+    azure_storage_connection_string: SecretStr | None = None
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr | None = None
+    # /files/<token> answers with a redirect to a 5-minute URL of the remote store (false: streams it).
+    blob_redirect: bool = True
     # The operator's word that DATA_DIR is storage every process shares (a network or cluster file system).
     lumi_shared_data_dir: bool = False
 
@@ -192,14 +205,35 @@ class Settings(BaseSettings):
         )
         if problem is not None:
             raise ValueError(problem)
+        problem = blob_store_problem(self.blob_store_settings())
+        if problem is not None:
+            raise ValueError(problem)
         return self
+
+    def blob_store_settings(self) -> BlobStoreSettings:
+        return BlobStoreSettings(
+            url=self.blob_store_url,
+            data_dir=self.data_dir,
+            azure_connection_string=_secret(self.azure_storage_connection_string),
+            s3_endpoint_url=self.s3_endpoint_url,
+            s3_region=self.s3_region,
+            s3_access_key_id=self.s3_access_key_id,
+            s3_secret_access_key=_secret(self.s3_secret_access_key),
+        )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("discord_token", "link_secret", "comment_llm_api_key", mode="before")
+    @field_validator(
+        "discord_token",
+        "link_secret",
+        "comment_llm_api_key",
+        "azure_storage_connection_string",
+        "s3_secret_access_key",
+        mode="before",
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

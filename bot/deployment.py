@@ -19,11 +19,6 @@ Role = Literal["gateway", "worker", "web"]
 # clean-up loops; web: listens on WEB_PORT (downloads, viewer, progress, health, metrics).
 ALL_ROLES: tuple[Role, ...] = get_args(Role)
 
-NO_REMOTE_BLOB_STORE = (
-    "BLOB_STORE_URL: a remote blob store is not available yet in this version; leave BLOB_STORE_URL empty "
-    "and set LUMI_SHARED_DATA_DIR=true if DATA_DIR is storage every Lumi process shares"
-)
-
 
 def parse_roles(value: object) -> object:
     """`gateway,worker` → ["gateway", "worker"]; empty → every role. Unknown names are left to the checks."""
@@ -92,7 +87,8 @@ def distributed_problems(
         missing.append("REDIS_URL (redis://host:6379/0)")
     if not blob_store_url.strip() and not shared_data_dir:
         missing.append(
-            "BLOB_STORE_URL (or LUMI_SHARED_DATA_DIR=true when DATA_DIR is storage every process shares)"
+            "BLOB_STORE_URL (azure://<container> or s3://<bucket>; or LUMI_SHARED_DATA_DIR=true when "
+            "DATA_DIR is storage every process shares)"
         )
     if not has_link_secret:
         missing.append("LINK_SECRET (the same secret in every process)")
@@ -115,8 +111,6 @@ def deployment_problem(
     problem = shard_plan_problem(shard_count, shard_ids)
     if problem is not None:
         return problem
-    if blob_store_url.strip():
-        return NO_REMOTE_BLOB_STORE
     if mode == "embedded":
         if list(roles) != list(ALL_ROLES):
             return (

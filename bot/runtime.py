@@ -16,7 +16,8 @@ from bot.services.status import StatusService
 from inference.registry import ModelRegistry
 from inference.tensorflow_support import import_torch_side
 from inference.threads import apply_thread_policy
-from storage.blobs import LocalBlobStore
+from storage.blob_stores import open_blob_store
+from storage.blobs import BlobStore
 from storage.db import Database
 from storage.links import LinkSigner
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     database: Database
-    blobs: LocalBlobStore
+    blobs: BlobStore
     links: LinkSigner
     registry: ModelRegistry
     status: StatusService
@@ -75,7 +76,7 @@ class Runtime:
 
     @classmethod
     def _assemble(cls, settings: Settings, database: Database) -> Runtime:
-        blobs = LocalBlobStore(settings.data_dir / "blobs")
+        blobs = open_blob_store(settings.blob_store_settings())
         links = LinkSigner(settings.link_secret_value(), default_ttl_s=settings.link_ttl_s)
         registry = ModelRegistry(device=settings.inference_device)
         status = StatusService(version=__version__, database=database, registry=registry)
@@ -114,7 +115,7 @@ class Runtime:
         return f"{self.public_base_url}/files/{token}"
 
     async def close(self) -> None:
-        """Release models first (they may still be finishing work), then the database."""
+        """Release models first (they may still be finishing work), then the blob store and the database."""
         try:
             # Generation first: stopping its jobs leaves their rows as they are, to resume at next start.
             await self.generation.close()
@@ -124,4 +125,7 @@ class Runtime:
             await self.rate_limits.close()
             await self.cache_sync.close()
         finally:
-            await self.database.close()
+            try:
+                await self.blobs.close()
+            finally:
+                await self.database.close()

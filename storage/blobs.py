@@ -1,34 +1,26 @@
-"""Blob storage for generated 3D models, previews and moderation evidence.
+"""The blob store interface: generated 3D models, previews and moderation evidence.
 
-`BlobStore` is the interface services depend on; `LocalBlobStore` keeps blobs in a folder. Keys are
-slash-separated relative names (`jobs/<job id>/model.glb`) made of `[A-Za-z0-9._-]` segments that do not
-start with a dot, so a key can never leave the store's root or collide with its bookkeeping folders.
+`BlobStore` is what services depend on; its implementations live in `storage.blob_stores` (a folder under
+DATA_DIR, Azure Blob Storage, an S3-compatible bucket), chosen by BLOB_STORE_URL. Keys are slash-separated
+relative names (`jobs/<job id>/model.glb`) made of `[A-Za-z0-9._-]` segments that do not start with a dot,
+so a key can never leave a folder store's root or collide with its bookkeeping folders, and means the
+same object name in every backend.
 
-An S3-compatible store (AWS S3, MinIO, Cloudflare R2) would implement the same Protocol with an async client
-(aiobotocore) or a sync one in `asyncio.to_thread`:
-- keys map to object keys under a configurable prefix; `BlobInfo.sha256` travels as object metadata
-  (`x-amz-meta-sha256`) or an S3 SHA-256 checksum, the content type as `Content-Type`;
-- `put` is one PutObject; `put_stream` a multipart upload (parts of at least 5 MiB) that is aborted when
-  the source fails or `max_bytes` is exceeded, so no partial object ever becomes visible;
-- `read`/`stream` are GetObject, streaming the body; `stat`/`exists` are HeadObject (404 -> None/False);
-- `delete` is DeleteObject, preceded by HeadObject because S3 reports success for missing keys too;
-- objects appear whole on completion, so no temp-file dance is needed; downloads could use presigned URLs
-  instead of `storage.links`, at the cost of exposing the bucket's host.
+Every store writes a blob whole or not at all: a reader sees the old blob or the new one, never a part,
+and `put_stream` stores nothing when its source fails or passes `max_bytes`. A remote store that cannot be
+reached raises `BlobStoreUnavailable`, an `OSError`, which the web server answers with 503 like a failing
+disk.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import json
 import mimetypes
 import os
 import re
-import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import IO, Any, Protocol
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
 MAX_KEY_LENGTH = 512  # StoredAsset.key's column size
@@ -72,12 +64,28 @@ class BlobTooLarge(BlobError, ValueError):
     """`put_stream` received more than `max_bytes`; nothing was stored."""
 
 
+class BlobConflict(BlobError):
+    """A conditional write lost: the blob changed, appeared or went away since its version was read."""
+
+
+class BlobStoreUnavailable(BlobError, OSError):
+    """The store did not answer or refused the request; the message names the store and what failed."""
+
+
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
     key: str
     size: int
     content_type: str
     sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedBlob:
+    """A blob's bytes and the version they are (an ETag; opaque, compared for equality only)."""
+
+    data: bytes
+    version: str
 
 
 def validate_key(key: str) -> str:
@@ -126,164 +134,31 @@ class BlobStore(Protocol):
 
     async def exists(self, key: str) -> bool: ...
 
+    async def read_versioned(self, key: str) -> VersionedBlob | None:
+        """The blob and its version, for a later `put_if_version`; None when there is none."""
+        ...
 
-class LocalBlobStore:
-    """Blobs as files under `root`, written atomically (temp file, fsync, rename) off the event loop.
+    async def put_if_version(
+        self, key: str, data: bytes, content_type: str | None = None, *, version: str | None
+    ) -> str:
+        """Write only if the blob is still at `version` (None: only if there is no blob yet), else raise
+        `BlobConflict`; returns the new version. Compare-and-swap for small shared documents."""
+        ...
 
-    Layout: `root/<key>` holds the bytes, `root/.meta/<key>.json` the content type and SHA-256 (with the
-    size and mtime they describe, so a stale sidecar is detected and recomputed), `root/.tmp/` unfinished
-    writes. Keys cannot start a segment with '.', so they never reach the two bookkeeping folders.
-    """
+    async def signed_url(
+        self, key: str, *, ttl_s: int, filename: str, content_type: str | None = None
+    ) -> str | None:
+        """A URL the store itself answers with the blob for `ttl_s` seconds (read only), offered as
+        `filename`; None when this store has no such URLs (a folder), so the web server streams the blob."""
+        ...
 
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-        self._meta_root = self.root / ".meta"
-        self._tmp_root = self.root / ".tmp"
+    def download_origins(self) -> tuple[str, ...]:
+        """The origins (`https://host`) `signed_url`'s URLs point at: the viewer's page must allow them."""
+        ...
 
-    def path(self, key: str) -> Path:
-        """The file holding `key` (for `sendfile`-style responses); it may not exist."""
-        return self.root / validate_key(key)
-
-    def _meta_path(self, key: str) -> Path:
-        return self._meta_root / f"{key}.json"
-
-    async def put(self, key: str, data: bytes, content_type: str | None = None) -> BlobInfo:
-        validate_key(key)
-        return await asyncio.to_thread(self._write_whole, key, data, content_type or guess_content_type(key))
-
-    def _write_whole(self, key: str, data: bytes, content_type: str) -> BlobInfo:
-        info = BlobInfo(key, len(data), content_type, hashlib.sha256(data).hexdigest())
-        temp = self._new_temp_path()
-        try:
-            with temp.open("wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            self._commit(temp, info)
-        finally:
-            temp.unlink(missing_ok=True)
-        return info
-
-    async def put_stream(
-        self,
-        key: str,
-        chunks: AsyncIterator[bytes],
-        content_type: str | None = None,
-        *,
-        max_bytes: int | None = None,
-    ) -> BlobInfo:
-        validate_key(key)
-        temp = await asyncio.to_thread(self._new_temp_path)
-        digest = hashlib.sha256()
-        size = 0
-        handle: IO[bytes] = await asyncio.to_thread(temp.open, "wb")
-        try:
-            try:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise BlobTooLarge(f"{key}: more than {max_bytes} bytes")
-                    await asyncio.to_thread(_write_and_hash, handle, digest.update, chunk)
-                await asyncio.to_thread(_flush_and_sync, handle)
-            finally:
-                await asyncio.to_thread(handle.close)
-            info = BlobInfo(key, size, content_type or guess_content_type(key), digest.hexdigest())
-            await asyncio.to_thread(self._commit, temp, info)
-            return info
-        finally:
-            # Also runs on cancellation; unlinking a file is quick enough to do on the loop.
-            temp.unlink(missing_ok=True)
-
-    def _new_temp_path(self) -> Path:
-        self._tmp_root.mkdir(parents=True, exist_ok=True)
-        return self._tmp_root / f"{uuid.uuid4().hex}.part"
-
-    def _commit(self, temp: Path, info: BlobInfo) -> None:
-        target = self.root / info.key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        stat = temp.stat()
-        meta = {**asdict(info), "mtime_ns": stat.st_mtime_ns}
-        meta_path = self._meta_path(info.key)
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
-        meta_temp = self._new_temp_path()
-        try:
-            meta_temp.write_text(json.dumps(meta), encoding="utf-8")
-            # Sidecar first: if the process dies between the two renames, the sidecar describes a file
-            # that is not there yet, which `stat` notices by size/mtime and recomputes.
-            os.replace(meta_temp, meta_path)
-        finally:
-            meta_temp.unlink(missing_ok=True)
-        os.replace(temp, target)
-
-    async def read(self, key: str) -> bytes:
-        path = self.path(key)
-        try:
-            return await asyncio.to_thread(path.read_bytes)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise BlobNotFound(key) from None
-
-    async def stream(self, key: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AsyncIterator[bytes]:
-        """Yield the blob in chunks; `BlobNotFound` is raised at the first iteration."""
-        path = self.path(key)
-        try:
-            handle: IO[bytes] = await asyncio.to_thread(path.open, "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise BlobNotFound(key) from None
-        try:
-            while chunk := await asyncio.to_thread(handle.read, chunk_size):
-                yield chunk
-        finally:
-            await asyncio.to_thread(handle.close)
-
-    async def stat(self, key: str) -> BlobInfo | None:
-        path = self.path(key)
-        return await asyncio.to_thread(self._stat, key, path)
-
-    def _stat(self, key: str, path: Path) -> BlobInfo | None:
-        try:
-            stat = path.stat()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if not path.is_file():
-            return None
-        meta = self._read_meta(key)
-        if meta is not None and meta.get("size") == stat.st_size and meta.get("mtime_ns") == stat.st_mtime_ns:
-            return BlobInfo(key, stat.st_size, str(meta["content_type"]), str(meta["sha256"]))
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        return BlobInfo(key, stat.st_size, guess_content_type(key), digest.hexdigest())
-
-    def _read_meta(self, key: str) -> dict[str, Any] | None:
-        try:
-            meta = json.loads(self._meta_path(key).read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
-            return None
-        return meta if isinstance(meta, dict) else None
-
-    async def delete(self, key: str) -> bool:
-        path = self.path(key)
-        return await asyncio.to_thread(self._delete, key, path)
-
-    def _delete(self, key: str, path: Path) -> bool:
-        self._meta_path(key).unlink(missing_ok=True)
-        try:
-            path.unlink()
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        return True
-
-    async def exists(self, key: str) -> bool:
-        path = self.path(key)
-        return await asyncio.to_thread(path.is_file)
+    async def close(self) -> None: ...
 
 
-def _write_and_hash(handle: IO[bytes], hash_update: Callable[[bytes], object], chunk: bytes) -> None:
-    handle.write(chunk)
-    hash_update(chunk)
-
-
-def _flush_and_sync(handle: IO[bytes]) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
+def content_disposition(filename: str) -> str:
+    """`inline` with the file's name, encoded for any characters (RFC 6266 / 5987)."""
+    return f"inline; filename*=UTF-8''{quote(filename)}"

@@ -24,6 +24,13 @@ def _no_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     for name in ("DATABASE_URL", "LINK_SECRET", "DISCORD_SHARD_COUNT", "DISCORD_SHARD_IDS"):
         monkeypatch.delenv(name, raising=False)
+    for name in (
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "S3_ACCESS_KEY_ID",
+        "S3_SECRET_ACCESS_KEY",
+        "S3_ENDPOINT_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
 
 
 def settings_with(monkeypatch: pytest.MonkeyPatch, **variables: str) -> Settings:
@@ -78,14 +85,68 @@ def test_sqlite_is_refused_in_distributed_mode(monkeypatch: pytest.MonkeyPatch, 
     assert "DATABASE_URL (postgresql+asyncpg://" in message
 
 
-@pytest.mark.parametrize("mode", ["embedded", "distributed"])
-def test_a_remote_blob_store_is_refused_as_not_available_yet(
-    monkeypatch: pytest.MonkeyPatch, mode: str
-) -> None:
-    message = refusal(
-        monkeypatch, **{**DISTRIBUTED, "LUMI_MODE": mode, "BLOB_STORE_URL": "azure://lumi/files"}
+AZURE_CONNECTION = (
+    "DefaultEndpointsProtocol=https;AccountName=lumifiles;AccountKey=a2V5LWZvci10ZXN0cw==;"
+    "EndpointSuffix=core.windows.net"
+)
+
+
+def test_a_remote_blob_store_stands_in_for_a_shared_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    variables = {name: value for name, value in DISTRIBUTED.items() if name != "LUMI_SHARED_DATA_DIR"}
+    settings = settings_with(
+        monkeypatch,
+        **variables,
+        BLOB_STORE_URL="azure://lumi-files",
+        AZURE_STORAGE_CONNECTION_STRING=AZURE_CONNECTION,
     )
-    assert "remote blob store is not available yet in this version" in message
+    assert settings.blob_store_settings().azure_connection_string == AZURE_CONNECTION
+    assert "AccountKey" not in repr(settings)  # a secret, never printed
+    s3 = settings_with(
+        monkeypatch, **variables, BLOB_STORE_URL="s3://lumi-files/prod", AZURE_STORAGE_CONNECTION_STRING=""
+    )
+    assert s3.blob_store_settings().url == "s3://lumi-files/prod"
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        (
+            {"BLOB_STORE_URL": "ftp://files.internal/lumi"},
+            "invalid configuration: BLOB_STORE_URL: 'ftp://files.internal/lumi': use azure://<container> or "
+            "s3://<bucket>[/<prefix>], or leave it empty for files under DATA_DIR/blobs",
+        ),
+        ({"BLOB_STORE_URL": "azure://Lumi_Files"}, "'Lumi_Files' is not an Azure container name"),
+        ({"BLOB_STORE_URL": "azure://lumi/files"}, "an Azure URL names only the container"),
+        (
+            {"BLOB_STORE_URL": "azure://lumi-files"},
+            "BLOB_STORE_URL=azure://lumi-files needs AZURE_STORAGE_CONNECTION_STRING",
+        ),
+        (
+            {
+                "BLOB_STORE_URL": "azure://lumi-files",
+                "AZURE_STORAGE_CONNECTION_STRING": "AccountName=lumifiles",
+            },
+            "AZURE_STORAGE_CONNECTION_STRING: the connection string has neither AccountKey nor "
+            "SharedAccessSignature",
+        ),
+        ({"BLOB_STORE_URL": "s3://x"}, "'x' is not an S3 bucket name"),
+        ({"BLOB_STORE_URL": "s3://lumi-files/a b"}, "prefix 'a b'"),
+        (
+            {"BLOB_STORE_URL": "s3://lumi-files", "S3_ACCESS_KEY_ID": "AKIA0000"},
+            "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY: set both, or neither",
+        ),
+        (
+            {"BLOB_STORE_URL": "s3://lumi-files", "S3_ENDPOINT_URL": "minio:9000"},
+            "S3_ENDPOINT_URL: 'minio:9000'",
+        ),
+    ],
+)
+@pytest.mark.parametrize("mode", ["embedded", "distributed"])
+def test_a_bad_blob_store_setting_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, mode: str, variables: dict[str, str], expected: str
+) -> None:
+    message = refusal(monkeypatch, **{**DISTRIBUTED, "LUMI_MODE": mode, **variables})
+    assert expected in message
 
 
 def test_roles_other_than_all_need_distributed_mode(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ from bot.web import files, health, playground
 from bot.web import generate3d as generate3d_routes
 from bot.web.faults import protocol_logger, storage_faults
 from bot.web.headers import add_security_headers
-from bot.web.keys import PLAYGROUND, RUNTIME
+from bot.web.keys import BLOB_ORIGINS, PLAYGROUND, RUNTIME
 from bot.web.streams import STREAM_LIMITS, StreamLimits
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ def create_app(runtime: Runtime, *, playground_mode: bool = False) -> web.Applic
     app.on_response_prepare.append(add_security_headers)
     app[RUNTIME] = runtime
     app[PLAYGROUND] = playground_mode
+    app[BLOB_ORIGINS] = runtime.blobs.download_origins() if settings.blob_redirect else ()
     app[STREAM_LIMITS] = StreamLimits(
         total=settings.web_sse_max_connections, per_client=settings.web_sse_max_per_client
     )

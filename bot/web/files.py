@@ -1,4 +1,9 @@
-"""`/files/<signed token>`: streams a stored asset when its link is genuine and not expired.
+"""`/files/<signed token>`: serves a stored asset when its link is genuine and not expired.
+
+The token (Lumi's own HMAC, `storage.links`) stays the public address and decides 403/404/410 as
+before. A folder store's file is then streamed from here; a remote store's (Azure Blob, S3) is answered
+with a 302 to a read-only URL of the store that works for `SIGNED_URL_TTL_S` and names the file, so the
+bytes do not pass through Lumi (BLOB_REDIRECT=false streams them here instead).
 
 A file of a job whose files expired under the 3D retention answers 410 with a sentence saying so, even
 when its blob is still stored (deletion pending) or the link itself expired too. A token far longer than
@@ -8,16 +13,19 @@ any Lumi issues, and a genuine token for a key the blob store would refuse, answ
 from __future__ import annotations
 
 import logging
-from urllib.parse import quote
 
 from aiohttp import web
 
 from bot.web.keys import RUNTIME
-from storage.blobs import InvalidBlobKey, validate_key
+from storage.blobs import InvalidBlobKey, content_disposition, validate_key
 from storage.links import MAX_TOKEN_CHARS, LinkExpired, LinkTampered
 from storage.repo import assets as repo_assets
 
 log = logging.getLogger(__name__)
+
+# Long enough to start a download or the viewer's fetch after the redirect; short, since the URL is a
+# bearer credential that no longer passes through Lumi's checks (expiry, retention, deletion).
+SIGNED_URL_TTL_S = 300
 
 
 async def download(request: web.Request) -> web.StreamResponse:
@@ -50,11 +58,19 @@ async def download(request: web.Request) -> web.StreamResponse:
     filename = asset.filename if asset is not None and asset.filename else key.rsplit("/", 1)[-1]
     content_type = asset.content_type if asset is not None and asset.content_type else info.content_type
 
+    if runtime.settings.blob_redirect:
+        url = await runtime.blobs.signed_url(
+            key, ttl_s=SIGNED_URL_TTL_S, filename=filename, content_type=content_type
+        )
+        if url is not None:
+            log.info("redirected %s to the blob store", key)
+            raise web.HTTPFound(url, headers={"Cache-Control": "no-store"})
+
     response = web.StreamResponse(
         headers={
             "Content-Type": content_type,
             "Content-Length": str(info.size),
-            "Content-Disposition": f"inline; filename*=UTF-8''{quote(filename)}",
+            "Content-Disposition": content_disposition(filename),
             "Cache-Control": "private, max-age=300",
             "X-Content-Type-Options": "nosniff",
         }

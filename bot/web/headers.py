@@ -7,7 +7,8 @@ template files, never from the page being served, so a script that found its way
 with it; nothing needs updating by hand.
 
 - `img-src`/`connect-src` allow `blob:` and `data:`: three.js's GLTFLoader reads a GLB's embedded textures
-  through them;
+  through them; with a remote blob store they also allow its origins, where `/files` links redirect (the
+  viewer's fetch of the GLB, the thumbnail);
 - `style-src` allows inline styles: the playground page has a `<style>` block and features may add `style`
   attributes to their sections; styles cannot run code;
 - `frame-ancestors 'none'` (and `X-Frame-Options: DENY` for older browsers): no page can be framed;
@@ -24,6 +25,8 @@ from functools import cache
 from importlib import resources
 
 from aiohttp import web
+
+from bot.web.keys import BLOB_ORIGINS
 
 SERVER_NAME = "Lumi"
 
@@ -43,20 +46,21 @@ def script_hash(text: str) -> str:
 
 
 @cache
-def content_security_policy() -> str:
+def content_security_policy(blob_origins: tuple[str, ...] = ()) -> str:
     templates = resources.files("bot.web").joinpath("templates")
     hashes: list[str] = []
     for template in sorted(templates.iterdir(), key=lambda item: item.name):
         if template.name.endswith(".html"):
             hashes.extend(inline_script_hashes(template.read_text(encoding="utf-8")))
     scripts = " ".join(["'self'", *dict.fromkeys(hashes)])
+    fetched = " ".join(["'self'", "data:", "blob:", *blob_origins])
     return "; ".join(
         [
             "default-src 'self'",
             f"script-src {scripts}",
             "style-src 'self' 'unsafe-inline'",
-            "img-src 'self' data: blob:",
-            "connect-src 'self' data: blob:",
+            f"img-src {fetched}",
+            f"connect-src {fetched}",
             "object-src 'none'",
             "base-uri 'none'",
             "form-action 'self'",
@@ -65,12 +69,12 @@ def content_security_policy() -> str:
     )
 
 
-async def add_security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """`on_response_prepare` hook: runs for every routed response, streamed ones included, before its
     headers are sent (a middleware would miss responses a handler has already prepared)."""
     headers = response.headers
     headers["Server"] = SERVER_NAME
-    headers.setdefault("Content-Security-Policy", content_security_policy())
+    headers.setdefault("Content-Security-Policy", content_security_policy(request.app.get(BLOB_ORIGINS, ())))
     headers["X-Content-Type-Options"] = "nosniff"
     headers["X-Frame-Options"] = "DENY"
     headers.setdefault("Referrer-Policy", "no-referrer")

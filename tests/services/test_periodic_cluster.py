@@ -13,7 +13,7 @@ import pytest
 from bot.services.generate3d.retention import GeneratedFileCleanup
 from bot.services.moderation.evidence_retention import EvidenceRetentionJob
 from bot.services.periodic import PeriodicTask
-from storage.blobs import LocalBlobStore
+from storage.blob_stores import LocalBlobStore
 from storage.db import Database, default_sqlite_url
 from storage.locks import ClusterLock
 from tests.fakes.databases import empty_all_tables, open_database

@@ -1,3 +1,6 @@
+"""`LocalBlobStore` on disk: temp files, sidecars, key rules (the behaviour every store shares is in
+test_blob_store_contract.py)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from storage.blob_stores import LocalBlobStore
 from storage.blobs import (
     BlobInfo,
     BlobNotFound,
     BlobStore,
     BlobTooLarge,
     InvalidBlobKey,
-    LocalBlobStore,
     guess_content_type,
     validate_key,
 )

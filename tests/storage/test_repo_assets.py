@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from storage.blobs import LocalBlobStore
+from storage.blob_stores import LocalBlobStore
 from storage.db import Database
 from storage.models import AssetOwner
 from storage.repo import assets as repo_assets

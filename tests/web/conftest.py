@@ -8,6 +8,9 @@ import pytest
 
 from bot.runtime import Runtime
 from bot.web.app import WebServer
+from tests.fakes.blob_emulators import azurite
+
+__all__ = ["azurite", "server"]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from bot.runtime import Runtime
 from bot.services.generate3d.service import GenerationOptions, GenerationRequest
 from bot.web.app import WebServer
 from bot.web.generate3d import viewer_assets_installed
-from storage.blobs import LocalBlobStore
+from storage.blob_stores import LocalBlobStore
 from storage.models import utcnow
 from tests.conftest import make_settings
 from tests.fakes.browser import chromium, run_browser

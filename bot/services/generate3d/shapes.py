@@ -27,10 +27,15 @@ from inference.remote.meshy import (
     MeshyTaskNotFound,
     MeshyTimeout,
 )
+from storage.blobs import BlobStoreUnavailable
 from storage.models import GenerationJob, utcnow
 
 DEFAULT_FORMATS: tuple[str, ...] = ("glb", "fbx", "obj", "usdz")
 GENERIC_FAILURE = "Something went wrong on Lumi's side while generating. The operators have the details."
+STORAGE_FAILURE = (
+    "The model was generated, but Lumi could not save its files: its file storage is not answering. "
+    "The operators have the details; please try again later."
+)
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -182,6 +187,8 @@ def failure_message(error: BaseException, *, deadline_s: float | None = None) ->
         return "Lumi could not reach the 3D service. Please try again later."
     if isinstance(error, MeshyError):
         return error.user_message
+    if isinstance(error, BlobStoreUnavailable):
+        return STORAGE_FAILURE
     return GENERIC_FAILURE
 
 

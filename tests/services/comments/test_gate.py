@@ -26,7 +26,7 @@ from bot.services.moderation.service import ModerationService
 from bot.services.posts import PostPlace
 from inference.perception import Perceiver
 from inference.registry import ModelRegistry
-from storage.blobs import LocalBlobStore
+from storage.blob_stores import LocalBlobStore
 from storage.db import Database
 from tests.fakes import images as corpus
 

@@ -35,7 +35,7 @@ from inference.labels import Label, label_from_text, labels_from_text
 from inference.perception import Perceiver
 from inference.registry import ModelRegistry, ModelUnavailable
 from inference.remote.chat import ChatClient
-from storage.blobs import LocalBlobStore
+from storage.blob_stores import LocalBlobStore
 from storage.db import Database
 from storage.models import CommentRecord
 from tests.fakes import images as corpus

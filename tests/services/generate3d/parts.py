@@ -22,7 +22,7 @@ from bot.services.generate3d.service import (
     GenerationService,
 )
 from inference.remote.meshy import MeshyClient, RetryPolicy
-from storage.blobs import LocalBlobStore
+from storage.blob_stores import LocalBlobStore
 from storage.db import Database, default_sqlite_url
 from storage.models import JobState
 from tests.fakes.meshy_api.server import FakeMeshy

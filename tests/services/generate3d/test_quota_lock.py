@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.services.generate3d.service import GenerationService, QuotaExceeded
-from storage.blobs import LocalBlobStore
+from storage.blob_stores import LocalBlobStore
 from storage.db import Database
 from storage.models import GenerationJob
 from tests.fakes.databases import empty_all_tables, open_database

@@ -16,7 +16,7 @@ from bot.services.generate3d.prompts.keywords import KeywordEnhancer
 from bot.services.generate3d.retention import GeneratedFileCleanup
 from bot.services.generate3d.service import GenerationConfig, GenerationService, files_expired_note
 from cogs.generate3d.render import history_embed
-from storage.blobs import LocalBlobStore
+from storage.blob_stores import LocalBlobStore
 from storage.db import Database
 from storage.models import AssetOwner, GenerationJob, JobState, utcnow
 from storage.repo import assets as repo_assets

@@ -11,7 +11,7 @@ from bot.services.image_fetch import FetchedImage
 from bot.services.moderation.checker import ImageChecker
 from bot.services.moderation.service import ModerationService
 from inference.registry import ModelRegistry
-from storage.blobs import LocalBlobStore
+from storage.blob_stores import LocalBlobStore
 from storage.db import Database
 
 

@@ -20,7 +20,7 @@ from bot.services.moderation.config import ModerationConfig
 from bot.services.moderation.service import ModerationService
 from bot.services.posts import ImageSource, IncomingPost, PostPlace
 from inference.registry import ModelRegistry
-from storage.blobs import LocalBlobStore
+from storage.blob_stores import LocalBlobStore
 from storage.db import Database
 from storage.models import CaseAction
 from tests.fakes import images as corpus
