@@ -99,7 +99,7 @@ def test_upgrade_then_current_still_work(workdir: Path, capsys: pytest.CaptureFi
     assert main(["db", "upgrade"]) == 0
     assert "upgraded to head" in capsys.readouterr().out
     assert main(["db", "current"]) == 0
-    assert capsys.readouterr().out.strip().startswith("0001")
+    assert capsys.readouterr().out.strip().startswith("0003")
 
 
 def _full_disk() -> None:
