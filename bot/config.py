@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     generation_user_concurrent_limit: int = Field(default=2, ge=1)
     generation_max_concurrent_jobs: int = Field(default=8, ge=1, le=1000)
     generation_queue_retry_s: float = Field(default=15.0, gt=0)
+    # Distributed mode: a claimed 3D job whose worker sent no heartbeat for this long is taken over by
+    # another worker (heartbeats go every half of it). Short values risk takeovers of stalled, live workers.
+    job_heartbeat_timeout_s: float = Field(default=30.0, ge=1)
     generation_task_timeout_s: float = Field(default=3600.0, ge=10)
     generation_max_asset_mb: float = Field(default=200.0, gt=0)
     generation_progress_interval_s: float = Field(default=2.0, ge=0.05)

@@ -116,6 +116,14 @@ class Database:
         return self._url.render_as_string(hide_password=True)
 
     @property
+    def libpq_dsn(self) -> str:
+        """PostgreSQL only: the URL as asyncpg and libpq take it (no driver suffix), password included,
+        for the connections that are not SQLAlchemy's (the job queue, LISTEN)."""
+        if self._backend != "postgresql":
+            raise ValueError("only a PostgreSQL database has a libpq DSN")
+        return self._url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    @property
     def sqlite_path(self) -> Path | None:
         """The SQLite database file; None for PostgreSQL, in-memory SQLite and URI filenames."""
         return self._sqlite_file()

@@ -38,6 +38,15 @@ def make_config(url: str | None = None) -> Config:
     return config
 
 
+# pgqueuer's tables (revision 0003, PostgreSQL only) are the library's, not `storage.models`'.
+QUEUE_TABLE_PREFIX = "pgqueuer"
+
+
+def lumi_owns(name: str | None, type_: str, _parents: Any) -> bool:
+    """Whether a database object is Lumi's to compare with the models (the job queue's are not)."""
+    return not (type_ == "table" and name is not None and name.startswith(QUEUE_TABLE_PREFIX))
+
+
 def head_revision() -> str | None:
     """The newest revision shipped with this code."""
     return ScriptDirectory.from_config(make_config()).get_current_head()
@@ -99,7 +108,9 @@ async def schema_diff(target: str | AsyncEngine) -> list[Any]:
     """
 
     def diff(connection: Connection) -> list[Any]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_name": lumi_owns}
+        )
         return list(compare_metadata(context, metadata))
 
     return await _run(target, diff)

@@ -256,6 +256,10 @@ class GenerationJob(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Which process runs the job (distributed mode): each claim adds one to the epoch, and the holder's
+    # writes match only its own epoch, so a worker whose claim moved on can change nothing.
+    lease_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    lease_owner: str | None = Field(default=None, sa_type=sa.String(128))
 
 
 class GenerationJobPublic(SQLModel):

@@ -40,9 +40,11 @@ class Generate3D(Generate3DCommands, JobButtons, ProgressMessages):
         if not self.bot.serving:
             return
         self._spawn(self.service.checker.warm_up(), "warm up the prompt checker")
+        # Distributed mode: every process hears cancels and the progress of jobs run elsewhere.
+        await self.service.start()
         if self.bot.runs("worker"):
-            # Until jobs are claimed through PostgreSQL, a gateway still runs the jobs submitted to it;
-            # resuming unfinished ones and the clean-up are a worker's.
+            # Embedded: resume every unfinished job here. Distributed: claim jobs from the shared queue
+            # (a gateway only queues what it is asked for). The clean-up is a worker's too.
             await self.service.resume_unfinished()
             self.file_cleanup.start()
 

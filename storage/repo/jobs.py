@@ -1,5 +1,5 @@
-"""Queries over 3D generation jobs: creation, state updates, resumption after a restart, quotas, and which
-job uses a Meshy task.
+"""Queries over 3D generation jobs: creation, state updates, resumption after a restart, quotas, which job
+uses a Meshy task, and the lease a claiming worker holds on a job.
 
 Session handling follows `storage.repo.common`: flush, never commit.
 """
@@ -150,3 +150,33 @@ async def find_job_using_task(
     if other_than is not None:
         statement = statement.where(GenerationJob.id != other_than)
     return (await session.exec(statement.order_by(col(GenerationJob.created_at)))).first()
+
+
+async def get_job_for_update(*, session: AsyncSession, job_id: str) -> GenerationJob | None:
+    """The row, locked until the session's transaction ends (PostgreSQL; SQLite has one writer anyway), so
+    a check of its lease and the write after it cannot be split by another process's claim."""
+    statement = select(GenerationJob).where(GenerationJob.id == job_id).with_for_update()
+    return (await session.exec(statement)).first()
+
+
+async def claim_job(*, session: AsyncSession, job_id: str, owner: str) -> int | None:
+    """Take the job's lease: its epoch goes up by one and `owner` holds it. Returns the new epoch, or None
+    when the job is gone or has ended (nothing to run). Every later write of the holder is fenced on
+    that epoch, so a worker the claim moved away from can no longer change the row."""
+    table = GenerationJob.__table__  # type: ignore[attr-defined]
+    statement = (
+        sa.update(table)
+        .where(table.c.id == job_id, table.c.state.not_in(sorted(TERMINAL_JOB_STATES)))
+        .values(lease_epoch=table.c.lease_epoch + 1, lease_owner=owner, updated_at=utcnow())
+        .returning(table.c.lease_epoch)
+    )
+    connection = await session.connection()
+    epoch = (await connection.execute(statement)).scalar_one_or_none()
+    return None if epoch is None else int(epoch)
+
+
+async def lease_epoch(*, session: AsyncSession, job_id: str) -> int | None:
+    """The job's current lease epoch; None when the row is gone."""
+    statement = select(GenerationJob.lease_epoch).where(GenerationJob.id == job_id)
+    epoch = (await session.exec(statement)).first()
+    return None if epoch is None else int(epoch)

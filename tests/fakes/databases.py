@@ -138,6 +138,10 @@ async def empty_all_tables(db: Database) -> None:
         # DELETE rather than TRUNCATE: for a few rows it avoids rewriting every table's files.
         for table in reversed(metadata.sorted_tables):
             await connection.execute(table.delete())
+        if db.backend == "postgresql":
+            # The job queue's tables (migration 0003) are not in the models.
+            await connection.execute(sa.text("DELETE FROM pgqueuer"))
+            await connection.execute(sa.text("DELETE FROM pgqueuer_log"))
 
 
 async def run_sql(session: AsyncSession, sql: str, **params: Any) -> Result[Any]:

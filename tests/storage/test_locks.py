@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 
 from storage import migrate
 from storage.db import Database
@@ -50,6 +51,11 @@ async def test_two_processes_upgrading_an_empty_database_migrate_it_once(
     assert sorted(targets) == sorted(set(targets)) and targets[-1] == migrate.head_revision(), runs
     waits = [r for r in caplog.records if r.name == "storage.locks"]
     assert [r.getMessage() for r in waits] == ["another Lumi process is migrating the database; waiting"]
+
+
+def revisions() -> list[str]:
+    script = ScriptDirectory.from_config(migrate.make_config())
+    return [revision.revision for revision in script.walk_revisions()]
 
 
 @pytest.mark.postgres

@@ -9,10 +9,12 @@ from storage import migrate
 from storage.db import Database, default_sqlite_url
 from storage.models import metadata
 
+QUEUE_TABLES = ("pgqueuer", "pgqueuer_log", "pgqueuer_schedules", "pgqueuer_statistics")
+
 
 async def test_fixture_database_is_at_head_and_matches_the_models(database: Database) -> None:
-    assert migrate.head_revision() == "0002"
-    assert await migrate.current(database.engine) == "0002"
+    assert migrate.head_revision() == "0003"
+    assert await migrate.current(database.engine) == "0003"
     assert await migrate.schema_diff(database.engine) == []
 
 
@@ -33,8 +35,10 @@ async def test_downgrade_to_base_then_upgrade_again(fresh_database: Database) ->
     assert await _table_names(url) == {"alembic_version"}
 
     await migrate.upgrade(url)
-    assert await migrate.current(url) == "0002"
-    assert await _table_names(url) == {"alembic_version", *metadata.tables}
+    assert await migrate.current(url) == "0003"
+    # PostgreSQL also holds the job queue's tables (revision 0003); SQLite has none.
+    queue = set(QUEUE_TABLES) if url.startswith("postgresql") else set()
+    assert await _table_names(url) == {"alembic_version", *metadata.tables, *queue}
 
 
 async def test_upgrade_from_an_empty_sqlite_file_and_twice_is_harmless(tmp_path: Path) -> None:
@@ -44,7 +48,7 @@ async def test_upgrade_from_an_empty_sqlite_file_and_twice_is_harmless(tmp_path:
     try:
         await db.upgrade()
         await db.upgrade()
-        assert await migrate.current(url) == "0002"
+        assert await migrate.current(url) == "0003"
     finally:
         await db.close()
 
@@ -73,3 +77,17 @@ async def _table_names(url: str) -> set[str]:
             return set(await connection.run_sync(lambda sync: sa.inspect(sync).get_table_names()))
     finally:
         await engine.dispose()
+
+
+async def test_the_job_queue_is_installed_on_postgresql_only(fresh_database: Database) -> None:
+    url = fresh_database.engine.url.render_as_string(hide_password=False)
+    names = await _table_names(url)
+    if fresh_database.backend == "postgresql":
+        assert set(QUEUE_TABLES) <= names
+    else:
+        assert not any(name.startswith("pgqueuer") for name in names)
+    async with fresh_database.engine.connect() as connection:
+        columns = await connection.run_sync(lambda sync: sa.inspect(sync).get_columns("generation_job"))
+    by_name = {column["name"]: column for column in columns}
+    assert by_name["lease_epoch"]["nullable"] is False
+    assert by_name["lease_owner"]["nullable"] is True

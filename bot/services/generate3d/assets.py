@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from bot.services.generate3d.job_rows import hold_job
 from inference.remote.meshy import (
     MeshyAssetUnavailable,
     MeshyClient,
@@ -159,10 +160,13 @@ class AssetSaver:
         self.max_bytes = max_bytes
         self.concurrency = concurrency
 
-    async def save(self, job: GenerationJob, task: MeshyTask, on_progress: Progress) -> None:
+    async def save(
+        self, job: GenerationJob, task: MeshyTask, on_progress: Progress, *, epoch: int | None = None
+    ) -> None:
         """Download concurrently, then write every row in one transaction.
 
-        A crash in between leaves blobs without rows, which the resumed job simply downloads again.
+        A crash in between leaves blobs without rows, which the resumed job simply downloads again. With
+        ``epoch`` (a claimed job) the rows are written only while the job's lease is still that one.
         """
         async with self.database.session() as session:
             existing = {row.key for row in await repo_assets.list_job_assets(session=session, job_id=job.id)}
@@ -193,6 +197,8 @@ class AssetSaver:
         if not stored:
             return
         async with self.database.session() as session:
+            if epoch is not None:
+                await hold_job(session, job.id, epoch)
             for filename, info in stored:
                 await repo_assets.record_blob(
                     session=session,

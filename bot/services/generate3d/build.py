@@ -26,6 +26,9 @@ def generation_config(settings: Settings) -> GenerationConfig:
         cleanup_interval_s=settings.generation_cleanup_interval_s,
         progress_interval_s=settings.generation_progress_interval_s,
         interaction_ttl_s=settings.generation_interaction_ttl_s,
+        # Distributed processes claim jobs through PostgreSQL; an embedded Lumi runs its own.
+        claimed_jobs=settings.lumi_mode == "distributed",
+        heartbeat_timeout_s=settings.job_heartbeat_timeout_s,
     )
 
 

@@ -67,6 +67,16 @@ class GenerationConfig:
     cleanup_interval_s: float = 3600.0
     """Time between two runs of that clean-up (it also runs once at start)."""
 
+    claimed_jobs: bool = False
+    """Distributed mode: jobs are enqueued on PostgreSQL (pgqueuer) and run by whichever worker claims
+    them, fenced by the row's lease epoch, instead of by the process that submitted or resumed them."""
+
+    heartbeat_timeout_s: float = 30.0
+    """A claimed job whose worker sent no heartbeat for this long is taken over by another worker."""
+
+    reconcile_interval_s: float = 300.0
+    """How often a worker enqueues every unfinished job again (skipped when already queued or claimed)."""
+
     progress_interval_s: float = 2.0
     """Least time between two edits of one Discord progress message (Discord rate-limits edits)."""
 

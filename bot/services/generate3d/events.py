@@ -3,6 +3,9 @@
 Listeners (the Discord cog) get every snapshot of every job; subscribers (the web page's event stream) get
 one job's snapshots through a small queue that keeps the newest when the reader lags. The waiting lines
 report positions here, which become the "detail" line people see. Nothing here knows Discord.
+
+In distributed mode ``relay`` sends each published snapshot to the other processes (``fanout``), and
+``deliver`` hands theirs to this process's subscribers only.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class JobEvents:
         self._listeners: list[Listener] = []
         self._subscribers: dict[str, set[asyncio.Queue[JobSnapshot]]] = {}
         self._listener_tasks: set[asyncio.Task[Any]] = set()
+        self.relay: Callable[[JobSnapshot], None] | None = None
 
     def live(self, job_id: str) -> JobSnapshot | None:
         return self._live.get(job_id)
@@ -60,11 +64,9 @@ class JobEvents:
 
     def publish(self, snapshot: JobSnapshot) -> None:
         self._live[snapshot.job_id] = snapshot
-        for queue in self._subscribers.get(snapshot.job_id, ()):
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(snapshot)
+        self.deliver(snapshot)
+        if self.relay is not None:
+            self.relay(snapshot)
         for listener in list(self._listeners):
             try:
                 result = listener(snapshot)
@@ -75,6 +77,14 @@ class JobEvents:
                 task = asyncio.ensure_future(result)
                 self._listener_tasks.add(task)
                 task.add_done_callback(self._listener_done)
+
+    def deliver(self, snapshot: JobSnapshot) -> None:
+        """Hand a snapshot to the job's subscribers only (one from another process arrives here)."""
+        for queue in self._subscribers.get(snapshot.job_id, ()):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(snapshot)
 
     def _listener_done(self, task: asyncio.Future[Any]) -> None:
         self._listener_tasks.discard(task)

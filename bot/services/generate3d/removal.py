@@ -4,6 +4,7 @@ files and, unless another job uses them, its Meshy tasks)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from bot.errors import UserFacingError
 from bot.services.generate3d.events import JobEvents
@@ -29,12 +30,15 @@ class JobRemoval:
         meshy: MeshyClient | None,
         runner: JobRunner,
         events: JobEvents,
+        stop_elsewhere: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.database = database
         self.blobs = blobs
         self.meshy = meshy
         self.runner = runner
         self.events = events
+        # Distributed mode: tells whichever process runs the job to stop it (the row tells it too).
+        self._stop_elsewhere = stop_elsewhere
 
     async def cancel(self, job_id: str, *, user_id: int, is_moderator: bool = False) -> GenerationJob:
         job = await require_job(self.database, job_id)
@@ -52,6 +56,7 @@ class JobRemoval:
                     session=session, job=row, state=JobState.CANCELED, stage_detail="canceled"
                 )
             await session.commit()
+        await self._tell_holder(job_id)
         await self._delete_meshy_tasks(row, only_running=True)
         self.events.publish(snapshot_from_row(row).evolve(detail="canceled by request"))
         log.info("3D job %s canceled by user %s", job_id, user_id)
@@ -63,6 +68,8 @@ class JobRemoval:
         if job.user_id != user_id and not is_moderator:
             raise UserFacingError("Only the person who made this 3D model (or a moderator) can delete it.")
         await self.runner.stop(job_id)
+        if not job.state.is_terminal:
+            await self._tell_holder(job_id)
         async with self.database.session() as session:
             rows = await repo_assets.list_job_assets(session=session, job_id=job_id)
             keys = [row.key for row in rows]
@@ -81,6 +88,15 @@ class JobRemoval:
         self.events.forget(job_id)
         log.info("3D job %s deleted by user %s (%d files)", job_id, user_id, len(keys))
         return job
+
+    async def _tell_holder(self, job_id: str) -> None:
+        if self._stop_elsewhere is None:
+            return
+        try:
+            await self._stop_elsewhere(job_id)
+        except Exception as error:
+            # The row refuses the holder's next write anyway: the job still stops, a little later.
+            log.warning("could not tell the worker running 3D job %s to stop: %s", job_id, error)
 
     async def _delete_meshy_tasks(self, job: GenerationJob, *, only_running: bool) -> None:
         if self.meshy is None or self.meshy.is_test_mode:

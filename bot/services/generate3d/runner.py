@@ -6,6 +6,10 @@ row again and each stage continues where the row says it was. Meshy tasks are cr
 job and stage (``meshy_tasks``), then followed by their event stream or by polling, and their files
 copied into the blob store (``assets``). A job first waits for one of Lumi's own slots
 (``queue.LocalSlots``).
+
+In distributed mode a worker that claimed the job runs it (``run_claimed``) under a lease (``leases``):
+every write is fenced on the lease epoch, and the lease is confirmed before Meshy is asked anything, so a
+worker whose job was taken over stops (``LeaseLost``) and the new holder resumes from the row.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any
 from bot.services.generate3d.assets import AssetSaver
 from bot.services.generate3d.config import GenerationConfig
 from bot.services.generate3d.events import JobEvents
-from bot.services.generate3d.job_rows import require_job, stored_files, write_job
+from bot.services.generate3d.job_rows import claim_job, require_job, stored_files, write_job
+from bot.services.generate3d.leases import Leases
 from bot.services.generate3d.meshy_tasks import TaskCreator
 from bot.services.generate3d.progress import overall_percent
 from bot.services.generate3d.prompts import PromptEnhancer
@@ -27,6 +32,7 @@ from bot.services.generate3d.queue import AccountQueue, LocalSlots
 from bot.services.generate3d.shapes import (
     GenerationOptions,
     JobGone,
+    LeaseLost,
     failure_message,
     require_meshy,
     snapshot_from_row,
@@ -70,6 +76,7 @@ class JobRunner:
         self.events = events
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._saved_at: dict[str, float] = {}
+        self.leases = Leases(database, trust_s=config.heartbeat_timeout_s / 4)
         self.local_slots = LocalSlots(config.max_concurrent_jobs, events.local_positions)
         self.account_queue = AccountQueue(config.queue_retry_s, events.account_positions)
         self._tasks_creator: TaskCreator | None = None
@@ -123,19 +130,49 @@ class JobRunner:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    async def run_claimed(self, job_id: str, *, owner: str) -> bool:
+        """Take the job's lease for ``owner`` and run it here until it ends; the caller (the job queue's
+        worker) already holds one of the deployment's job slots. Returns False when the task was stopped
+        (a cancel, or this process shutting down) rather than ending by itself."""
+        if job_id in self._tasks:
+            return True
+        epoch = await claim_job(self.database, job_id, owner)
+        if epoch is None:
+            return True
+        self.leases.take(job_id, epoch)
+        log.info("3D job %s claimed by %s (lease epoch %d)", job_id, owner, epoch)
+        job = await require_job(self.database, job_id)
+        self.events.publish(snapshot_from_row(job))
+        task = asyncio.create_task(self._run(job_id, leased=True), name=f"gen3d-{job_id}")
+        self._tasks[job_id] = task
+        try:
+            await asyncio.wait({task})
+        finally:
+            if not task.done():
+                # The caller itself was canceled: the job's task ends with it.
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        return not task.cancelled()
+
     # -- the job's task -----------------------------------------------------------------------------
 
-    async def _run(self, job_id: str) -> None:
+    async def _run(self, job_id: str, *, leased: bool = False) -> None:
         try:
-            async with self.local_slots.slot(job_id):
-                live = self.events.live(job_id)
-                if live is not None and live.queue_position is not None:
-                    self.events.update(job_id, queue_position=None, detail="")
+            if leased:
                 await self._pipeline(job_id)
+            else:
+                async with self.local_slots.slot(job_id):
+                    live = self.events.live(job_id)
+                    if live is not None and live.queue_position is not None:
+                        self.events.update(job_id, queue_position=None, detail="")
+                    await self._pipeline(job_id)
         except asyncio.CancelledError:
             # Shutdown (the row stays as it is and resumes at the next start) or a cancel/delete, whose
             # caller updates the row after this task has stopped.
             raise
+        except LeaseLost:
+            log.warning("3D job %s: lease lost, another worker holds it now; stopping here", job_id)
         except JobGone:
             log.info("3D job %s stopped: it was canceled or deleted elsewhere", job_id)
         except Exception as error:
@@ -143,6 +180,7 @@ class JobRunner:
         finally:
             self._tasks.pop(job_id, None)
             self._saved_at.pop(job_id, None)
+            self.leases.drop(job_id)
             with contextlib.suppress(Exception):
                 await self.account_queue.discard(job_id)
 
@@ -165,8 +203,9 @@ class JobRunner:
 
     async def save(self, job_id: str, **changes: Any) -> GenerationJob:
         """Write changes to the row, refusing to touch a row that was canceled or deleted meanwhile."""
-        job = await write_job(self.database, job_id, **changes)
+        job = await write_job(self.database, job_id, epoch=self.leases.epoch(job_id), **changes)
         self._saved_at[job_id] = time.monotonic()
+        self.leases.confirmed(job_id)
         return job
 
     async def _enter(self, job_id: str, state: JobState, *, textured: bool) -> GenerationJob:
@@ -236,6 +275,9 @@ class JobRunner:
         async def on_update(task: MeshyTask) -> None:
             await self._task_progress(job_id, stage, task, textured=textured)
 
+        async def before_request() -> None:
+            await self.leases.confirm(job_id)
+
         try:
             task = await meshy.follow_task(
                 task_id,
@@ -244,6 +286,7 @@ class JobRunner:
                 poll_max=self.config.poll_max_s,
                 deadline=self.config.task_deadline_s,
                 use_stream=self.config.use_stream,
+                before_request=before_request,
             )
         finally:
             # Whether it ended or broke, one of the account's slots may have freed.
@@ -252,6 +295,8 @@ class JobRunner:
         return task
 
     async def _task_progress(self, job_id: str, stage: JobState, task: MeshyTask, *, textured: bool) -> None:
+        # A worker paused past its heartbeat reports nothing for a job another worker holds now.
+        await self.leases.confirm(job_id)
         progress = overall_percent(stage, task.progress, textured=textured)
         if task.status is MeshyStatus.PENDING:
             ahead = task.preceding_tasks
@@ -284,4 +329,5 @@ class JobRunner:
             max_bytes=self.config.max_asset_bytes,
             concurrency=self.config.download_concurrency,
         )
-        await saver.save(job, task, progress)
+        await self.leases.confirm(job.id)
+        await saver.save(job, task, progress, epoch=self.leases.epoch(job.id))

@@ -9,8 +9,9 @@
 - ``events``: live snapshots for listeners (the Discord cog) and subscribers (the web page);
 - ``job_rows``: the job-row reads and writes they share.
 Every job is a ``GenerationJob`` row; the row is the job's memory, so a restarted Lumi picks every
-unfinished row up again (``resume_unfinished``) and continues where the row says it was. Nothing here
-knows Discord.
+unfinished row up again (``resume_unfinished``) and continues where the row says it was. In distributed
+mode (``config.claimed_jobs``, PostgreSQL) ``claims`` queues the jobs instead and workers claim them, so
+each runs in exactly one process at a time. Nothing here knows Discord.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from bot.services.generate3d.assets import job_of_key
+from bot.services.generate3d.claims import JobClaims
 from bot.services.generate3d.config import GenerationConfig
 from bot.services.generate3d.events import JobEvents, Listener
 from bot.services.generate3d.job_files import JobAsset, job_files
@@ -112,11 +114,23 @@ class GenerationService:
             config=self.config,
             events=self.events,
         )
+        self.claims: JobClaims | None = None
+        if self.config.claimed_jobs:
+            if database.backend != "postgresql":
+                raise ValueError("3D jobs are claimed across processes on PostgreSQL only")
+            self.claims = JobClaims(
+                database=database, runner=self.runner, events=self.events, config=self.config
+            )
         self.submission = JobSubmission(
-            database=database, meshy=meshy, checker=checker, config=self.config, start=self.runner.start
+            database=database, meshy=meshy, checker=checker, config=self.config, start=self._start
         )
         self.removal = JobRemoval(
-            database=database, blobs=blobs, meshy=meshy, runner=self.runner, events=self.events
+            database=database,
+            blobs=blobs,
+            meshy=meshy,
+            runner=self.runner,
+            events=self.events,
+            stop_elsewhere=None if self.claims is None else self.claims.send_cancel,
         )
         self.file_retention = GeneratedFileRetention(database, blobs, keep_days=self.config.keep_days)
 
@@ -249,10 +263,32 @@ class GenerationService:
 
     # -- running ------------------------------------------------------------------------------------
 
+    async def start(self) -> None:
+        """Distributed mode: hear cancels and the progress of jobs other processes run (every process)."""
+        if self.claims is not None:
+            await self.claims.listen()
+
+    async def _start(self, job: GenerationJob) -> None:
+        if self.claims is None:
+            self.runner.start(job)
+            return
+        try:
+            await self.claims.enqueue(job.id)
+        except Exception as error:
+            # The row is committed: a worker's next reconcile queues it. Nothing is lost, only later.
+            log.error(
+                "3D job %s is stored but could not be queued now (%s); a worker will queue it", job.id, error
+            )
+
     async def resume_unfinished(self) -> int:
-        """Start every unfinished job not already running here (oldest first, so queues keep their order)."""
+        """Start every unfinished job not already running here (oldest first, so queues keep their order).
+
+        In distributed mode this process becomes a worker instead: it queues every unfinished job that is
+        neither queued nor claimed (returning how many) and claims jobs from then on."""
         if self.meshy is None:
             return 0
+        if self.claims is not None:
+            return await self.claims.start_worker()
         async with self.database.session() as session:
             jobs = await repo_jobs.list_unfinished_jobs(session=session)
         started = 0
@@ -294,7 +330,10 @@ class GenerationService:
     # -- shutdown -----------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Stop running jobs without changing their rows (they resume at the next start)."""
+        """Stop running jobs without changing their rows (they resume at the next start, or at once in
+        another worker)."""
+        if self.claims is not None:
+            await self.claims.close()
         await self.runner.close()
         self.events.close()
         try:

@@ -159,6 +159,11 @@ class JobGone(Exception):
     """The row was canceled or deleted by someone else: the runner stops quietly."""
 
 
+class LeaseLost(JobGone):
+    """Another worker claimed the job since this one did (its lease epoch moved on): this worker stops
+    without writing the row or asking Meshy anything more. The new holder resumes from the row."""
+
+
 def failure_message(error: BaseException, *, deadline_s: float | None = None) -> str:
     """A specific sentence for the person who asked; operators get the exception in the log."""
     if isinstance(error, MeshyTaskFailed):

@@ -11,7 +11,7 @@ once, at admission, as before: two requests admitted at the same moment can stil
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, Unpack
 
@@ -40,7 +40,7 @@ from storage.repo import jobs as repo_jobs
 
 log = logging.getLogger(__name__)
 
-Starter = Callable[[GenerationJob], None]
+Starter = Callable[[GenerationJob], Awaitable[None]]
 
 
 class JobSubmission:
@@ -192,7 +192,7 @@ class JobSubmission:
                 await repo_jobs.update_job(session=session, job=job, message_id=request.message_id)
             await session.commit()
         log.info("3D job %s created for user %s: %r", job.id, request.user_id, job.prompt[:80])
-        self._start(job)
+        await self._start(job)
         return job
 
     async def refine(
@@ -270,7 +270,7 @@ class JobSubmission:
                 await repo_jobs.update_job(session=session, job=job, **changes)
             await session.commit()
         log.info("3D job %s created from %s for user %s", job.id, parent.id, request.user_id)
-        self._start(job)
+        await self._start(job)
         return job
 
     async def _finished_parent(self, job_id: str) -> GenerationJob:

@@ -243,6 +243,7 @@ class MeshyClient(MeshyTransport):
         poll_max: float = 30.0,
         deadline: float = 3600.0,
         use_stream: bool = True,
+        before_request: Callable[[], Awaitable[None]] | None = None,
     ) -> MeshyTask:
         """Wait for a task to end and return its terminal state (SUCCEEDED, FAILED or CANCELED).
 
@@ -251,8 +252,14 @@ class MeshyClient(MeshyTransport):
         coroutine) whenever status, progress or queue position changes; keep-alive re-sends do not call
         it. A FAILED task is returned, not raised: call ``task.raise_for_failure()`` to turn it into
         ``MeshyTaskFailed``. Raises ``MeshyDeadlineExceeded`` after ``deadline`` seconds, and fatal
-        errors (bad key, unknown task) at once.
+        errors (bad key, unknown task) at once. ``before_request`` is awaited before every request this
+        sends (the stream, each poll); whatever it raises ends the wait without that request.
         """
+
+        async def ask() -> None:
+            if before_request is not None:
+                await before_request()
+
         ends_at = time.monotonic() + deadline
         last_key: tuple[object, ...] | None = None
 
@@ -270,6 +277,7 @@ class MeshyClient(MeshyTransport):
             return MeshyDeadlineExceeded(f"Meshy task {task_id} not finished after {deadline:g} s")
 
         if use_stream:
+            await ask()
             try:
                 async with (
                     asyncio.timeout(deadline),
@@ -278,6 +286,7 @@ class MeshyClient(MeshyTransport):
                     async for task in events:
                         await report(task)
                         if task.is_terminal:
+                            await ask()
                             return await self._complete(task)
             except TimeoutError as exc:
                 raise past_deadline() from exc
@@ -291,6 +300,7 @@ class MeshyClient(MeshyTransport):
             remaining = ends_at - time.monotonic()
             if remaining <= 0:
                 raise past_deadline()
+            await ask()
             try:
                 async with asyncio.timeout(remaining):
                     task = await self.get_task(task_id)

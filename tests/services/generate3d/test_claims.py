@@ -1,0 +1,202 @@
+"""3D jobs claimed across processes on one PostgreSQL (distributed mode), with two services standing for two
+processes (each its own engine, job queue and LISTEN connection) and the local Meshy double.
+
+What a process boundary adds (SIGKILL, SIGSTOP) is in tests/e2e/test_distributed_jobs.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bot.services.generate3d.job_rows import claim_job, get_job
+from bot.services.generate3d.progress import JobSnapshot
+from bot.services.generate3d.service import GenerationService
+from storage.blobs import LocalBlobStore
+from storage.db import Database
+from storage.models import JobState
+from tests.fakes.databases import empty_all_tables, open_database
+from tests.fakes.meshy_api.server import FakeMeshy
+from tests.services.generate3d.parts import Env, request, wait_until
+
+pytestmark = pytest.mark.postgres
+
+CLAIMS = {"claimed_jobs": True, "heartbeat_timeout_s": 2.0}
+
+
+@pytest.fixture
+async def two_processes(postgres_session_url: str, tmp_path: Path) -> AsyncIterator[tuple[Env, Env]]:
+    async with (
+        open_database(postgres_session_url, migrated=False) as a,
+        open_database(postgres_session_url, migrated=False) as b,
+        FakeMeshy() as meshy,
+    ):
+        await empty_all_tables(a)
+        blobs = LocalBlobStore(tmp_path / "blobs")
+        envs = (Env(meshy, a, blobs, tmp_path), Env(meshy, b, blobs, tmp_path))
+        try:
+            yield envs
+        finally:
+            for env in envs:
+                await asyncio.gather(*(service.close() for service in env.services))
+
+
+async def queue_rows(database: Database) -> list[tuple[str, str]]:
+    async with database.engine.connect() as connection:
+        rows = await connection.execute(sa.text("SELECT dedupe_key, status::text FROM pgqueuer ORDER BY id"))
+        return [(str(key), str(status)) for key, status in rows]
+
+
+async def reaches(service: GenerationService, job_id: str, state: JobState, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+    async def there() -> bool:
+        job = await get_job(service.database, job_id)
+        return job is not None and job.state is state
+
+    await wait_until(there, timeout)
+
+
+async def worker_and_gateway(
+    envs: tuple[Env, Env], **config: object
+) -> tuple[GenerationService, GenerationService]:
+    worker_env, gateway_env = envs
+    worker = worker_env.service(**CLAIMS, **config)
+    gateway = gateway_env.service(**CLAIMS, **config)
+    await worker.start()
+    await gateway.start()
+    await worker.resume_unfinished()
+    return worker, gateway
+
+
+async def test_a_job_submitted_in_one_process_runs_in_the_worker_that_claims_it(
+    two_processes: tuple[Env, Env],
+) -> None:
+    worker, gateway = await worker_and_gateway(two_processes)
+    meshy = two_processes[0].meshy
+
+    job = await gateway.submit(request(texture=True))
+    assert not gateway.runner.is_running(job.id)
+    await reaches(worker, job.id, JobState.DONE)
+
+    row = await get_job(worker.database, job.id)
+    assert row is not None
+    assert row.lease_epoch == 1
+    assert worker.claims is not None and row.lease_owner == worker.claims.owner
+    assert [r.json["mode"] for r in meshy.create_requests] == ["preview", "refine"]
+
+    async def queue_empty() -> bool:
+        return await queue_rows(worker.database) == []
+
+    # Done and gone from the queue; a reconcile finds nothing to queue again.
+    await wait_until(queue_empty, 10)
+    assert await worker.claims.reconcile() == 0
+
+
+async def test_reconcile_queues_each_unfinished_job_once(two_processes: tuple[Env, Env]) -> None:
+    worker_env, _ = two_processes
+    service = worker_env.service(**CLAIMS)  # no worker running: the jobs stay queued
+    first = await service.submit(request())
+    second = await service.submit(request(prompt="a tin robot"))
+    assert service.claims is not None
+    # Lost enqueues (a crash between commit and enqueue) are what the reconcile is for.
+    async with service.database.engine.begin() as connection:
+        await connection.execute(sa.text("DELETE FROM pgqueuer"))
+    assert await service.claims.reconcile() == 2
+    assert await service.claims.reconcile() == 0
+    assert sorted(await queue_rows(service.database)) == sorted([(first.id, "queued"), (second.id, "queued")])
+
+
+async def test_cancel_in_another_process_stops_the_worker_at_once(two_processes: tuple[Env, Env]) -> None:
+    meshy = two_processes[0].meshy
+    meshy.config.preview_s = 30.0
+    worker, gateway = await worker_and_gateway(two_processes)
+    job = await gateway.submit(request(texture=True))
+    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
+    assert worker.runner.is_running(job.id)
+
+    await gateway.cancel(job.id, user_id=1)
+
+    async def stopped() -> bool:
+        return not worker.runner.is_running(job.id)
+
+    # The notification stops it, long before the preview would end (or a write would notice).
+    await wait_until(stopped, 3)
+    row = await get_job(worker.database, job.id)
+    assert row is not None and row.state is JobState.CANCELED
+    assert [r.json["mode"] for r in meshy.create_requests] == ["preview"]
+
+
+async def test_progress_of_a_job_reaches_subscribers_in_other_processes(
+    two_processes: tuple[Env, Env],
+) -> None:
+    meshy = two_processes[0].meshy
+    meshy.config.preview_s = 1.5
+    _worker, gateway = await worker_and_gateway(two_processes)
+    seen: list[JobSnapshot] = []
+    job = await gateway.submit(request(texture=False))
+    async with gateway.subscribe(job.id) as queue:
+        while True:
+            snapshot = await asyncio.wait_for(queue.get(), 20)
+            seen.append(snapshot)
+            if snapshot.is_terminal:
+                break
+    assert seen[-1].state is JobState.DONE
+    assert any(s.state is JobState.PREVIEW and 0 < s.progress < 100 for s in seen), seen
+    # Remote snapshots are for subscribers only: the gateway's listeners (Discord edits) heard nothing.
+    assert not [e for e in two_processes[1].events if e.job_id == job.id]
+
+
+async def test_a_worker_whose_claim_moved_on_stops_without_writing_or_asking_meshy(
+    two_processes: tuple[Env, Env],
+) -> None:
+    meshy = two_processes[0].meshy
+    meshy.config.preview_s = 30.0
+    worker, gateway = await worker_and_gateway(two_processes)
+    job = await gateway.submit(request(texture=True))
+    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
+
+    # Another worker takes the job over (as one does once this one's heartbeat is stale).
+    assert await claim_job(gateway.database, job.id, "another-worker") == 2
+    claimed = await get_job(gateway.database, job.id)
+
+    async def stopped() -> bool:
+        return not worker.runner.is_running(job.id)
+
+    await wait_until(stopped, 5)
+    requests = len(meshy.requests)
+    await asyncio.sleep(1.0)
+    row = await get_job(gateway.database, job.id)
+    assert claimed is not None and row is not None
+    assert (row.lease_owner, row.updated_at, row.progress) == (
+        "another-worker",
+        claimed.updated_at,
+        claimed.progress,
+    )
+    assert len(meshy.requests) == requests
+    assert [r.json["mode"] for r in meshy.create_requests] == ["preview"]
+
+
+async def test_a_stopping_worker_hands_its_job_to_another_which_finishes_it(
+    two_processes: tuple[Env, Env],
+) -> None:
+    meshy = two_processes[0].meshy
+    meshy.config.preview_s = 3.0
+    first, second_env = two_processes[0].service(**CLAIMS), two_processes[1]
+    await first.start()
+    await first.resume_unfinished()
+    job = await first.submit(request(texture=True))
+    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
+
+    await first.close()
+    assert await queue_rows(first.database) == [(job.id, "queued")]
+
+    second = second_env.service(**CLAIMS)
+    await second.start()
+    await second.resume_unfinished()
+    await reaches(second, job.id, JobState.DONE)
+    row = await get_job(second.database, job.id)
+    assert row is not None and row.lease_epoch == 2
+    assert [r.json["mode"] for r in meshy.create_requests] == ["preview", "refine"]
