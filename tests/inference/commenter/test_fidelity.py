@@ -150,16 +150,18 @@ def test_committed_model_is_faithful_on_unseen_label_sets(commenters, analyser) 
     guarded, unguarded = commenters
     comments = guarded.generate(UNSEEN_LABEL_LISTS)
     scores = fidelity_scores(UNSEEN_LABEL_LISTS, comments, analyser, object_names())
-    # Measured with the committed model and the guard: every object named, none invented, nothing
-    # flagged (bench/comments_quality.py, 270 unseen sets: the same). Without the guard the same
-    # model names 27 % of the objects and invents one in 53 % of comments on such sets.
+    # Measured with the committed model (trained with object slots) and the guard: every object named,
+    # none invented, nothing flagged (bench/comments_quality.py, 270 unseen sets: the same).
     assert scores.object_recall == 1.0 and scores.all_named_rate == 1.0, comments
     assert scores.foreign_rate == 0.0 and scores.malformed_rate == 0.0, comments
     assert all(comment.strip() for comment in comments)
     before = fidelity_scores(
         UNSEEN_LABEL_LISTS, unguarded.generate(UNSEEN_LABEL_LISTS), analyser, object_names()
     )
-    assert before.object_recall < scores.object_recall
+    # The model itself, without the guard, names the objects of label sets it never saw: measured 97 %
+    # of the objects here and a foreign object in 1 of 18 comments (270 unseen sets: 98.5 % and 3.3 %;
+    # the model trained on the comments as written: 27 % and 52 %).
+    assert before.object_recall >= 0.9 and before.foreign_rate <= 0.15, before
     # The repetition guard: no row of any candidate ran to the token cap.
     assert guarded.stats.rows > 0 and guarded.stats.capped_rows == 0
     # Batching does not change what the guard picks.
