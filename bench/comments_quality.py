@@ -1,7 +1,10 @@
 """Quality of Lumi's comment model on its dev split: character BLEU-1..4 and object mentions, then
 fidelity to the photo's labels with and without the comment guard (`inference.commenter.guard`).
 
-    .venv/bin/python bench/comments_quality.py [--model DIR] [--data PAIRS.jsonl] [--candidates 1 8 16]
+    .venv/bin/python bench/comments_quality.py [--model DIR ...] [--data PAIRS.jsonl] [--candidates 1 8 16]
+
+Several `--model` dirs (e.g. the committed model and a new one) are measured in the same run, on the
+same label lists, one after the other.
 
 Fidelity (object recall, share naming all objects, share naming an object from the table that is
 not among the labels, share malformed) is measured on three sets of label lists:
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, cast
 from inference.commenter.data import (
     EMOTION_LABELS,
     CommentPair,
+    Split,
     load_pairs,
     object_labels,
     prompt_order,
@@ -129,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", type=Path, default=None, help="model dir (default: the committed model)")
+    parser.add_argument(
+        "--model", type=Path, nargs="+", default=None, help="model dirs (default: the committed model)"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--candidates", type=int, nargs="+", default=[1, 0], help="0 = the model's default")
     parser.add_argument(
@@ -150,8 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inference.commenter.generate import DEFAULT_MODEL_DIR
 
     torch.set_num_threads(args.threads)
-    model_dir: Path = args.model or DEFAULT_MODEL_DIR
     split = split_pairs(load_pairs(args.data))
+    for model_dir in args.model or [DEFAULT_MODEL_DIR]:
+        _measure(args, model_dir, split)
+    print("obj≥1: comments naming at least one of their object labels (inputs with objects only);")
+    print("obj rec: share of all object labels named; len: hypothesis/reference characters.")
+    return 0
+
+
+def _measure(args: argparse.Namespace, model_dir: Path, split: Split) -> None:
     saved = model_dir / "split.json"
     if saved.is_file():
         dev_ids = set(json.loads(saved.read_text(encoding="utf-8"))["dev_ids"])
@@ -191,9 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 name += f", {precision}, {'guarded' if guarded else 'before'}"
                 print(_row(name, score_comments(labels, hypotheses, references), seconds), flush=True)
     _fidelity_section(args, model_dir, split.train, split.dev)
-    print("obj≥1: comments naming at least one of their object labels (inputs with objects only);")
-    print("obj rec: share of all object labels named; len: hypothesis/reference characters.")
-    return 0
+    print()
 
 
 def _fidelity_section(

@@ -3,7 +3,11 @@
 The object table (`inference/data/oiv7_labels.json`) is the project's own: class ids and English names
 follow the Open Images V7 dataset config that ultralytics ships (`cfg/datasets/open-images-v7.yaml`,
 the class order of its `yolov8*-oiv7.pt` weights); the Korean names are the vocabulary of the comment
-training data, so a detected object reaches the comment model under the exact word it learned.
+training data, so a detected object reaches the comment model under the exact word it learned. Where
+that vocabulary has no usable name (five classes, none of them used by any training comment: Fireplace
+has a translator's sentence, " fireplace는 "벽난로"로 번역됩니다.", Falcon ends in Arabic letters) the
+table says what the word is (벽난로, 매) and records the vocabulary's text and the reason under
+``ko_corrections``; the test that compares the table with the vocabulary applies exactly those.
 `tests/inference/test_objects.py` checks the table against both sources.
 
 Classes marked ``generic`` (people and their body parts, "Clothing", "Mammal") are left out of comment

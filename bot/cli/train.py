@@ -52,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     commenter.add_argument("--seed", type=int)
     commenter.add_argument(
+        "--no-slots",
+        action="store_true",
+        help="train on the comments as written instead of with object slots (see docs/comments.md)",
+    )
+    commenter.add_argument(
         "--no-final-eval", action="store_true", help="skip scoring the dev split at the end"
     )
     commenter.set_defaults(func=_train_commenter)
@@ -99,6 +104,7 @@ def _train_commenter(args: argparse.Namespace) -> int:
         TrainConfig(data_path=args.data, out_dir=args.out),
         shape=shape,
         final_eval=not args.no_final_eval,
+        slots=not args.no_slots,
         **{name: value for name, value in overrides.items() if value is not None},
     )
     try:

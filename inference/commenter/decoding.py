@@ -74,10 +74,12 @@ def decode_candidates(
     pad_id: int,
     eos_id: int,
     banned_ids: Sequence[int],
+    row_banned_ids: Sequence[Sequence[int]] | None = None,
     stats: DecodeStats | None = None,
 ) -> list[list[list[int]]]:
     """Token ids of `len(seeds[i])` candidates for each prompt; candidate 0 of each is greedy, the rest
-    are sampled with temperature and top-k."""
+    are sampled with temperature and top-k. `banned_ids` are never written; `row_banned_ids[i]` are
+    not written for prompt `i` (a slot model's slots beyond the prompt's objects)."""
     device = model.device
     per_prompt = len(seeds[0])
     if any(len(row) != per_prompt for row in seeds):
@@ -97,6 +99,12 @@ def decode_candidates(
     row_seeds = np.array([seed for row in seeds for seed in row], dtype=np.uint64)
     greedy_rows = torch.tensor([index % per_prompt == 0 for index in range(rows)], device=device)
     top_k = max(1, min(settings.top_k, model.config.vocab_size))
+    row_ban: torch.Tensor | None = None
+    if row_banned_ids is not None and any(row_banned_ids):
+        row_ban = torch.zeros((len(prompts), model.config.vocab_size), dtype=torch.bool)
+        for row, ids in enumerate(row_banned_ids):
+            row_ban[row, list(ids)] = True
+        row_ban = row_ban.repeat_interleave(per_prompt, dim=0).to(device)
 
     # Rows that have ended are dropped from the batch (and from the cache) so late steps only pay
     # for the candidates still being written.
@@ -119,6 +127,8 @@ def decode_candidates(
         cache = result.past_key_values
         logits = result.logits[:, -1, :].float()
         logits[:, list(banned_ids)] = -torch.inf
+        if row_ban is not None:
+            logits.masked_fill_(row_ban, -torch.inf)
         if step < settings.min_new_tokens:
             logits[:, eos_id] = -torch.inf
         else:
@@ -145,6 +155,8 @@ def decode_candidates(
             active, chosen, done = active[keep], chosen[keep], done[keep]
             encoded, attention_mask, greedy_rows = encoded[keep], attention_mask[keep], greedy_rows[keep]
             row_seeds = row_seeds[keep.cpu().numpy()]
+            if row_ban is not None:
+                row_ban = row_ban[keep]
             assert cache is not None
             cache.batch_select_indices(keep)
         current = chosen.unsqueeze(1)

@@ -4,8 +4,11 @@ A comment that praises a closet under a cat photo is the failure a user notices 
 model's output is checked against the whole table (601 Open Images classes, Korean and English names),
 not only against the labels it was given. A Korean name counts where it starts and ends on morpheme
 boundaries and its last morpheme is a noun ("공" is a ball in "공이 굴러가요", not in "공포"); an
-English name counts as a whole word, plural included. Classes the table marks ``generic`` (people and
-their body parts) are never labels and do not count: a face is implied by the emotion it shows.
+English name counts as a whole word, plural included. The last word of a longer name counts too
+("모니터" names the class 컴퓨터 모니터, "수납장" the class 욕실 수납장) unless it is a word as general as
+"제품" or "용품", and it is no foreign name when it is a word of a given label. Classes the table
+marks ``generic`` (people and their body parts) are never labels and do not count: a face is implied
+by the emotion it shows.
 """
 
 from __future__ import annotations
@@ -21,6 +24,25 @@ from inference.labels import oiv7_vocabulary
 __all__ = ["ObjectNames", "object_names", "object_word"]
 
 _PARENTHETICAL = re.compile(r"\s*\([^)]*\)")
+# Last words of longer names that say what kind of thing it is, not which: "자동차 부품" is a car part,
+# but "부품" alone names no object of the photo (nor does a one-syllable word such as "통" or "채").
+_GENERAL_HEADS = frozenset(
+    {
+        "부품",
+        "제품",
+        "용품",
+        "장비",
+        "제작",
+        "기기",
+        "관리",
+        "기구",
+        "수단",
+        "기계",
+        "액세서리",
+        "에이드",
+        "제이",
+    }
+)
 
 
 def object_word(label: str) -> str:
@@ -49,7 +71,16 @@ class ObjectNames:
         self._korean = sorted({ko for ko, _ in pairs})
         self._english = sorted({en for _, en in pairs})
         self._canonical = {"".join(word.split()): word for word in self._korean}
-        self._korean_pattern = re.compile(_alternation(self._korean))
+        single = {word for word in self._korean if " " not in word}
+        self._heads = sorted(
+            {
+                word.split()[-1]
+                for word in self._korean
+                if " " in word and len(word.split()[-1]) >= 2 and word.split()[-1] not in _GENERAL_HEADS
+            }
+            - single
+        )
+        self._korean_pattern = re.compile(_alternation([*self._korean, *self._heads]))
         self._english_pattern = re.compile(rf"\b(?:{_alternation(self._english)})(?:e?s)?\b", re.IGNORECASE)
 
     def korean_words(self) -> list[str]:
@@ -68,10 +99,13 @@ class ObjectNames:
             for match in re.finditer(r"\s?".join(re.escape(part) for part in word.split()), text)
         ]
         squashed_allowed = {"".join(word.split()) for word in allowed}
+        # A word of a given label ("모니터" of "컴퓨터 모니터") names that label.
+        allowed_parts = {part for word in allowed for part in word.split()}
         return [
             span.word
             for span in self._korean_spans(text, morphemes)
             if "".join(span.word.split()) not in squashed_allowed
+            and span.word not in allowed_parts
             and not any(start <= span.start and span.end <= end for start, end in taken)
         ]
 

@@ -23,6 +23,7 @@ from inference.commenter.int8 import (
 )
 from inference.commenter.model import load_model
 from inference.commenter.selection import select_candidate
+from inference.commenter.slots import SLOT_TOKENS, fill, slot_prompt
 from inference.commenter.tokenizer import CommentTokenizer
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,21 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def read_decode_settings(model_dir: str | Path) -> DecodeSettings:
+def _read_metadata(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir) / METADATA_FILE
     if not path.is_file():
-        return DecodeSettings()
+        return {}
     metadata: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return metadata
+
+
+def uses_slots(model_dir: str | Path) -> bool:
+    """Whether the model in `model_dir` was trained with object slots (`slots`)."""
+    return bool(_read_metadata(model_dir).get("slots", False))
+
+
+def read_decode_settings(model_dir: str | Path) -> DecodeSettings:
+    metadata = _read_metadata(model_dir)
     known = {field.name for field in dataclasses.fields(DecodeSettings)}
     return DecodeSettings(**{key: value for key, value in metadata.get("decode", {}).items() if key in known})
 
@@ -88,6 +99,8 @@ class LocalCommenter:
         self._model: T5ForConditionalGeneration | None = None
         self._tokenizer: CommentTokenizer | None = None
         self.guarded = guarded
+        # Set by `load()`: the model writes object slots that are filled in after decoding.
+        self.slots = False
         self._guard: CommentGuard | None = None
         # Totals over every decoding since construction (benches read them).
         self.stats = DecodeStats()
@@ -102,6 +115,7 @@ class LocalCommenter:
         if not (self.model_dir / "model.safetensors").is_file():
             raise FileNotFoundError(f"no comment model in {self.model_dir} (model.safetensors missing)")
         self._tokenizer = CommentTokenizer.load(self.model_dir)
+        self.slots = uses_slots(self.model_dir)
         self.settings = self._settings_override or read_decode_settings(self.model_dir)
         model = load_model(self.model_dir, self.device)
         self.precision = self._apply_precision(model)
@@ -207,14 +221,22 @@ class LocalCommenter:
         if count < 1:
             raise ValueError("num_candidates must be at least 1")
         ordered = [prompt_order(normalize_labels(labels)) for labels in label_lists]
+        found = [tokenizer.token_id(token) for token in SLOT_TOKENS] if self.slots else []
+        slot_ids = [token_id for token_id in found if token_id is not None]
+        if len(slot_ids) != len(found):
+            raise ValueError(f"the slot model in {self.model_dir} has a tokenizer without slot tokens")
         results: list[list[str]] = []
         for start in range(0, len(ordered), self.max_batch_size):
             chunk = ordered[start : start + self.max_batch_size]
             prompts = [
-                tokenizer.encode_labels(labels, max_length=self.settings.max_prompt_tokens)
+                tokenizer.encode_labels(
+                    slot_prompt(labels) if self.slots else labels, max_length=self.settings.max_prompt_tokens
+                )
                 for labels in chunk
             ]
             seeds = [[row_seed(labels, candidate, seed) for candidate in range(count)] for labels in chunk]
+            # A slot model may only write the slots of the prompt's own objects.
+            row_banned = [slot_ids[len(object_labels(labels)) :] for labels in chunk] if self.slots else None
             decoded = decode_candidates(
                 model,
                 prompts,
@@ -223,7 +245,14 @@ class LocalCommenter:
                 pad_id=tokenizer.pad_id,
                 eos_id=tokenizer.eos_id,
                 banned_ids=[tokenizer.pad_id, tokenizer.sep_id, tokenizer.unk_id],
+                row_banned_ids=row_banned,
                 stats=self.stats,
             )
-            results.extend([tokenizer.decode(ids) for ids in group] for group in decoded)
+            for labels, group in zip(chunk, decoded, strict=True):
+                texts = [tokenizer.decode(ids) for ids in group]
+                if self.slots:
+                    # A candidate naming a slot without an object is dropped ("").
+                    objects = object_labels(labels)
+                    texts = [fill(text, objects) or "" for text in texts]
+                results.append(texts)
         return results

@@ -37,14 +37,20 @@ class CommentTokenizer:
         self.sep_id = ids[SEP_TOKEN]
 
     @classmethod
-    def train(cls, texts: Iterable[str], *, vocab_size: int) -> CommentTokenizer:
+    def train(
+        cls, texts: Iterable[str], *, vocab_size: int, slot_tokens: Sequence[str] = ()
+    ) -> CommentTokenizer:
+        """`slot_tokens` (object slots, `slots.SLOT_TOKENS`) become single tokens that decoding keeps;
+        the word-start marker is then only prepended to a text's first part, so "<obj1>이" decodes
+        without a space between the slot and its particle."""
         tokenizer = Tokenizer(models.BPE(unk_token=UNK_TOKEN))
         # NFC keeps Hangul as precomposed syllables even when input arrives decomposed (macOS, some IMEs).
         tokenizer.normalizer = normalizers.NFC()
-        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-        tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+        scheme = "first" if slot_tokens else "always"
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme)
+        tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=scheme)
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False
+            vocab_size=vocab_size, special_tokens=[*SPECIAL_TOKENS, *slot_tokens], show_progress=False
         )
         tokenizer.train_from_iterator(texts, trainer=trainer)
         return cls(tokenizer)
@@ -55,6 +61,11 @@ class CommentTokenizer:
 
     def save(self, model_dir: str | Path) -> None:
         self._tokenizer.save(str(Path(model_dir) / TOKENIZER_FILE))
+
+    def token_id(self, token: str) -> int | None:
+        """The id of a whole token (a special or slot token), None when the vocabulary lacks it."""
+        token_id = self._tokenizer.token_to_id(token)
+        return None if token_id is None else int(token_id)
 
     @property
     def vocab_size(self) -> int:
@@ -75,5 +86,7 @@ class CommentTokenizer:
         return [*ids[: max_length - 1], self.eos_id]
 
     def decode(self, ids: Sequence[int]) -> str:
-        kept = [token_id for token_id in ids if token_id not in (self.pad_id, self.eos_id, self.sep_id)]
-        return str(self._tokenizer.decode(kept, skip_special_tokens=True)).strip()
+        """Text of `ids` without padding, separators and end marks; slot tokens stay in the text."""
+        dropped = (self.pad_id, self.eos_id, self.sep_id, self.unk_id)
+        kept = [token_id for token_id in ids if token_id not in dropped]
+        return str(self._tokenizer.decode(kept, skip_special_tokens=False)).strip()

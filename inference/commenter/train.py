@@ -34,6 +34,7 @@ from inference.commenter.model import (
     save_model,
 )
 from inference.commenter.model_card import SPLIT_FILE, write_card
+from inference.commenter.slots import SLOT_TOKENS, delexicalise, english_names
 from inference.commenter.tokenizer import CommentTokenizer
 from inference.commenter.train_loop import bf16_is_faster, evaluate_dir, run_epochs
 
@@ -69,6 +70,9 @@ class TrainConfig:
     threads: int | None = 1
     # "auto" uses bfloat16 autocast only where the CPU runs it faster than float32 (many CPUs emulate it).
     autocast: str = "auto"
+    # Delexicalised training: the given objects' names in comments become slots (`slots`), filled in
+    # after decoding; False trains on the comments as written.
+    slots: bool = True
     max_source_tokens: int = 48
     max_target_tokens: int = 64
     final_eval: bool = True
@@ -99,6 +103,7 @@ def _write_metadata(out_dir: Path, config: TrainConfig, tokenizer: CommentTokeni
         "vocab_size": tokenizer.vocab_size,
         "max_source_tokens": config.max_source_tokens,
         "max_target_tokens": config.max_target_tokens,
+        "slots": config.slots,
     }
     (out_dir / METADATA_FILE).write_text(
         json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -130,9 +135,16 @@ def _train(config: TrainConfig, say: Callable[[str], None]) -> TrainReport:
     if not train_pairs:
         raise ValueError("no training pairs left after the split")
 
+    # What the model learns from: with slots, the delexicalised pairs; scoring uses the pairs as written.
+    learnt_train, learnt_dev = train_pairs, split.dev
+    if config.slots:
+        english = english_names()
+        learnt_train = [delexicalise(pair, english) for pair in train_pairs]
+        learnt_dev = [delexicalise(pair, english) for pair in split.dev]
     tokenizer = CommentTokenizer.train(
-        [pair.comment for pair in train_pairs] + [label for pair in train_pairs for label in pair.labels],
+        [pair.comment for pair in learnt_train] + [label for pair in learnt_train for label in pair.labels],
         vocab_size=config.vocab_size,
+        slot_tokens=SLOT_TOKENS if config.slots else (),
     )
 
     def encode(pairs: Sequence[CommentPair]) -> list[TokenizedPair]:
@@ -143,7 +155,7 @@ def _train(config: TrainConfig, say: Callable[[str], None]) -> TrainReport:
             max_target_tokens=config.max_target_tokens,
         )
 
-    examples = encode(train_pairs)
+    examples = encode(learnt_train)
     model_config = build_config(
         config.shape, vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id
     )
@@ -166,7 +178,7 @@ def _train(config: TrainConfig, say: Callable[[str], None]) -> TrainReport:
     tokenizer.save(out_dir)
     _write_metadata(out_dir, config, tokenizer)
     eval_pairs = split.dev[: config.eval_pairs]
-    dev_examples = encode(split.dev)
+    dev_examples = encode(learnt_dev)
     loop = run_epochs(
         model,
         optimizer,

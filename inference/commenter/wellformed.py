@@ -4,6 +4,9 @@
   or a word twice in a row;
 - dangling particles or endings: a sentence that stops on a particle, a determiner or an adnominal
   ending ("환하게 뭘", "어떤 꽤 독특하네요": 어떤 wants a noun), or a comment that stops mid-clause;
+- emojis glued into a sentence: an emoji written against the word after it ("멋져😊요") or against
+  anything but a sentence's final ending ("고양이가😊 귀여워요"). After the final ending ("멋져요😊") it
+  reads as SNS style and passes; the training comments never glue an emoji to Hangul at all;
 - unknown words: syllables the analyser cannot place in its dictionary (the comment model writes
   subword pieces and can glue a wrong pair together).
 
@@ -46,7 +49,29 @@ def malformed_reasons(text: str, morphemes: Sequence[Morpheme]) -> list[str]:
     dangling = _dangling(morphemes)
     if dangling:
         reasons.append(dangling)
+    glued = _glued_emoji(morphemes)
+    if glued:
+        reasons.append(glued)
     return reasons
+
+
+def _glued_emoji(morphemes: Sequence[Morpheme]) -> str | None:
+    for index, emoji in enumerate(morphemes):
+        if emoji.tag != "W_EMOJI":
+            continue
+        before = morphemes[index - 1] if index else None
+        after = morphemes[index + 1] if index + 1 < len(morphemes) else None
+        if after is not None and after.start == emoji.end and after.tag not in _TRAILING:
+            return f"emoji {emoji.form!r} is glued to the word after it ({after.form!r})"
+        if (
+            before is not None
+            and before.end == emoji.start
+            and before.tag not in _TRAILING
+            and before.tag != "EF"
+            and not (before.tag == "JX" and before.form == "요")
+        ):
+            return f"emoji {emoji.form!r} is glued into the sentence after {before.form!r} ({before.tag})"
+    return None
 
 
 def _is_hangul(text: str) -> bool:

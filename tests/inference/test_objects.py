@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -91,8 +92,20 @@ def test_table_korean_names_are_the_training_vocabulary() -> None:
     if not SHARED_KOREAN_NAMES.is_file():
         pytest.skip(f"{SHARED_KOREAN_NAMES} is not here")
     expected = json.loads(SHARED_KOREAN_NAMES.read_text(encoding="utf-8"))
+    # Where the vocabulary holds no usable name, the table records the correction it made; each
+    # recorded correction must still be needed (the vocabulary still reads as recorded).
+    corrections = json.loads(TABLE_PATH.read_text(encoding="utf-8"))["ko_corrections"]
+    for correction in corrections:
+        assert expected[str(correction["id"])] == correction["vocabulary"], correction
+        expected[str(correction["id"])] = correction["ko"]
     vocabulary = oiv7_vocabulary()
     assert {str(item.id): item.ko for item in vocabulary.classes} == expected
+    # No Korean name in the table is a sentence: every name is at most four words of Hangul or Latin
+    # letters and digits, without punctuation.
+    for item in vocabulary.classes:
+        assert re.fullmatch(r"[가-힣A-Za-z0-9]+( [가-힣A-Za-z0-9()]+){0,3}", item.ko), (item.id, item.ko)
+    fireplace = vocabulary.by_name("Fireplace")
+    assert fireplace is not None and fireplace.ko == "벽난로" and vocabulary.by_name("벽난로") == fireplace
 
 
 def test_lookup_by_either_language_and_generic_classes() -> None:

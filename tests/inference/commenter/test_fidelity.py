@@ -72,6 +72,8 @@ def test_malformed_comments_are_flagged_and_good_ones_pass(analyser: MorphemeAna
         "어두운 분위기네요! 🎄 어떤 꽤 독특하네요. 😊",  # a determiner without its noun
         "차도 멋져요! 차도 멋져요! 차도 멋져요!",  # a repeated sentence
         "고양이가 정말 앍뷁쉙하네요! 😊",  # not a word
+        "정말 멋져😊요!",  # an emoji inside a word
+        "고양이가😊 정말 귀여워요!",  # an emoji glued into a sentence
         "",
     ]
     for text in broken:
@@ -81,6 +83,7 @@ def test_malformed_comments_are_flagged_and_good_ones_pass(analyser: MorphemeAna
         "케이크와 풍선이 잘 어울려요! 🎉",
         "어두운 분위기가 느껴지는 사진이네요! 어떤 일이 있었던 건가요?",
         "아코디언, 알파카와 도끼가 눈에 띄네요! ✨",
+        "벽난로 앞이 따뜻해 보여요😊",  # an emoji after the final ending reads as SNS style
     ]
     for text in good:
         assert malformed_reasons(text, analyser.analyse(text)) == [], text
@@ -95,6 +98,12 @@ def test_object_names_count_only_whole_nouns(analyser: MorphemeAnalyser) -> None
     assert names.foreign_korean(text, morphemes, ["고양이", "야구 글러브"]) == ["옷장"]
     assert names.foreign_english("Love the cats and the pizza!", ["Cat"]) == ["pizza"]
     assert names.foreign_english("Have a wonderful day!", []) == []
+    # The last word of a longer name names that class: "모니터" under a cat photo is a foreign object,
+    # under a computer monitor photo it is the monitor; a general word ("제품") names nothing.
+    text = "모니터가 멋져요! 이 제품도 좋아 보여요."
+    morphemes = analyser.analyse(text)
+    assert names.foreign_korean(text, morphemes, ["고양이"]) == ["모니터"]
+    assert names.foreign_korean(text, morphemes, ["컴퓨터 모니터"]) == []
     # The table itself: every class that can be a label has a findable Korean name.
     assert len(names.korean_words()) >= 550
     assert isinstance(names, ObjectNames)
@@ -141,16 +150,18 @@ def test_committed_model_is_faithful_on_unseen_label_sets(commenters, analyser) 
     guarded, unguarded = commenters
     comments = guarded.generate(UNSEEN_LABEL_LISTS)
     scores = fidelity_scores(UNSEEN_LABEL_LISTS, comments, analyser, object_names())
-    # Measured with the committed model and the guard: every object named, none invented, nothing
-    # flagged (bench/comments_quality.py, 270 unseen sets: the same). Without the guard the same
-    # model names 27 % of the objects and invents one in 53 % of comments on such sets.
+    # Measured with the committed model (trained with object slots) and the guard: every object named,
+    # none invented, nothing flagged (bench/comments_quality.py, 270 unseen sets: the same).
     assert scores.object_recall == 1.0 and scores.all_named_rate == 1.0, comments
     assert scores.foreign_rate == 0.0 and scores.malformed_rate == 0.0, comments
     assert all(comment.strip() for comment in comments)
     before = fidelity_scores(
         UNSEEN_LABEL_LISTS, unguarded.generate(UNSEEN_LABEL_LISTS), analyser, object_names()
     )
-    assert before.object_recall < scores.object_recall
+    # The model itself, without the guard, names the objects of label sets it never saw: measured 97 %
+    # of the objects here and a foreign object in 1 of 18 comments (270 unseen sets: 98.5 % and 3.3 %;
+    # the model trained on the comments as written: 27 % and 52 %).
+    assert before.object_recall >= 0.9 and before.foreign_rate <= 0.15, before
     # The repetition guard: no row of any candidate ran to the token cap.
     assert guarded.stats.rows > 0 and guarded.stats.capped_rows == 0
     # Batching does not change what the guard picks.

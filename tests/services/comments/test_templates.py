@@ -14,9 +14,8 @@ from inference.labels import EMOTION_LABELS, Label, oiv7_vocabulary
 
 def _label_sets(count: int) -> list[list[Label]]:
     """Fixed random label sets from the table: an emotion or none, then 1-7 objects (more than the
-    default COMMENT_MAX_LABELS of 5; the setting allows 8 labels). Class 191 is left out: its Korean
-    name in the table is a sentence, not a word (" fireplace는 "벽난로"로 번역됩니다.")."""
-    classes = [item for item in oiv7_vocabulary().classes if not item.generic and item.id != 191]
+    default COMMENT_MAX_LABELS of 5; the setting allows 8 labels)."""
+    classes = [item for item in oiv7_vocabulary().classes if not item.generic]
     emotions = list(EMOTION_LABELS.values())
     rng = random.Random(5)
     sets = []
