@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from bot.services.generate3d.job_rows import claim_job, get_job
 from bot.services.generate3d.progress import JobSnapshot
 from bot.services.generate3d.service import GenerationService
-from storage.blobs import LocalBlobStore
+from storage.blob_stores.local import LocalBlobStore
 from storage.db import Database
 from storage.models import JobState
 from tests.fakes.databases import empty_all_tables, open_database
