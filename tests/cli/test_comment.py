@@ -147,6 +147,8 @@ def test_data_generate_then_train_then_comment_with_the_new_model(
 
     model = tmp_path / "model"
     tiny = ["--d-model", "32", "--d-ff", "64", "--layers", "1", "--heads", "2", "--vocab-size", "150"]
+    # Enough steps for the tiny model to write comments its guard accepts (a 4-step model writes malformed
+    # Korean, which the guard rightly turns into a template fallback).
     code = main(
         [
             "train",
@@ -156,7 +158,13 @@ def test_data_generate_then_train_then_comment_with_the_new_model(
             "--out",
             str(model),
             "--max-steps",
-            "4",
+            "150",
+            "--epochs",
+            "60",
+            "--batch-size",
+            "8",
+            "--lr",
+            "3e-3",
             "--no-final-eval",
             *tiny,
             *["--dropout", "0.05", "--label-smoothing", "0.1", "--warmup-steps", "2"],
