@@ -1,7 +1,8 @@
 """`lumi models`: the models Lumi knows, where they run and whether they can load here.
 
 Also the custom moderation classifiers: `lumi models add-classifier`, `remove-classifier` and
-`classifiers`. A running Lumi picks registrations up within seconds; no restart is needed.
+`classifiers`, in the registry every process reads (DATA_DIR, or the blob store in distributed mode). A
+running Lumi picks registrations up within seconds; no restart is needed.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bot.cli.common import settings_and_logging
 from bot.config import Settings
 from bot.runtime import Runtime
-from bot.services.moderation import CATEGORIES, classifier_catalog
+from bot.services.moderation import CATEGORIES, ClassifierCatalog, classifier_catalog_for
 from inference.runners.base import ModelUnavailable
 
 
@@ -62,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _list(args: argparse.Namespace) -> int:
     settings = settings_and_logging()
     unavailable = asyncio.run(_show_models(settings, load=args.load))
-    classifiers = classifier_catalog(settings.data_dir).load()
+    with _catalog(settings) as catalog:
+        classifiers = catalog.load()
     if classifiers:
         print(f"custom classifiers: {len(classifiers)} registered (see `lumi models classifiers`)")
     return 1 if unavailable else 0
@@ -100,16 +104,17 @@ def _add_classifier(args: argparse.Namespace) -> int:
     settings = settings_and_logging()
     from bot.services.moderation import verify_classifier
 
-    entry = classifier_catalog(settings.data_dir).add(
-        args.path,
-        category=args.category,
-        guild_id=args.guild,
-        review=args.review,
-        act=args.act,
-        review_action=args.review_action,
-        name=args.name,
-        verify=None if args.no_verify else verify_classifier,
-    )
+    with _catalog(settings) as catalog:
+        entry = catalog.add(
+            args.path,
+            category=args.category,
+            guild_id=args.guild,
+            review=args.review,
+            act=args.act,
+            review_action=args.review_action,
+            name=args.name,
+            verify=None if args.no_verify else verify_classifier,
+        )
     print(f"registered {entry.summary()}")
     if entry.builtin_category:
         print(f"set its thresholds with /moderation setup category:{entry.category}")
@@ -118,14 +123,16 @@ def _add_classifier(args: argparse.Namespace) -> int:
 
 def _remove_classifier(args: argparse.Namespace) -> int:
     settings = settings_and_logging()
-    entry = classifier_catalog(settings.data_dir).remove(args.id)
+    with _catalog(settings) as catalog:
+        entry = catalog.remove(args.id)
     print(f"removed #{entry.id} ({entry.category}, {entry.scope}, {entry.name})")
     return 0
 
 
 def _list_classifiers(args: argparse.Namespace) -> int:
     settings = settings_and_logging()
-    entries = classifier_catalog(settings.data_dir).load()
+    with _catalog(settings) as catalog:
+        entries = catalog.load()
     if args.guild is not None:
         entries = [entry for entry in entries if entry.applies_to(args.guild)]
     if args.json:
@@ -137,3 +144,12 @@ def _list_classifiers(args: argparse.Namespace) -> int:
     for entry in entries:
         print(entry.summary())
     return 0
+
+
+@contextmanager
+def _catalog(settings: Settings) -> Iterator[ClassifierCatalog]:
+    catalog = classifier_catalog_for(settings)
+    try:
+        yield catalog
+    finally:
+        catalog.close()

@@ -48,7 +48,7 @@ from bot.services.moderation import (
     PolicyError,
     RegisteredClassifier,
     Verdict,
-    classifier_catalog,
+    classifier_catalog_for,
     parse_policy,
     stored_guild_config,
 )
@@ -116,20 +116,24 @@ def _scan_command(args: argparse.Namespace) -> int:
     policy = choice.policy
     files = list(_expand(args.paths))
     limits = ImageLimits(max_bytes=int(settings.moderation_max_image_mb * 1024 * 1024))
-    catalog = None if args.no_custom else classifier_catalog(settings.data_dir)
-    classifiers = [] if catalog is None else _registered_for(catalog, args.guild)
-    apply_thread_policy(settings.inference_threads)
-    outcome = asyncio.run(
-        scan_files(
-            files,
-            policy=policy,
-            classifiers=catalog if classifiers else None,
-            guild_id=args.guild,
-            device=settings.inference_device,
-            limits=limits,
-            threads=settings.inference_threads,
+    catalog = None if args.no_custom else classifier_catalog_for(settings)
+    try:
+        classifiers = [] if catalog is None else _registered_for(catalog, args.guild)
+        apply_thread_policy(settings.inference_threads)
+        outcome = asyncio.run(
+            scan_files(
+                files,
+                policy=policy,
+                classifiers=catalog if classifiers else None,
+                guild_id=args.guild,
+                device=settings.inference_device,
+                limits=limits,
+                threads=settings.inference_threads,
+            )
         )
-    )
+    finally:
+        if catalog is not None:
+            catalog.close()
     unavailable = outcome.unavailable_classifiers
     print_unavailable_classifiers(classifiers, unavailable)
     results = outcome.results

@@ -15,7 +15,7 @@ import pytest
 
 from bot.cli import main, scan
 from bot.cli.common import settings_and_logging
-from bot.services.moderation.classifiers.detector import ClassifierCatalog, classifier_catalog
+from bot.services.moderation.classifiers.detector import REGISTRY_FILE, ClassifierCatalog, classifier_catalog
 from bot.services.moderation.policy import DEFAULT_POLICY
 from storage.db import Database, default_sqlite_url
 from storage.repo import guilds as repo_guilds
@@ -215,7 +215,7 @@ def test_a_damaged_classifier_registry_is_refused_before_loading_anything(
     catalog: ClassifierCatalog, photos: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     catalog.root.mkdir(parents=True)
-    catalog.registry_path.write_text("{not json")
+    (catalog.root / REGISTRY_FILE).write_text("{not json")
     code = main(["scan", str(photos)])
     assert code == 2
     assert "(--no-custom scans without the custom classifiers)" in capsys.readouterr().err

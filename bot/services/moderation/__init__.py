@@ -30,6 +30,7 @@ from bot.services.moderation.classifiers import (
     ClassifierDetector,
     RegisteredClassifier,
     classifier_catalog,
+    classifier_catalog_for,
     verify_classifier,
 )
 from bot.services.moderation.config import ModerationConfig
@@ -94,6 +95,7 @@ __all__ = [
     "build_moderation_service",
     "case_category",
     "classifier_catalog",
+    "classifier_catalog_for",
     "describe_policy",
     "image_digests",
     "moderation_config",

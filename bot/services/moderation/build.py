@@ -8,7 +8,7 @@ from bot.config import Settings
 from bot.services.image_fetch import ImageFetcher
 from bot.services.moderation.check_results import ExtraDetector
 from bot.services.moderation.checker import ImageChecker
-from bot.services.moderation.classifiers import ClassifierDetector, classifier_catalog
+from bot.services.moderation.classifiers import ClassifierDetector, classifier_catalog_for
 from bot.services.moderation.config import ModerationConfig
 from bot.services.moderation.openai_detector import OpenAIImageDetector
 from bot.services.moderation.service import ModerationService
@@ -47,7 +47,7 @@ def build_moderation_service(
     if config.openai_api_key is not None:
         client = OpenAIModerationClient(config.openai_api_key, base_url=config.openai_base_url or None)
         extra.append(OpenAIImageDetector(client))
-    classifiers = classifier_catalog(config.data_dir) if config.data_dir is not None else None
+    classifiers = classifier_catalog_for(settings) if config.data_dir is not None else None
     if classifiers is not None:
         extra.append(ClassifierDetector(classifiers, registry))
     return ModerationService(

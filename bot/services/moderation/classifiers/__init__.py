@@ -10,6 +10,7 @@ from bot.services.moderation.classifiers.detector import (
     ClassifierDetector,
     RegisteredClassifier,
     classifier_catalog,
+    classifier_catalog_for,
     verify_classifier,
 )
 
@@ -18,5 +19,6 @@ __all__ = [
     "ClassifierDetector",
     "RegisteredClassifier",
     "classifier_catalog",
+    "classifier_catalog_for",
     "verify_classifier",
 ]

@@ -1,42 +1,46 @@
 """Which custom image classifiers are registered, for which category and server, and where they live.
 
 A trained classifier (the output folder of `lumi train classifier`) is registered for a category,
-globally or for one guild, with `lumi models add-classifier`. Registration copies the model into
-``DATA_DIR/classifiers/<id>-<category>/`` and records it in ``DATA_DIR/classifiers/registry.json``.
+globally or for one guild, with `lumi models add-classifier`. Registration checks that the model loads,
+hands its files to the registry's store and records it in the registry document, ``registry.json``.
 
-Why a JSON file beside the models and not a database table: a registration is only as good as the
-model files it names, and those live on this host's disk. Keeping the record next to them means a backup,
-a restore or a move of DATA_DIR keeps both consistent, a shared PostgreSQL never lists a model another
-host does not have, and no schema migration is needed. Writers (the command line) hold a file lock and
-replace the file atomically; the bot re-reads it when it changes, so registrations take effect in a
-running bot within seconds.
+Where the registry is kept is the store's business (``registry_store``): in embedded mode (and where
+processes share DATA_DIR) a file beside the model folders under ``DATA_DIR/classifiers``
+(``local_registry``, which says why a file and not a table); in distributed mode with a remote blob store,
+the blob store every process reads (``blob_registry``), each process copying a model into its
+``DATA_DIR/classifiers-cache`` before loading it. ``classifier_catalog_for`` picks one from the settings.
+
+A change is read, applied and written back only if the registry is still at the version read
+(compare-and-swap, under a file lock in a folder); a writer that lost a race reads again and retries, so
+concurrent registrations are all kept. The bot polls the registry (once per ``refresh_s`` at most, while
+it checks images), so registrations take effect in a running bot within seconds; a registry that cannot
+be read or parsed leaves the last good list in use.
 
 For the built-in categories (violence, violence_graphic, self_harm...) the guild's thresholds apply, as
 set with `/moderation setup`. A classifier may also bring a category of its own (``weapons``): its review
 threshold defaults to the one recommended at training, it alerts moderators and takes no automatic
 action unless registered with ``--act``.
 
-This module keeps the registry file (reading, caching, adding, removing); an entry is a
-``RegisteredClassifier`` (``entries``) and what a registration must pass is in
-``checks``.
+An entry is a ``RegisteredClassifier`` (``entries``) and what a registration must pass is in ``checks``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import json
 import logging
-import os
+import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Final
 
+from bot.config import Settings
 from bot.errors import UserFacingError
+from bot.services.moderation.classifiers.blob_registry import BlobRegistryStore
 from bot.services.moderation.classifiers.checks import (
     check_category,
     custom_rule,
@@ -44,67 +48,100 @@ from bot.services.moderation.classifiers.checks import (
     validation_summary,
     verify_classifier,
 )
-from bot.services.moderation.classifiers.entries import RegisteredClassifier
+from bot.services.moderation.classifiers.entries import ClassifierFile, RegisteredClassifier
+from bot.services.moderation.classifiers.local_registry import REGISTRY_FILE, LocalRegistryStore
+from bot.services.moderation.classifiers.registry_store import (
+    ClassifierFilesError,
+    RegistryConflict,
+    RegistryStore,
+)
 from bot.services.moderation.policy import Action
 from inference.classifier import METADATA_FILE, MetadataError, classifier_files, read_metadata
 from inference.registry import ModelUnavailable
+from storage.blob_stores import open_blob_store, parse_blob_store_url
 
-__all__ = ["REGISTRY_FILE", "ClassifierCatalog", "classifier_catalog"]
+__all__ = ["REGISTRY_FILE", "ClassifierCatalog", "classifier_catalog", "classifier_catalog_for"]
 
 log = logging.getLogger(__name__)
 
-REGISTRY_FILE: Final = "registry.json"
 _REGISTRY_FORMAT: Final = "lumi-classifier-registry"
-_LOCK_FILE: Final = ".lock"
+# Each lost compare-and-swap means another registration got in first; this many in a row is not a race.
+WRITE_ATTEMPTS: Final = 8
 
 
 def classifier_catalog(data_dir: Path) -> ClassifierCatalog:
-    """The catalog the bot and the command line share: ``DATA_DIR/classifiers``."""
+    """The catalog in a folder: ``DATA_DIR/classifiers``."""
     return ClassifierCatalog(data_dir / "classifiers")
 
 
-class ClassifierCatalog:
-    """The registered classifiers under ``root``. Sync methods for the command line, async for the bot."""
+def classifier_catalog_for(settings: Settings) -> ClassifierCatalog:
+    """The catalog the bot and the command line share: in the blob store in distributed mode with a
+    remote BLOB_STORE_URL, else under DATA_DIR (embedded mode, or a DATA_DIR every process shares)."""
+    blob_settings = settings.blob_store_settings()
+    if settings.lumi_mode != "distributed" or not parse_blob_store_url(blob_settings.url).is_remote:
+        return classifier_catalog(settings.data_dir)
+    store = BlobRegistryStore(
+        partial(open_blob_store, blob_settings),
+        settings.data_dir / "classifiers-cache",
+        where=blob_settings.url.strip(),
+    )
+    return ClassifierCatalog(store)
 
-    def __init__(self, root: Path, *, refresh_s: float = 5.0) -> None:
-        self.root = root
+
+class ClassifierCatalog:
+    """The registered classifiers in ``store`` (a folder path means a ``LocalRegistryStore``). The calls
+    block: the command line makes them directly, the bot through ``current`` (in a thread)."""
+
+    def __init__(self, store: RegistryStore | Path, *, refresh_s: float = 5.0) -> None:
+        self.store: RegistryStore = LocalRegistryStore(store) if isinstance(store, Path) else store
         self.refresh_s = refresh_s
         self._cached: list[RegisteredClassifier] = []
-        self._cached_stamp: tuple[int, int] | None = None
+        self._cached_stamp: str | None = None
         self._checked_at = -float("inf")
         self._refresh_lock = asyncio.Lock()
 
     @property
-    def registry_path(self) -> Path:
-        return self.root / REGISTRY_FILE
+    def root(self) -> Path:
+        """The local folder the store keeps its files in (the models, or the cached copies)."""
+        return self.store.staging_root
 
     def folder_of(self, classifier: RegisteredClassifier) -> Path:
-        return self.root / classifier.folder
+        """The classifier's model folder on this host; fetched and checked first from a remote store
+        (``ClassifierFilesError`` when its files are not the registered ones)."""
+        return self.store.model_folder(classifier)
+
+    def close(self) -> None:
+        self.store.close()
 
     # -- reading ----------------------------------------------------------------------------------------
 
     def load(self) -> list[RegisteredClassifier]:
         return self._read()[1]
 
-    def _read(self) -> tuple[int, list[RegisteredClassifier]]:
+    def _read(self) -> tuple[int, list[RegisteredClassifier], str | None]:
+        where = self.store.description
         try:
-            raw = json.loads(self.registry_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return 1, []
-        except (OSError, ValueError) as error:
-            raise UserFacingError(f"cannot read {self.registry_path}: {error}") from None
+            document = self.store.read()
+        except OSError as error:
+            raise UserFacingError(f"cannot read {where}: {error}") from None
+        if document is None:
+            return 1, [], None
+        try:
+            raw = json.loads(document.data.decode("utf-8"))
+        except ValueError as error:
+            raise UserFacingError(f"cannot read {where}: {error}") from None
         if not isinstance(raw, dict) or raw.get("format") != _REGISTRY_FORMAT:
-            raise UserFacingError(f"{self.registry_path} is not a Lumi classifier registry")
+            raise UserFacingError(f"{where} is not a Lumi classifier registry")
         entries = []
         for item in raw.get("classifiers", []):
             try:
                 entries.append(RegisteredClassifier.from_json(item))
             except (KeyError, TypeError, ValueError) as error:
-                log.warning("skipping a malformed entry of %s: %s", self.registry_path, error)
-        return int(raw.get("next_id", 1)), entries
+                log.warning("skipping a malformed entry of %s: %s", where, error)
+        return int(raw.get("next_id", 1)), entries, document.version
 
     async def current(self) -> list[RegisteredClassifier]:
-        """The registrations, re-read when the file changed (looked at once per ``refresh_s`` at most)."""
+        """The registrations, re-read when the registry changed (looked at once per ``refresh_s`` at most)."""
         if time.monotonic() - self._checked_at < self.refresh_s:
             return self._cached
         async with self._refresh_lock:
@@ -115,7 +152,7 @@ class ClassifierCatalog:
 
     @property
     def cached(self) -> list[RegisteredClassifier]:
-        """What `current` last returned, without looking at the file."""
+        """What `current` last returned, without looking at the registry."""
         return self._cached
 
     def invalidate(self) -> None:
@@ -123,23 +160,19 @@ class ClassifierCatalog:
 
     def _refresh(self) -> None:
         try:
-            info = self.registry_path.stat()
-            stamp: tuple[int, int] | None = (info.st_mtime_ns, info.st_size)
-        except FileNotFoundError:
-            stamp = None
-        if stamp == self._cached_stamp:
-            return
-        try:
+            stamp = self.store.stamp()
+            if stamp == self._cached_stamp:
+                return
             self._cached = self.load()
-        except UserFacingError as error:
-            # A damaged file must not stop moderation: the last good list stays in use.
+        except (OSError, UserFacingError) as error:
+            # A damaged or unreachable registry must not stop moderation: the last good list stays in use.
             log.error("custom classifiers not reloaded: %s", error)
             return
         self._cached_stamp = stamp
         log.info("custom classifiers: %d registered", len(self._cached))
 
     async def for_guild(self, guild_id: int | None, *, fresh: bool = False) -> list[RegisteredClassifier]:
-        """Those that apply to a guild; ``fresh`` looks at the file now (the checks then use it too)."""
+        """Those that apply to a guild; ``fresh`` looks at the registry now (the checks then use it too)."""
         if fresh:
             self.invalidate()
         return [entry for entry in await self.current() if entry.applies_to(guild_id)]
@@ -158,7 +191,8 @@ class ClassifierCatalog:
         name: str | None = None,
         verify: Callable[[Path], None] | None = verify_classifier,
     ) -> RegisteredClassifier:
-        """Copy the classifier at ``source`` in and register it; ``UserFacingError`` says what is wrong."""
+        """Check the classifier at ``source``, store its files and register it; ``UserFacingError`` says
+        what is wrong."""
         category = category.strip().lower()
         check_category(category)
         if guild_id is not None and guild_id <= 0:
@@ -170,81 +204,125 @@ class ClassifierCatalog:
             raise UserFacingError(str(error)) from None
         rule = custom_rule(category, metadata, review=review, act=act, review_action=review_action)
         digest = file_sha256(model_path)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._locked():
-            next_id, entries = self._read()
-            for entry in entries:
-                if entry.sha256 == digest and entry.category == category and entry.guild_id == guild_id:
-                    raise UserFacingError(
-                        f"this model is already registered as #{entry.id} ({entry.summary()})"
+        self.store.staging_root.mkdir(parents=True, exist_ok=True)
+        staging = self.store.staging_root / f".incoming-{secrets.token_hex(4)}"
+        staging.mkdir()
+        try:
+            shutil.copy2(model_path, staging / metadata.model_file)
+            shutil.copy2(metadata_path, staging / METADATA_FILE)
+            if verify is not None:
+                try:
+                    verify(staging)
+                except ModelUnavailable as error:
+                    raise UserFacingError(f"the classifier does not load: {error.reason}") from None
+            with self.store.writing():
+                for _attempt in range(WRITE_ATTEMPTS):
+                    next_id, entries, version = self._read()
+                    for entry in entries:
+                        if (
+                            entry.sha256 == digest
+                            and entry.category == category
+                            and entry.guild_id == guild_id
+                        ):
+                            raise UserFacingError(
+                                f"this model is already registered as #{entry.id} ({entry.summary()})"
+                            )
+                    folder, files = self._add_files(staging, next_id, category)
+                    entry = RegisteredClassifier(
+                        id=next_id,
+                        category=category,
+                        guild_id=guild_id,
+                        folder=folder,
+                        name=name or model_path.parent.resolve().name,
+                        positive_class=metadata.positive_class,
+                        classes=metadata.classes,
+                        backbone=metadata.backbone,
+                        input_size=metadata.input_size,
+                        recommended_threshold=metadata.recommended_threshold,
+                        sha256=digest,
+                        added_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                        source=str(source.resolve()),
+                        review=rule.review if rule else None,
+                        act=rule.act if rule else None,
+                        review_action=(rule.review_action or Action.ALERT) if rule else Action.ALERT,
+                        validation=validation_summary(metadata),
+                        files=files,
                     )
-            folder = f"{next_id}-{category}"
-            staging = self.root / f".incoming-{folder}"
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir()
-            try:
-                shutil.copy2(model_path, staging / metadata.model_file)
-                shutil.copy2(metadata_path, staging / METADATA_FILE)
-                if verify is not None:
                     try:
-                        verify(staging)
-                    except ModelUnavailable as error:
-                        raise UserFacingError(f"the classifier does not load: {error.reason}") from None
-                staging.rename(self.root / folder)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-            entry = RegisteredClassifier(
-                id=next_id,
-                category=category,
-                guild_id=guild_id,
-                folder=folder,
-                name=name or model_path.parent.resolve().name,
-                positive_class=metadata.positive_class,
-                classes=metadata.classes,
-                backbone=metadata.backbone,
-                input_size=metadata.input_size,
-                recommended_threshold=metadata.recommended_threshold,
-                sha256=digest,
-                added_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                source=str(source.resolve()),
-                review=rule.review if rule else None,
-                act=rule.act if rule else None,
-                review_action=(rule.review_action or Action.ALERT) if rule else Action.ALERT,
-                validation=validation_summary(metadata),
-            )
-            self._write(next_id + 1, [*entries, entry])
+                        self._write(next_id + 1, [*entries, entry], version=version)
+                    except BaseException as error:
+                        self._remove_files(entry)
+                        if isinstance(error, RegistryConflict):
+                            log.info("classifier registry changed meanwhile; registering again (%s)", error)
+                            continue
+                        raise
+                    break
+                else:
+                    raise self._busy()
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         self.invalidate()
         return entry
 
     def remove(self, classifier_id: int) -> RegisteredClassifier:
-        with self._locked():
-            next_id, entries = self._read()
-            found = next((entry for entry in entries if entry.id == classifier_id), None)
-            if found is None:
-                known = ", ".join(f"#{entry.id}" for entry in entries) or "none"
-                raise UserFacingError(f"no classifier #{classifier_id} is registered (registered: {known})")
-            self._write(next_id, [entry for entry in entries if entry.id != classifier_id])
-            shutil.rmtree(self.folder_of(found), ignore_errors=True)
+        with self.store.writing():
+            for _attempt in range(WRITE_ATTEMPTS):
+                next_id, entries, version = self._read()
+                found = next((entry for entry in entries if entry.id == classifier_id), None)
+                if found is None:
+                    known = ", ".join(f"#{entry.id}" for entry in entries) or "none"
+                    raise UserFacingError(
+                        f"no classifier #{classifier_id} is registered (registered: {known})"
+                    )
+                try:
+                    self._write(
+                        next_id, [entry for entry in entries if entry.id != classifier_id], version=version
+                    )
+                except RegistryConflict:
+                    continue
+                break
+            else:
+                raise self._busy()
+            self._remove_files(found)
         self.invalidate()
         return found
 
-    def _write(self, next_id: int, entries: list[RegisteredClassifier]) -> None:
+    def _add_files(
+        self, staging: Path, next_id: int, category: str
+    ) -> tuple[str, tuple[ClassifierFile, ...]]:
+        try:
+            return self.store.add_files(staging, classifier_id=next_id, category=category)
+        except ClassifierFilesError as error:
+            raise UserFacingError(str(error)) from None
+        except OSError as error:
+            raise UserFacingError(
+                f"cannot store the classifier's files for {self.store.description}: {error}"
+            ) from None
+
+    def _remove_files(self, entry: RegisteredClassifier) -> None:
+        # The registry no longer names them (or never did): a file left behind is only disk space.
+        try:
+            self.store.remove_files(entry)
+        except OSError as error:
+            log.warning(
+                "could not delete the files of classifier #%s (%s): %s", entry.id, entry.folder, error
+            )
+
+    def _write(self, next_id: int, entries: list[RegisteredClassifier], *, version: str | None) -> None:
         document = {
             "format": _REGISTRY_FORMAT,
             "version": 1,
             "next_id": next_id,
             "classifiers": [entry.to_json() for entry in entries],
         }
-        temporary = self.registry_path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(temporary, self.registry_path)
+        data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            self.store.write(data, version=version)
+        except OSError as error:
+            raise UserFacingError(f"cannot write {self.store.description}: {error}") from None
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with (self.root / _LOCK_FILE).open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _busy(self) -> UserFacingError:
+        return UserFacingError(
+            f"{self.store.description} changed {WRITE_ATTEMPTS} times while this change was written "
+            "(other registrations at the same moment); run the command again"
+        )

@@ -12,9 +12,15 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
-from bot.services.moderation.classifiers.catalog import REGISTRY_FILE, ClassifierCatalog, classifier_catalog
+from bot.services.moderation.classifiers.catalog import (
+    REGISTRY_FILE,
+    ClassifierCatalog,
+    classifier_catalog,
+    classifier_catalog_for,
+)
 from bot.services.moderation.classifiers.checks import verify_classifier
 from bot.services.moderation.classifiers.entries import RegisteredClassifier
+from bot.services.moderation.classifiers.registry_store import ClassifierFilesError
 from bot.services.moderation.detector_frames import DetectorFrames
 from bot.services.moderation.policy import CategoryRule
 from inference.batcher import BatcherClosed, QueueFull
@@ -30,6 +36,7 @@ __all__ = [
     "ClassifierDetector",
     "RegisteredClassifier",
     "classifier_catalog",
+    "classifier_catalog_for",
     "verify_classifier",
 ]
 
@@ -119,12 +126,31 @@ class ClassifierDetector:
                 self._registered[key] = entry
 
     def _factory(self, entry: RegisteredClassifier) -> Callable[[Device], KerasClassifierRunner]:
-        folder = self.catalog.folder_of(entry)
-
         def build(device: Device) -> KerasClassifierRunner:
-            return KerasClassifierRunner(folder, device, name=entry.model_key)
+            return _RegisteredRunner(self.catalog, entry, device)
 
         return build
 
     async def close(self) -> None:
-        """Nothing of its own to release: the registry unloads the models."""
+        """The registry unloads the models; the catalog lets go of its store."""
+        await asyncio.to_thread(self.catalog.close)
+
+
+class _RegisteredRunner(KerasClassifierRunner):
+    """A registered classifier's runner: its folder is found (fetched and checked, from a remote
+    registry) when it loads, on the model's thread, and files that are not the registered ones make the
+    classifier unavailable with the store's message."""
+
+    def __init__(self, catalog: ClassifierCatalog, entry: RegisteredClassifier, device: Device) -> None:
+        super().__init__(catalog.root / entry.folder, device, name=entry.model_key)
+        self._catalog = catalog
+        self._entry = entry
+
+    def load(self) -> None:
+        try:
+            self.path = self._catalog.folder_of(self._entry)
+        except ClassifierFilesError as error:
+            raise ModelUnavailable(self.name, str(error)) from None
+        except OSError as error:
+            raise ModelUnavailable(self.name, f"its files cannot be fetched: {error}") from None
+        super().load()

@@ -1,8 +1,9 @@
-"""One registered custom classifier, as recorded in ``DATA_DIR/classifiers/registry.json``.
+"""One registered custom classifier, as recorded in the classifier registry (``registry.json``).
 
 ``RegisteredClassifier`` says which category and server the classifier scores for, what the model is
-(classes, backbone, input size, digest) and, for a category of its own, its review and action thresholds.
-It converts to and from the registry file's JSON.
+(classes, backbone, input size, digest), where its files are kept with their digests (``ClassifierFile``)
+and, for a category of its own, its review and action thresholds. It converts to and from the registry's
+JSON.
 """
 
 from __future__ import annotations
@@ -13,7 +14,27 @@ from typing import Any
 
 from bot.services.moderation.policy import CATEGORIES, Action, CategoryRule
 
-__all__ = ["RegisteredClassifier"]
+__all__ = ["ClassifierFile", "RegisteredClassifier"]
+
+
+@dataclass(frozen=True)
+class ClassifierFile:
+    """One file of a registered model: its name in the model folder, where the registry's store keeps it
+    (a path under the folder store, a blob key) and what it must hash to before it is loaded."""
+
+    name: str
+    key: str
+    sha256: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "key": self.key, "sha256": self.sha256, "size": self.size}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ClassifierFile:
+        return cls(
+            name=str(raw["name"]), key=str(raw["key"]), sha256=str(raw["sha256"]), size=int(raw["size"])
+        )
 
 
 @dataclass(frozen=True)
@@ -36,6 +57,8 @@ class RegisteredClassifier:
     act: float | None = None
     review_action: Action = Action.ALERT
     validation: Mapping[str, Any] = field(default_factory=dict)
+    # Empty for registrations recorded before files were listed (a folder store's, loaded as they are).
+    files: tuple[ClassifierFile, ...] = ()
 
     @property
     def model_key(self) -> str:
@@ -92,6 +115,7 @@ class RegisteredClassifier:
             "act": self.act,
             "review_action": self.review_action.value,
             "validation": dict(self.validation),
+            "files": [item.to_json() for item in self.files],
         }
 
     @classmethod
@@ -115,4 +139,5 @@ class RegisteredClassifier:
             act=None if raw.get("act") is None else float(raw["act"]),
             review_action=Action(raw.get("review_action", Action.ALERT.value)),
             validation=dict(raw.get("validation", {})),
+            files=tuple(ClassifierFile.from_json(item) for item in raw.get("files", [])),
         )
