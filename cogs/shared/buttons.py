@@ -3,7 +3,8 @@
 The buttons are ``DynamicItem``s rebuilt from their custom_id after a restart, so they hold no reference
 to the cog that handles them: the click finds the cog by name at that moment. Every such custom_id reads
 ``lumi:<feature>:<action>:<target>`` (``lumi:3d:refine:<job id>``, ``lumi:mod:restore:<case id>``);
-``PersistentButton`` writes and parses it once for all features.
+``PersistentButton`` writes and parses it once for all features, and claims each click before it is
+handled (``bot.command_tree``), so a click Discord delivers twice is handled once, by one process.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from enum import StrEnum
 from typing import Any, ClassVar, Final, Generic, Self, TypeVar, get_args, get_origin
 
 import discord
+
+from bot.command_tree import first_delivery_or_stand_back
 
 BUTTON_ID: Final = "lumi:{feature}:{action}:{target}"
 
@@ -77,6 +80,10 @@ class PersistentButton(
         /,
     ) -> Self:
         return cls(cls._actions(match["action"]), cls._read_target(match["target"]))
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        # discord.py runs this before `callback`; False drops a click delivered twice.
+        return await first_delivery_or_stand_back(interaction)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         handler = await handling_cog(interaction, self.cog, unavailable=self.unavailable)

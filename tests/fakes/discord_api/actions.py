@@ -67,11 +67,13 @@ class UserActions(MessageStore):
         subcommand: str | None = None,
         guild: bool = True,
         locale: str = "en-US",
+        deliveries: int = 1,
     ) -> JsonDict:
         """A user runs `/name [group] [subcommand] option:value...` (INTERACTION_CREATE, type 2).
 
         `subcommand` may be "sub" or "group sub". Option types come from the synced command, so values are
         plain: a string, a number, a user/channel/role name, or a FileSpec for an attachment option.
+        `deliveries` > 1 sends the same INTERACTION_CREATE again, as `post_message` does a message.
         """
         target = self.channel(channel) if guild else self.dm_channel(user)
         command = self.synced_command(name, guild=guild, guild_id=target.guild_id)
@@ -93,7 +95,9 @@ class UserActions(MessageStore):
             data["guild_id"] = command["guild_id"]
         if resolved:
             data["resolved"] = resolved
-        return await self._interact(InteractionType.APPLICATION_COMMAND, data, user, target, locale=locale)
+        return await self._interact(
+            InteractionType.APPLICATION_COMMAND, data, user, target, locale=locale, deliveries=deliveries
+        )
 
     async def message_context_command(
         self, name: str, message: JsonDict, *, user: UserRef = "alice", locale: str = "en-US"
@@ -114,9 +118,14 @@ class UserActions(MessageStore):
             data["guild_id"] = command["guild_id"]
         return await self._interact(InteractionType.APPLICATION_COMMAND, data, user, target, locale=locale)
 
-    async def click_button(self, message: JsonDict, custom_id: str, *, user: UserRef = "alice") -> JsonDict:
-        """A user clicks the button `custom_id` on a stored message (INTERACTION_CREATE, type 3)."""
-        return await self.use_component(message, custom_id, user=user, component_type=2)
+    async def click_button(
+        self, message: JsonDict, custom_id: str, *, user: UserRef = "alice", deliveries: int = 1
+    ) -> JsonDict:
+        """A user clicks the button `custom_id` on a stored message (INTERACTION_CREATE, type 3);
+        `deliveries` > 1 sends the same click again."""
+        return await self.use_component(
+            message, custom_id, user=user, component_type=2, deliveries=deliveries
+        )
 
     async def use_component(
         self,
@@ -126,6 +135,7 @@ class UserActions(MessageStore):
         user: UserRef = "alice",
         component_type: int = 2,
         values: list[str] | None = None,
+        deliveries: int = 1,
     ) -> JsonDict:
         """A user uses a component of a stored message: a button (type 2) or a select menu (type 3+,
         with `values`). The component must be on the message, as Discord only sends real clicks."""
@@ -135,7 +145,9 @@ class UserActions(MessageStore):
         if values is not None:
             data["values"] = values
         target = self.channel(int(message["channel_id"]))
-        return await self._interact(InteractionType.MESSAGE_COMPONENT, data, user, target, message=message)
+        return await self._interact(
+            InteractionType.MESSAGE_COMPONENT, data, user, target, message=message, deliveries=deliveries
+        )
 
     async def submit_modal(
         self,
@@ -144,14 +156,18 @@ class UserActions(MessageStore):
         *,
         user: UserRef = "alice",
         channel: ChannelRef = "general",
+        deliveries: int = 1,
     ) -> JsonDict:
-        """A user submits a modal (INTERACTION_CREATE, type 5) with text inputs by custom_id."""
+        """A user submits a modal (INTERACTION_CREATE, type 5) with text inputs by custom_id;
+        `deliveries` > 1 sends the same submission again."""
         rows = [
             {"type": 1, "components": [{"type": 4, "custom_id": key, "value": value}]}
             for key, value in fields.items()
         ]
         data = {"custom_id": custom_id, "components": rows}
-        return await self._interact(InteractionType.MODAL_SUBMIT, data, user, self.channel(channel))
+        return await self._interact(
+            InteractionType.MODAL_SUBMIT, data, user, self.channel(channel), deliveries=deliveries
+        )
 
     def synced_command(
         self, name: str, *, guild: bool = True, command_type: int = 1, guild_id: int | None = None
@@ -216,6 +232,7 @@ class UserActions(MessageStore):
         *,
         message: JsonDict | None = None,
         locale: str = "en-US",
+        deliveries: int = 1,
     ) -> JsonDict:
         interaction_id = self.snowflakes.next()
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48)
@@ -263,7 +280,8 @@ class UserActions(MessageStore):
         )
         self.interactions[interaction_id] = record
         self.interactions_by_token[token] = record
-        await self.dispatch("INTERACTION_CREATE", payload)
+        for _ in range(deliveries):
+            await self.dispatch("INTERACTION_CREATE", payload)
         return payload
 
 
