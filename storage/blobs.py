@@ -7,13 +7,15 @@ so a key can never leave a folder store's root or collide with its bookkeeping f
 same object name in every backend.
 
 Every store writes a blob whole or not at all: a reader sees the old blob or the new one, never a part,
-and `put_stream` stores nothing when its source fails or passes `max_bytes`. A remote store that cannot be
+and `put_stream` stores nothing when its source fails or passes `max_bytes` (every store reads its source
+through `CountedChunks`, which counts, hashes and caps it once for all of them). A remote store that cannot be
 reached raises `BlobStoreUnavailable`, an `OSError`, which the web server answers with 503 like a failing
 disk.
 """
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import os
 import re
@@ -86,6 +88,37 @@ class VersionedBlob:
 
     data: bytes
     version: str
+
+
+class CountedChunks:
+    """A `put_stream` source as a store reads it: counted and hashed chunk by chunk, and cut off with
+    `BlobTooLarge` at the first chunk past `max_bytes`, before that chunk reaches the store."""
+
+    def __init__(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int | None) -> None:
+        self.key = key
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._chunks = chunks
+        self._digest = hashlib.sha256()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._read()
+
+    async def _read(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            self.size += len(chunk)
+            if self.max_bytes is not None and self.size > self.max_bytes:
+                raise BlobTooLarge(f"{self.key}: more than {self.max_bytes} bytes")
+            self._digest.update(chunk)
+            yield chunk
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def info(self, content_type: str) -> BlobInfo:
+        """What was read, once the source is exhausted."""
+        return BlobInfo(self.key, self.size, content_type, self.sha256)
 
 
 def validate_key(key: str) -> str:

@@ -39,7 +39,7 @@ from storage.blobs import (
     BlobInfo,
     BlobNotFound,
     BlobStoreUnavailable,
-    BlobTooLarge,
+    CountedChunks,
     VersionedBlob,
     content_disposition,
     guess_content_type,
@@ -125,8 +125,7 @@ class AzureBlobStore:
         # Unique per upload, so two processes writing one key at once never mix their blocks.
         upload = uuid.uuid4().hex
         blocks: list[BlobBlock] = []
-        digest = hashlib.sha256()
-        size = 0
+        source = CountedChunks(key, chunks, max_bytes)
         pending = bytearray()
 
         async def stage(data: bytes) -> None:
@@ -137,19 +136,15 @@ class AzureBlobStore:
                 self._unavailable("write", key, error)
             blocks.append(BlobBlock(block_id=block_id))
 
-        async for chunk in chunks:
-            size += len(chunk)
-            if max_bytes is not None and size > max_bytes:
-                # Nothing was committed: the staged blocks never become a blob.
-                raise BlobTooLarge(f"{key}: more than {max_bytes} bytes")
-            digest.update(chunk)
+        # Past max_bytes, `source` raises before anything is committed: staged blocks never become a blob.
+        async for chunk in source:
             pending += chunk
             while len(pending) >= BLOCK_SIZE:
                 await stage(bytes(pending[:BLOCK_SIZE]))
                 del pending[:BLOCK_SIZE]
         if pending or not blocks:
             await stage(bytes(pending))
-        info = BlobInfo(key, size, content_type or guess_content_type(key), digest.hexdigest())
+        info = source.info(content_type or guess_content_type(key))
         try:
             await blob.commit_block_list(
                 blocks,

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
@@ -18,7 +18,7 @@ from storage.blobs import (
     BlobConflict,
     BlobInfo,
     BlobNotFound,
-    BlobTooLarge,
+    CountedChunks,
     VersionedBlob,
     guess_content_type,
     validate_key,
@@ -72,20 +72,16 @@ class LocalBlobStore:
     ) -> BlobInfo:
         validate_key(key)
         temp = await asyncio.to_thread(self._new_temp_path)
-        digest = hashlib.sha256()
-        size = 0
+        source = CountedChunks(key, chunks, max_bytes)
         handle: IO[bytes] = await asyncio.to_thread(temp.open, "wb")
         try:
             try:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise BlobTooLarge(f"{key}: more than {max_bytes} bytes")
-                    await asyncio.to_thread(_write_and_hash, handle, digest.update, chunk)
+                async for chunk in source:
+                    await asyncio.to_thread(handle.write, chunk)
                 await asyncio.to_thread(_flush_and_sync, handle)
             finally:
                 await asyncio.to_thread(handle.close)
-            info = BlobInfo(key, size, content_type or guess_content_type(key), digest.hexdigest())
+            info = source.info(content_type or guess_content_type(key))
             await asyncio.to_thread(self._commit, temp, info)
             return info
         finally:
@@ -217,11 +213,6 @@ class LocalBlobStore:
 
     async def close(self) -> None:
         return None
-
-
-def _write_and_hash(handle: IO[bytes], hash_update: Callable[[bytes], object], chunk: bytes) -> None:
-    handle.write(chunk)
-    hash_update(chunk)
 
 
 def _flush_and_sync(handle: IO[bytes]) -> None:

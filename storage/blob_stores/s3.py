@@ -34,7 +34,7 @@ from storage.blobs import (
     BlobInfo,
     BlobNotFound,
     BlobStoreUnavailable,
-    BlobTooLarge,
+    CountedChunks,
     VersionedBlob,
     content_disposition,
     guess_content_type,
@@ -142,22 +142,17 @@ class S3BlobStore:
     ) -> BlobInfo:
         object_key = self._object_key(key)
         content_type = content_type or guess_content_type(key)
-        digest = hashlib.sha256()
-        size = 0
+        source = CountedChunks(key, chunks, max_bytes)
         pending = bytearray()
         upload = _MultipartUpload(self, key, object_key, content_type)
         try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if max_bytes is not None and size > max_bytes:
-                    raise BlobTooLarge(f"{key}: more than {max_bytes} bytes")
-                digest.update(chunk)
+            async for chunk in source:
                 pending += chunk
                 while len(pending) >= 2 * PART_SIZE:
                     # Keep at least one part back: the last part carries the hash, known only at the end.
                     await upload.send(bytes(pending[:PART_SIZE]))
                     del pending[:PART_SIZE]
-            info = BlobInfo(key, size, content_type, digest.hexdigest())
+            info = source.info(content_type)
             if not upload.started:
                 return await self.put(key, bytes(pending), content_type)
             await upload.send(bytes(pending))
