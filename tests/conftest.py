@@ -13,6 +13,9 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 from bot.config import Settings
 from bot.runtime import Runtime
 from inference.tensorflow_support import import_torch_side
+from tests.fakes.redis_keys import redis_prefix
+
+__all__ = ["redis_prefix"]
 
 # As `Runtime.open` does for the bot: tests load models in threads without it.
 import_torch_side()

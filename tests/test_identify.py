@@ -6,30 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from redis import asyncio as redis_asyncio
 
 from bot.identify import LOCK_MARGIN_S, LocalPacing, RedisIdentifyLock
+from tests.fakes.redis_keys import DEAD_REDIS_URL, REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
-DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 WINDOW_S = 0.5
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    name = f"lumi-test-{uuid.uuid4().hex}"
-    yield name
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{name}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 def lock(
@@ -48,14 +32,14 @@ async def timed_turn(gate: RedisIdentifyLock, shard_id: int) -> float:
     return time.monotonic()
 
 
-async def test_two_processes_in_one_bucket_identify_a_window_apart(prefix: str) -> None:
-    first, second = lock(prefix, owner="a"), lock(prefix, owner="b")
+async def test_two_processes_in_one_bucket_identify_a_window_apart(redis_prefix: str) -> None:
+    first, second = lock(redis_prefix, owner="a"), lock(redis_prefix, owner="b")
     try:
         times = sorted(await asyncio.gather(timed_turn(first, 0), timed_turn(second, 1)))
         assert times[1] - times[0] >= WINDOW_S
         client = redis_asyncio.Redis.from_url(REDIS_URL)
         try:
-            holder = await client.get(f"{prefix}:identify:0")
+            holder = await client.get(f"{redis_prefix}:identify:0")
         finally:
             await client.aclose()
         assert holder in (b"a:0", b"b:1")
@@ -64,8 +48,8 @@ async def test_two_processes_in_one_bucket_identify_a_window_apart(prefix: str) 
         await second.close()
 
 
-async def test_a_third_shard_waits_for_both_before_it(prefix: str) -> None:
-    gates = [lock(prefix, owner=str(n)) for n in range(3)]
+async def test_a_third_shard_waits_for_both_before_it(redis_prefix: str) -> None:
+    gates = [lock(redis_prefix, owner=str(n)) for n in range(3)]
     try:
         started = time.monotonic()
         times = sorted(await asyncio.gather(*(timed_turn(g, n) for n, g in enumerate(gates))))
@@ -76,8 +60,8 @@ async def test_a_third_shard_waits_for_both_before_it(prefix: str) -> None:
             await gate.close()
 
 
-async def test_shards_of_different_buckets_identify_together(prefix: str) -> None:
-    first, second = lock(prefix, max_concurrency=2), lock(prefix, max_concurrency=2)
+async def test_shards_of_different_buckets_identify_together(redis_prefix: str) -> None:
+    first, second = lock(redis_prefix, max_concurrency=2), lock(redis_prefix, max_concurrency=2)
     try:
         times = await asyncio.gather(timed_turn(first, 0), timed_turn(second, 1))
         assert abs(times[1] - times[0]) < WINDOW_S

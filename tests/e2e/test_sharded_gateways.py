@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from redis import asyncio as redis_asyncio
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -28,10 +26,10 @@ from tests.fakes.databases import temporary_postgres_database
 from tests.fakes.discord_api.entities import FakeGuild
 from tests.fakes.discord_api.protocol import JsonDict
 from tests.fakes.discord_api.server import FakeDiscord, message_text
+from tests.fakes.redis_keys import REDIS_URL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
 WINDOW_S = 1.0
 WAIT_S = 90.0  # each process loads the moderation models at its first image, on a busy 2-core machine
 
@@ -47,19 +45,6 @@ def photo(name: str) -> bytes:
 async def database_url() -> AsyncIterator[str]:
     async with temporary_postgres_database() as url:
         yield url
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    name = f"lumi-test-{uuid.uuid4().hex}"
-    yield name
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{name}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 def gateway(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -23,31 +22,16 @@ from bot.services.rate_limits import (
     RateLimits,
     build_rate_limits,
 )
+from tests.fakes.redis_keys import DEAD_REDIS_URL, REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
-# Nothing listens on port 1: connecting is refused at once, as with a Redis that is down.
-DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 USER = 4242
 CHANNEL = 777
 
 
 @pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    name = f"lumi-test-{uuid.uuid4().hex}"
-    yield name
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{name}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def two_processes(prefix: str) -> AsyncIterator[tuple[RateLimits, RateLimits]]:
-    first = build_rate_limits(REDIS_URL, key_prefix=prefix)
-    second = build_rate_limits(REDIS_URL, key_prefix=prefix)
+async def two_processes(redis_prefix: str) -> AsyncIterator[tuple[RateLimits, RateLimits]]:
+    first = build_rate_limits(REDIS_URL, key_prefix=redis_prefix)
+    second = build_rate_limits(REDIS_URL, key_prefix=redis_prefix)
     yield first, second
     await first.close()
     await second.close()
@@ -83,7 +67,7 @@ async def test_the_window_moves_and_frees_uses_as_they_age(
 
 
 async def test_a_channel_cooldown_claim_is_exclusive_across_processes(
-    two_processes: tuple[RateLimits, RateLimits], prefix: str
+    two_processes: tuple[RateLimits, RateLimits], redis_prefix: str
 ) -> None:
     first, second = two_processes
     tokens = await asyncio.gather(*(process.claim_channel(CHANNEL, 60) for process in (first, second) * 5))
@@ -97,7 +81,7 @@ async def test_a_channel_cooldown_claim_is_exclusive_across_processes(
     assert await first.claim_channel(CHANNEL, 60) is not None
     client = redis_asyncio.Redis.from_url(REDIS_URL)
     try:
-        assert await client.pttl(f"{prefix}:cooldown:channel:{CHANNEL}") > 59_000
+        assert await client.pttl(f"{redis_prefix}:cooldown:channel:{CHANNEL}") > 59_000
     finally:
         await client.aclose()
 

@@ -6,7 +6,6 @@ the guild settings; the key prefix is unique per test and its keys are deleted a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -19,22 +18,23 @@ from bot.services.rate_limits import build_rate_limits
 from inference.perception import Perceiver
 from inference.registry import ModelRegistry
 from storage.db import Database
+from tests.fakes.redis_keys import REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
 GUILD = 555_555_555_555_555_555
 CHANNEL = 666_666_666_666_666_666
 
 
 @pytest.fixture
-async def services(sqlite_database: Database) -> AsyncIterator[tuple[CommentService, CommentService]]:
-    prefix = f"lumi-test-{uuid.uuid4().hex}"
+async def services(
+    sqlite_database: Database, redis_prefix: str
+) -> AsyncIterator[tuple[CommentService, CommentService]]:
     registry = ModelRegistry("cpu")
     built = [
         CommentService(
             database=sqlite_database,
             perceiver=Perceiver(registry),
             writer=CommentWriter({}),
-            cooldowns=build_rate_limits(REDIS_URL, key_prefix=prefix),
+            cooldowns=build_rate_limits(REDIS_URL, key_prefix=redis_prefix),
         )
         for _ in range(2)
     ]
@@ -43,13 +43,6 @@ async def services(sqlite_database: Database) -> AsyncIterator[tuple[CommentServ
         await service.close()
         await service.cooldowns.close()
     await registry.close()
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 async def test_a_channel_admitted_by_one_process_waits_in_the_other(
