@@ -12,15 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot.deployment import (
-    ALL_ROLES,
-    Mode,
-    Role,
-    check_roles,
-    deployment_problem,
-    parse_roles,
-    parse_shard_ids,
-)
+from bot.config_blobs import BlobStoreFields
+from bot.config_deployment import DeploymentSettings
+from bot.deployment import deployment_problem
 from inference.threads import default_threads
 from storage.blob_stores import BlobStoreSettings, blob_store_problem
 from storage.links import GENERATE_SECRET_HINT, MIN_SECRET_BYTES, LinkSecretError, load_or_create_secret
@@ -34,8 +28,10 @@ class SettingsError(Exception):
     """A configuration problem described in one human line (which variable, what is expected)."""
 
 
-class Settings(BaseSettings):
-    """Every variable is documented in `.env.example`; names are case-insensitive."""
+class Settings(DeploymentSettings, BlobStoreFields, BaseSettings):
+    """Every variable is documented in `.env.example`; names are case-insensitive. The deployment's and
+    the blob store's variables are declared in the classes it inherits (`bot.config_deployment`,
+    `bot.config_blobs`)."""
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -44,29 +40,9 @@ class Settings(BaseSettings):
         case_sensitive=False,
     )
 
-    # Deployment (bot/deployment.py): one process doing everything, or several sharing PostgreSQL and Redis.
-    lumi_mode: Mode = "embedded"
-    lumi_roles: Annotated[list[Role], NoDecode] = Field(default_factory=lambda: list(ALL_ROLES))
-    redis_url: str = ""
-    # Every Redis key Lumi writes starts with this (deployments, or test runs, sharing one Redis differ).
-    redis_key_prefix: str = Field(default="lumi", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
-    # Where files are kept (storage/blob_stores/urls.py): empty = DATA_DIR/blobs, azure://<container>,
-    # s3://<bucket>[/<prefix>]; the credentials each needs follow.
-    blob_store_url: str = ""
-    azure_storage_connection_string: SecretStr | None = None
-    s3_endpoint_url: str = ""
-    s3_region: str = ""
-    s3_access_key_id: str = ""
-    s3_secret_access_key: SecretStr | None = None
-    # /files/<token> answers with a redirect to a 5-minute URL of the remote store (false: streams it).
-    blob_redirect: bool = True
-    # The operator's word that DATA_DIR is storage every process shares (a network or cluster file system).
-    lumi_shared_data_dir: bool = False
+    # Deployment (mode, roles, shards, Redis): bot/config_deployment.py; blob store: bot/config_blobs.py.
 
     # Discord
-    # A gateway's slice of the shards: the total, and the ids this process runs (empty: all of them).
-    discord_shard_count: int | None = Field(default=None, ge=1, le=100_000)
-    discord_shard_ids: Annotated[list[Annotated[int, Field(ge=0)]], NoDecode] = Field(default_factory=list)
     discord_token: SecretStr | None = None
     discord_dev_guild_id: int | None = None
     discord_guild_ready_timeout_s: float = Field(default=2.0, ge=0)
@@ -171,26 +147,6 @@ class Settings(BaseSettings):
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
-
-    @field_validator("lumi_mode", mode="before")
-    @classmethod
-    def _lower_mode(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("lumi_roles", mode="before")
-    @classmethod
-    def _split_roles(cls, value: object) -> object:
-        return parse_roles(value)
-
-    @field_validator("lumi_roles")
-    @classmethod
-    def _check_roles(cls, value: list[Role]) -> list[Role]:
-        return check_roles(value)
-
-    @field_validator("discord_shard_ids", mode="before")
-    @classmethod
-    def _split_shard_ids(cls, value: object) -> object:
-        return parse_shard_ids(value)
 
     @model_validator(mode="after")
     def _check_deployment(self) -> Settings:
@@ -313,16 +269,6 @@ class Settings(BaseSettings):
             except (ArgumentError, ValueError) as error:
                 raise ValueError(f"is not a valid database URL ({error})") from None
         return value
-
-    def has_role(self, role: Role) -> bool:
-        return role in self.lumi_roles
-
-    @property
-    def shard_ids(self) -> list[int]:
-        """The shards this gateway runs: DISCORD_SHARD_IDS, else every shard of DISCORD_SHARD_COUNT."""
-        if self.discord_shard_count is None:
-            return []
-        return list(self.discord_shard_ids) or list(range(self.discord_shard_count))
 
     @property
     def has_discord_token(self) -> bool:
