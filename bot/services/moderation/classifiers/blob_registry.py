@@ -157,7 +157,10 @@ class BlobRegistryStore:
         try:
             self._call(delete)
         finally:
-            shutil.rmtree(self.cache_root / str(entry.id), ignore_errors=True)
+            self.forget_copy(entry)
+
+    def forget_copy(self, entry: RegisteredClassifier) -> None:
+        shutil.rmtree(self.cache_root / str(entry.id), ignore_errors=True)
 
     def model_folder(self, entry: RegisteredClassifier) -> Path:
         if not entry.files:

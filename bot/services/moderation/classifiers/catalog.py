@@ -27,12 +27,13 @@ An entry is a ``RegisteredClassifier`` (``entries``) and what a registration mus
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -54,6 +55,8 @@ from bot.services.moderation.classifiers.registry_store import (
     ClassifierFilesError,
     RegistryConflict,
     RegistryStore,
+    parse_registry,
+    registry_bytes,
 )
 from bot.services.moderation.policy import Action
 from inference.classifier import METADATA_FILE, MetadataError, classifier_files, read_metadata
@@ -64,7 +67,6 @@ __all__ = ["REGISTRY_FILE", "ClassifierCatalog", "classifier_catalog", "classifi
 
 log = logging.getLogger(__name__)
 
-_REGISTRY_FORMAT: Final = "lumi-classifier-registry"
 # Each lost compare-and-swap means another registration got in first; this many in a row is not a race.
 WRITE_ATTEMPTS: Final = 8
 
@@ -119,26 +121,14 @@ class ClassifierCatalog:
         return self._read()[1]
 
     def _read(self) -> tuple[int, list[RegisteredClassifier], str | None]:
-        where = self.store.description
         try:
             document = self.store.read()
         except OSError as error:
-            raise UserFacingError(f"cannot read {where}: {error}") from None
+            raise UserFacingError(f"cannot read {self.store.description}: {error}") from None
         if document is None:
             return 1, [], None
-        try:
-            raw = json.loads(document.data.decode("utf-8"))
-        except ValueError as error:
-            raise UserFacingError(f"cannot read {where}: {error}") from None
-        if not isinstance(raw, dict) or raw.get("format") != _REGISTRY_FORMAT:
-            raise UserFacingError(f"{where} is not a Lumi classifier registry")
-        entries = []
-        for item in raw.get("classifiers", []):
-            try:
-                entries.append(RegisteredClassifier.from_json(item))
-            except (KeyError, TypeError, ValueError) as error:
-                log.warning("skipping a malformed entry of %s: %s", where, error)
-        return int(raw.get("next_id", 1)), entries, document.version
+        next_id, entries = parse_registry(document.data, where=self.store.description)
+        return next_id, entries, document.version
 
     async def current(self) -> list[RegisteredClassifier]:
         """The registrations, re-read when the registry changed (looked at once per ``refresh_s`` at most)."""
@@ -204,88 +194,93 @@ class ClassifierCatalog:
             raise UserFacingError(str(error)) from None
         rule = custom_rule(category, metadata, review=review, act=act, review_action=review_action)
         digest = file_sha256(model_path)
+
+        def registration(next_id: int, entries: list[RegisteredClassifier]) -> _Change:
+            for entry in entries:
+                if entry.sha256 == digest and entry.category == category and entry.guild_id == guild_id:
+                    raise UserFacingError(
+                        f"this model is already registered as #{entry.id} ({entry.summary()})"
+                    )
+            folder, files = self._add_files(staging, next_id, category)
+            entry = RegisteredClassifier(
+                id=next_id,
+                category=category,
+                guild_id=guild_id,
+                folder=folder,
+                name=name or model_path.parent.resolve().name,
+                positive_class=metadata.positive_class,
+                classes=metadata.classes,
+                backbone=metadata.backbone,
+                input_size=metadata.input_size,
+                recommended_threshold=metadata.recommended_threshold,
+                sha256=digest,
+                added_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                source=str(source.resolve()),
+                review=rule.review if rule else None,
+                act=rule.act if rule else None,
+                review_action=(rule.review_action or Action.ALERT) if rule else Action.ALERT,
+                validation=validation_summary(metadata),
+                files=files,
+            )
+            return _Change(next_id + 1, [*entries, entry], entry, undo=lambda: self._remove_files(entry))
+
+        with self._staged(model_path, metadata_path, metadata.model_file, verify) as staging:
+            return self._change(registration)
+
+    def remove(self, classifier_id: int) -> RegisteredClassifier:
+        def removal(next_id: int, entries: list[RegisteredClassifier]) -> _Change:
+            found = next((entry for entry in entries if entry.id == classifier_id), None)
+            if found is None:
+                known = ", ".join(f"#{entry.id}" for entry in entries) or "none"
+                raise UserFacingError(f"no classifier #{classifier_id} is registered (registered: {known})")
+            return _Change(next_id, [entry for entry in entries if entry.id != classifier_id], found)
+
+        removed = self._change(removal)
+        self._remove_files(removed)
+        return removed
+
+    def _change(self, attempt: Callable[[int, list[RegisteredClassifier]], _Change]) -> RegisteredClassifier:
+        """Read the registry, apply ``attempt`` and write the result if the registry is still as read;
+        when another writer came first, undo and try again on what it wrote."""
+        with self.store.writing():
+            for _attempt in range(WRITE_ATTEMPTS):
+                next_id, entries, version = self._read()
+                change = attempt(next_id, entries)
+                try:
+                    self._write(change.next_id, change.entries, version=version)
+                except RegistryConflict as conflict:
+                    change.undo()
+                    log.info("the classifier registry changed meanwhile; trying again (%s)", conflict)
+                    continue
+                except BaseException:
+                    change.undo()
+                    raise
+                self.invalidate()
+                return change.entry
+        raise UserFacingError(
+            f"{self.store.description} changed {WRITE_ATTEMPTS} times while this change was written "
+            "(other registrations at the same moment); run the command again"
+        )
+
+    @contextlib.contextmanager
+    def _staged(
+        self, model_path: Path, metadata_path: Path, model_file: str, verify: Callable[[Path], None] | None
+    ) -> Iterator[Path]:
+        """The model copied into a folder of its own and checked there, before the store takes it."""
         self.store.staging_root.mkdir(parents=True, exist_ok=True)
         staging = self.store.staging_root / f".incoming-{secrets.token_hex(4)}"
         staging.mkdir()
         try:
-            shutil.copy2(model_path, staging / metadata.model_file)
+            shutil.copy2(model_path, staging / model_file)
             shutil.copy2(metadata_path, staging / METADATA_FILE)
             if verify is not None:
                 try:
                     verify(staging)
                 except ModelUnavailable as error:
                     raise UserFacingError(f"the classifier does not load: {error.reason}") from None
-            with self.store.writing():
-                for _attempt in range(WRITE_ATTEMPTS):
-                    next_id, entries, version = self._read()
-                    for entry in entries:
-                        if (
-                            entry.sha256 == digest
-                            and entry.category == category
-                            and entry.guild_id == guild_id
-                        ):
-                            raise UserFacingError(
-                                f"this model is already registered as #{entry.id} ({entry.summary()})"
-                            )
-                    folder, files = self._add_files(staging, next_id, category)
-                    entry = RegisteredClassifier(
-                        id=next_id,
-                        category=category,
-                        guild_id=guild_id,
-                        folder=folder,
-                        name=name or model_path.parent.resolve().name,
-                        positive_class=metadata.positive_class,
-                        classes=metadata.classes,
-                        backbone=metadata.backbone,
-                        input_size=metadata.input_size,
-                        recommended_threshold=metadata.recommended_threshold,
-                        sha256=digest,
-                        added_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                        source=str(source.resolve()),
-                        review=rule.review if rule else None,
-                        act=rule.act if rule else None,
-                        review_action=(rule.review_action or Action.ALERT) if rule else Action.ALERT,
-                        validation=validation_summary(metadata),
-                        files=files,
-                    )
-                    try:
-                        self._write(next_id + 1, [*entries, entry], version=version)
-                    except BaseException as error:
-                        self._remove_files(entry)
-                        if isinstance(error, RegistryConflict):
-                            log.info("classifier registry changed meanwhile; registering again (%s)", error)
-                            continue
-                        raise
-                    break
-                else:
-                    raise self._busy()
+            yield staging
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        self.invalidate()
-        return entry
-
-    def remove(self, classifier_id: int) -> RegisteredClassifier:
-        with self.store.writing():
-            for _attempt in range(WRITE_ATTEMPTS):
-                next_id, entries, version = self._read()
-                found = next((entry for entry in entries if entry.id == classifier_id), None)
-                if found is None:
-                    known = ", ".join(f"#{entry.id}" for entry in entries) or "none"
-                    raise UserFacingError(
-                        f"no classifier #{classifier_id} is registered (registered: {known})"
-                    )
-                try:
-                    self._write(
-                        next_id, [entry for entry in entries if entry.id != classifier_id], version=version
-                    )
-                except RegistryConflict:
-                    continue
-                break
-            else:
-                raise self._busy()
-            self._remove_files(found)
-        self.invalidate()
-        return found
 
     def _add_files(
         self, staging: Path, next_id: int, category: str
@@ -309,20 +304,18 @@ class ClassifierCatalog:
             )
 
     def _write(self, next_id: int, entries: list[RegisteredClassifier], *, version: str | None) -> None:
-        document = {
-            "format": _REGISTRY_FORMAT,
-            "version": 1,
-            "next_id": next_id,
-            "classifiers": [entry.to_json() for entry in entries],
-        }
-        data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         try:
-            self.store.write(data, version=version)
+            self.store.write(registry_bytes(next_id, entries), version=version)
         except OSError as error:
             raise UserFacingError(f"cannot write {self.store.description}: {error}") from None
 
-    def _busy(self) -> UserFacingError:
-        return UserFacingError(
-            f"{self.store.description} changed {WRITE_ATTEMPTS} times while this change was written "
-            "(other registrations at the same moment); run the command again"
-        )
+
+@dataclass(frozen=True)
+class _Change:
+    """A registry with one change applied: its next id and entries, the entry added or removed, and how
+    to undo what the change did outside the registry (files stored) when the write loses a race."""
+
+    next_id: int
+    entries: list[RegisteredClassifier]
+    entry: RegisteredClassifier
+    undo: Callable[[], None] = lambda: None

@@ -117,7 +117,7 @@ class ClassifierDetector:
         async with self._sync_lock:
             for key in [key for key in self._registered if key not in wanted]:
                 await self.registry.unregister(key)
-                del self._registered[key]
+                await asyncio.to_thread(self.catalog.store.forget_copy, self._registered.pop(key))
                 self._reported_failures.pop(key, None)
                 log.info("custom classifier %s unloaded (no longer registered)", key)
             for key, entry in wanted.items():

@@ -100,5 +100,9 @@ class LocalRegistryStore:
         # The folder is this host's own copy: loaded as it is, as it always was.
         return self.root / entry.folder
 
+    def forget_copy(self, entry: RegisteredClassifier) -> None:
+        # The folder is the registration itself, deleted by whoever removes it.
+        return None
+
     def close(self) -> None:
         return None

@@ -12,14 +12,28 @@ two registrations at once are both kept. The calls block (a thread of the bot's,
 
 from __future__ import annotations
 
+import json
+import logging
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
+from bot.errors import UserFacingError
 from bot.services.moderation.classifiers.entries import ClassifierFile, RegisteredClassifier
 
-__all__ = ["ClassifierFilesError", "RegistryConflict", "RegistryDocument", "RegistryStore"]
+__all__ = [
+    "ClassifierFilesError",
+    "RegistryConflict",
+    "RegistryDocument",
+    "RegistryStore",
+    "parse_registry",
+    "registry_bytes",
+]
+
+log = logging.getLogger(__name__)
+
+_REGISTRY_FORMAT: Final = "lumi-classifier-registry"
 
 
 class RegistryConflict(Exception):
@@ -84,4 +98,37 @@ class RegistryStore(Protocol):
         the recorded digests first where the store is remote); ``ClassifierFilesError`` when it cannot."""
         ...
 
+    def forget_copy(self, entry: RegisteredClassifier) -> None:
+        """This process no longer uses the registration (removed elsewhere): drop its local copy, if
+        the store made one."""
+        ...
+
     def close(self) -> None: ...
+
+
+def parse_registry(data: bytes, *, where: str) -> tuple[int, list[RegisteredClassifier]]:
+    """The next id and the entries of a registry document; ``UserFacingError`` naming ``where`` when
+    it is not one. A malformed entry is skipped (logged), so one bad record does not hide the others."""
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except ValueError as error:
+        raise UserFacingError(f"cannot read {where}: {error}") from None
+    if not isinstance(raw, dict) or raw.get("format") != _REGISTRY_FORMAT:
+        raise UserFacingError(f"{where} is not a Lumi classifier registry")
+    entries = []
+    for item in raw.get("classifiers", []):
+        try:
+            entries.append(RegisteredClassifier.from_json(item))
+        except (KeyError, TypeError, ValueError) as error:
+            log.warning("skipping a malformed entry of %s: %s", where, error)
+    return int(raw.get("next_id", 1)), entries
+
+
+def registry_bytes(next_id: int, entries: list[RegisteredClassifier]) -> bytes:
+    document = {
+        "format": _REGISTRY_FORMAT,
+        "version": 1,
+        "next_id": next_id,
+        "classifiers": [entry.to_json() for entry in entries],
+    }
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
