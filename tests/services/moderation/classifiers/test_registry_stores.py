@@ -1,4 +1,4 @@
-"""The classifier registry across processes: the same contract on a folder and in a blob store (Azurite).
+"""The classifier registry across processes: one contract on a folder and in blob stores (Azurite, moto).
 
 Each catalog below is one "process": its own registry store (in Azurite, its own client and DATA_DIR
 cache) on one shared registry. A registration by one is seen and loaded by the other; two writers racing
@@ -14,6 +14,7 @@ import logging
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,10 @@ from bot.services.moderation.classifiers.entries import ClassifierFile
 from bot.services.moderation.classifiers.local_registry import LocalRegistryStore
 from inference.registry import ModelRegistry
 from storage.blob_stores.azure import AzureBlobStore
+from storage.blob_stores.s3 import S3BlobStore
+from storage.blobs import BlobStore
 from tests.conftest import make_settings
-from tests.fakes.blob_emulators import Azurite
+from tests.fakes.blob_emulators import Azurite, MotoS3
 from tests.fakes.patterns import png_bytes
 
 GUILD = 333
@@ -55,32 +58,45 @@ class _MeetingStore(BlobRegistryStore):
         return result
 
 
-@pytest.fixture(params=["folder", "azure"])
+@pytest.fixture(params=["folder", "azure", "s3"])
 async def make_catalog(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeCatalog]:
     """``make_catalog(process)``: that process's catalog on the one registry of this test."""
     catalogs: list[ClassifierCatalog] = []
     container = f"lumi-classifiers-{secrets.token_hex(4)}"
-    azurite: Azurite | None = None
+    open_store: Callable[[], BlobStore] | None = None
     if request.param == "azure":
-        azurite = request.getfixturevalue("azurite")
-        setup = AzureBlobStore(azurite.connection_string, container)
-        await setup.create_container()
-        await setup.close()
+        azurite: Azurite = request.getfixturevalue("azurite")
+        open_store = partial(AzureBlobStore, azurite.connection_string, container)
+        azure = AzureBlobStore(azurite.connection_string, container)
+        await azure.create_container()
+        await azure.close()
+    elif request.param == "s3":
+        moto: MotoS3 = request.getfixturevalue("moto_s3")
+        open_store = partial(
+            S3BlobStore,
+            container,
+            "lumi",
+            endpoint_url=moto.endpoint_url,
+            region=moto.region,
+            access_key_id=moto.access_key_id,
+            secret_access_key=moto.secret_access_key,
+        )
+        s3 = open_store()
+        assert isinstance(s3, S3BlobStore)
+        await s3.create_bucket()
+        await s3.close()
 
     def make(process: str, *, meeting: threading.Barrier | None = None) -> ClassifierCatalog:
-        if azurite is None:
+        if open_store is None:
             # Processes sharing DATA_DIR share the folder.
             catalog = ClassifierCatalog(tmp_path / "shared" / "classifiers", refresh_s=0.0)
         else:
-            connection = azurite.connection_string
-            options = {"where": f"azure://{container}"}
+            where = f"{request.param}://{container}"
             cache = tmp_path / process / "classifiers-cache"
             store = (
-                BlobRegistryStore(lambda: AzureBlobStore(connection, container), cache, **options)
+                BlobRegistryStore(open_store, cache, where=where)
                 if meeting is None
-                else _MeetingStore(
-                    lambda: AzureBlobStore(connection, container), cache, meeting=meeting, **options
-                )
+                else _MeetingStore(open_store, cache, meeting=meeting, where=where)
             )
             catalog = ClassifierCatalog(store, refresh_s=0.0)
         catalogs.append(catalog)
@@ -135,7 +151,7 @@ async def test_a_registration_by_one_process_is_seen_and_loaded_by_another(
     assert verdict.decision.category == "weapons" and verdict.flagged
     assert checker.registry.is_registered(entry.model_key)
     assert [e.id for e in bot.load()] == [entry.id]
-    if make_catalog.kind == "azure":  # type: ignore[attr-defined]
+    if make_catalog.kind != "folder":  # type: ignore[attr-defined]
         # The bot loaded its own copy, fetched from the blob store into its DATA_DIR.
         cached = bot.root / str(entry.id)
         assert sorted(p.name for p in cached.iterdir()) == ["metadata.json", "model.keras"]
@@ -146,14 +162,14 @@ async def test_a_registration_by_one_process_is_seen_and_loaded_by_another(
     assert "weapons" not in gone.scores and not gone.flagged
     assert not checker.registry.is_registered(entry.model_key)
     assert bot.load() == []
-    if make_catalog.kind == "azure":  # type: ignore[attr-defined]
+    if make_catalog.kind != "folder":  # type: ignore[attr-defined]
         assert not (bot.root / str(entry.id)).exists()  # the copy went with the registration
 
 
 async def test_two_writers_racing_both_keep_their_registration(
     make_catalog: MakeCatalog, pattern_classifier: Path
 ) -> None:
-    meeting = threading.Barrier(2) if make_catalog.kind == "azure" else None  # type: ignore[attr-defined]
+    meeting = threading.Barrier(2) if make_catalog.kind != "folder" else None  # type: ignore[attr-defined]
     first, second = make_catalog("a", meeting=meeting), make_catalog("b", meeting=meeting)
 
     entries = await asyncio.gather(
