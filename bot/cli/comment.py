@@ -7,6 +7,10 @@
 
 Nothing is stored and no database is opened. Exit status: 0 when every input got a comment, 1 when
 some did not (unreadable image, nothing recognised, a bad input line), 2 for bad usage.
+
+Each mode imports what it uses when it runs: label lists need the comment backends only, not the
+perception models, image decoding or the database, and `lumi comment --labels` is a command people
+wait for (bench/cold_start.py measures it).
 """
 
 from __future__ import annotations
@@ -15,25 +19,21 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.cli.common import settings_and_logging
 from bot.cli.input_files import UnreadableInput, read_input_file
-from bot.config import Settings
 from bot.errors import UserFacingError
-from bot.services.comments import (
-    BACKEND_NAMES,
-    BackendName,
-    CommentService,
-    PhotoComment,
-    build_comment_service,
-)
-from inference.images import ImageRejected
-from inference.labels import Language, label_from_text, labels_from_text
-from inference.registry import ModelRegistry
-from inference.threads import apply_thread_policy
+from bot.services.comments import BACKEND_NAMES
+from inference.labels import Label, Language, label_from_text, labels_from_text
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.services.comments import BackendName, CommentService, CommentWriter, WrittenComment
+    from inference.registry import ModelRegistry
 
 # Concurrent requests let the model's batcher fill its batches; more only queue up.
 _CONCURRENCY = 64
@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--language", choices=("ko", "en"), default="ko")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="local", help="first backend to try")
     parser.add_argument("--json", action="store_true", help="one JSON object per input on stdout")
-    parser.set_defaults(func=_comment_command)
+    # Every mode closes its models and files before returning (see `bot.cli.entry`).
+    parser.set_defaults(func=_comment_command, skip_teardown=True)
 
 
 def _comment_command(args: argparse.Namespace) -> int:
@@ -76,13 +77,30 @@ def _comment_command(args: argparse.Namespace) -> int:
     return asyncio.run(_images(settings, [Path(p) for p in args.paths], language, backend, as_json=args.json))
 
 
-def _with_service(settings: Settings) -> tuple[ModelRegistry, CommentService]:
+def _registry(settings: Settings) -> ModelRegistry:
+    from inference.registry import ModelRegistry
+    from inference.threads import apply_thread_policy
+
     apply_thread_policy(settings.inference_threads)
-    registry = ModelRegistry(device=settings.inference_device)
+    return ModelRegistry(device=settings.inference_device)
+
+
+def _label_writer(settings: Settings) -> tuple[ModelRegistry, CommentWriter]:
+    """What label lists need: the comment backends, without the service's photos, database and gate."""
+    from bot.services.comments import build_writer, comment_options
+
+    registry = _registry(settings)
+    return registry, build_writer(registry, comment_options(settings))
+
+
+def _with_service(settings: Settings) -> tuple[ModelRegistry, CommentService]:
+    from bot.services.comments import build_comment_service
+
+    registry = _registry(settings)
     return registry, build_comment_service(settings, registry)
 
 
-async def _close(registry: ModelRegistry, service: CommentService) -> None:
+async def _close(registry: ModelRegistry, service: CommentService | CommentWriter) -> None:
     try:
         await service.close()
     finally:
@@ -95,22 +113,26 @@ async def _labels(
     labels = labels_from_text(text)
     if not labels:
         raise UserFacingError('--labels needs at least one label, e.g. --labels "기쁨, 재킷"')
-    registry, service = _with_service(settings)
+    registry, writer = _label_writer(settings)
+    started = time.perf_counter()
     try:
-        result = await service.comment_on_labels(labels, language=language, backend=backend)
+        written = await writer.write(labels, language, backend=backend)
     finally:
-        await _close(registry, service)
+        await _close(registry, writer)
+    latency_ms = (time.perf_counter() - started) * 1000.0
     if as_json:
-        _print_json({"labels": result.label_names(), **_written(result)})
+        _print_json({"labels": _label_names(labels, language), **_written(written, latency_ms)})
     else:
-        print(result.comment)
-        _note_fallback(result)
+        print(written.text)
+        _note_fallback(written)
     return 0
 
 
 async def _images(
     settings: Settings, paths: Sequence[Path], language: Language, backend: BackendName, *, as_json: bool
 ) -> int:
+    from inference.images import ImageRejected
+
     registry, service = _with_service(settings)
     gate = asyncio.Semaphore(4)
 
@@ -128,7 +150,13 @@ async def _images(
                 return {"path": str(path), "error": error.message}
             if result is None:
                 return {"path": str(path), "labels": [], "error": "no face or known object found"}
-            row = {"path": str(path), "labels": result.label_names(), **_written(result)}
+            row = {
+                "path": str(path),
+                "labels": result.label_names(),
+                "comment": result.comment,
+                "backend": result.backend,
+                "latency_ms": round(result.latency_ms, 1),
+            }
             perception = result.perceptions[0] if result.perceptions else None
             if perception is not None:
                 row["faces"] = len(perception.faces)
@@ -171,7 +199,7 @@ def _labels_file(
 async def _comment_label_lines(
     settings: Settings, inputs: Sequence[dict[str, Any] | str], language: Language, backend: BackendName
 ) -> list[dict[str, Any]]:
-    registry, service = _with_service(settings)
+    registry, writer = _label_writer(settings)
     gate = asyncio.Semaphore(_CONCURRENCY)
 
     async def one(record: dict[str, Any] | str) -> dict[str, Any]:
@@ -181,13 +209,13 @@ async def _comment_label_lines(
             labels = [label_from_text(str(text)) for text in record["labels"] if str(text).strip()]
             if not labels:
                 return {**record, "error": "no labels"}
-            result = await service.comment_on_labels(labels, language=language, backend=backend)
-            return {**record, "comment": result.comment, "backend": result.backend}
+            written = await writer.write(labels, language, backend=backend)
+            return {**record, "comment": written.text, "backend": written.backend}
 
     try:
         return list(await asyncio.gather(*(one(record) for record in inputs)))
     finally:
-        await _close(registry, service)
+        await _close(registry, writer)
 
 
 def _read_label_lines(path: Path) -> list[dict[str, Any] | str]:
@@ -214,12 +242,16 @@ def _read_label_lines(path: Path) -> list[dict[str, Any] | str]:
     return records
 
 
-def _written(result: PhotoComment) -> dict[str, Any]:
-    return {"comment": result.comment, "backend": result.backend, "latency_ms": round(result.latency_ms, 1)}
+def _label_names(labels: Sequence[Label], language: Language) -> list[str]:
+    return [label.name(language) for label in labels]
 
 
-def _note_fallback(result: PhotoComment) -> None:
-    for name, reason in result.skipped:
+def _written(written: WrittenComment, latency_ms: float) -> dict[str, Any]:
+    return {"comment": written.text, "backend": written.backend, "latency_ms": round(latency_ms, 1)}
+
+
+def _note_fallback(written: WrittenComment) -> None:
+    for name, reason in written.skipped:
         print(f"(backend {name} skipped: {reason})", file=sys.stderr)
 
 

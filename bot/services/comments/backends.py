@@ -7,6 +7,9 @@
 A guild picks its backend; when it fails the comment comes from the next one: ``llm`` → ``local`` →
 ``template``, ``local`` → ``template``. Which backend finally wrote the comment is reported (and
 stored), so a silent fallback shows up in the comment records.
+
+The chat client (and the OpenAI SDK under it, half a second to import) loads only when an ``llm``
+backend is built.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from bot.services.comments.templates import display_name, template_comment
 from inference.commenter import COMMENTER, CommenterInputError, normalize_labels
 from inference.labels import Label, Language
 from inference.registry import ModelRegistry, ModelUnavailable
-from inference.remote.chat import ChatClient, ChatUnavailable
+
+if TYPE_CHECKING:
+    from inference.remote.chat import ChatClient
 
 __all__ = [
     "BACKEND_NAMES",
@@ -173,6 +178,8 @@ class LlmBackend:
         self.temperature = temperature
 
     async def write(self, labels: Sequence[Label], language: Language) -> str:
+        from inference.remote.chat import ChatUnavailable
+
         system, user = llm_prompt(labels, language)
         try:
             async with asyncio.timeout(self.deadline_s):
@@ -200,6 +207,8 @@ def llm_backend(
     ``timeout_s`` bounds one request and ``max_retries`` how often the SDK retries it with backoff;
     the backend's deadline caps all of them together: every attempt's timeout plus 2 s of slack.
     """
+    from inference.remote.chat import ChatClient
+
     client = ChatClient(base_url, api_key, model, timeout=timeout_s, max_retries=max_retries)
     return LlmBackend(client, deadline_s=timeout_s * (max_retries + 1) + 2.0)
 

@@ -1,9 +1,14 @@
-"""Build the photo-comment service from Settings (the only place that reads the Comments settings)."""
+"""Build the photo-comment service from Settings (the only place that reads the Comments settings).
+
+The service and moderation modules are imported in `build_comment_service` only: `build_writer` is all
+that `lumi comment --labels` needs, and it should not wait for the database and Redis code to load.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from bot.services.comments.backends import (
@@ -13,14 +18,16 @@ from bot.services.comments.backends import (
     LocalModelBackend,
     llm_backend,
 )
-from bot.services.comments.service import CommentService
-from bot.services.moderation import ModerationService, moderation_config
-from bot.services.rate_limits import RateLimits
 from inference.commenter import register_commenter
 from inference.perception import Perceiver, PerceptionConfig, register_perception_models
 from inference.registry import ModelRegistry
 from inference.runners.faces import FaceDetector
-from storage.db import Database
+
+if TYPE_CHECKING:
+    from bot.services.comments.service import CommentService
+    from bot.services.moderation import ModerationService
+    from bot.services.rate_limits import RateLimits
+    from storage.db import Database
 
 __all__ = ["CommentOptions", "build_comment_service", "build_perceiver", "build_writer", "comment_options"]
 
@@ -105,6 +112,9 @@ def build_comment_service(
     is not decoded again for its comment. ``cooldowns``: where channel cooldowns are claimed (shared
     by the processes of a distributed Lumi); in this process's memory when not given.
     """
+    from bot.services.comments.service import CommentService
+    from bot.services.moderation import moderation_config
+
     options = comment_options(settings)
     config = moderation.config if moderation is not None else moderation_config(settings)
     return CommentService(
