@@ -263,3 +263,40 @@ async def test_a_killed_worker_loses_its_job_to_the_other_which_finishes_it(depl
 
 async def _empty(deployment: Deployment) -> bool | None:
     return True if await deployment.queue_rows() == [] else None
+
+
+async def test_a_paused_worker_that_wakes_after_the_takeover_writes_nothing_and_asks_meshy_nothing(
+    deployment: Deployment,
+) -> None:
+    server, meshy = deployment.discord, deployment.meshy
+    record, owner = await start_job_held_in_preview(deployment)
+    assert owner.process is not None
+    edits_since = len(server.requests)
+
+    os.kill(owner.process.pid, signal.SIGSTOP)
+    successor, takeover_s = await takeover(deployment, owner)
+    print(f"\ntakeover after SIGSTOP: {takeover_s:.2f} s (heartbeat timeout {HEARTBEAT_TIMEOUT_S:g} s)")
+    meshy.release()
+    result = await result_shown(deployment, record)
+    finished = await deployment.job_row()
+    assert finished is not None and finished["state"] == "done" and finished["lease_epoch"] == 2
+
+    woken_at = time.monotonic()
+    owner_log_before = len(owner.log())
+    os.kill(owner.process.pid, signal.SIGCONT)
+    await owner.wait_for_log(f"3D job {finished['id']}: lease lost", timeout=30)
+    # Time for anything the woken worker still had queued (progress edits, heartbeats, a queue hand-back).
+    await asyncio.sleep(2 * HEARTBEAT_TIMEOUT_S / 4 + 1.0)
+
+    assert await deployment.job_row() == finished
+    assert [r for r in meshy.requests if r.at >= woken_at] == []
+    assert await deployment.queue_rows() == []
+    creates = meshy_creates(meshy)
+    assert creates.count("preview") == 1 and creates.count("refine") <= 1, creates
+    # The reply still shows the result: the woken worker did not edit it back to an old progress view.
+    assert is_result(result) and PROMPT in message_text(result)
+    one_reply_message(record, edits_since, server)
+    assert owner.process.returncode is None
+    woken_log = owner.log()[owner_log_before:]
+    assert "Traceback" not in woken_log, woken_log
+    assert "Traceback" not in successor.log()

@@ -172,6 +172,7 @@ class JobRunner:
             # caller updates the row after this task has stopped.
             raise
         except LeaseLost:
+            self.leases.lost(job_id)
             log.warning("3D job %s: lease lost, another worker holds it now; stopping here", job_id)
         except JobGone:
             log.info("3D job %s stopped: it was canceled or deleted elsewhere", job_id)

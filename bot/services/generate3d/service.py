@@ -164,6 +164,11 @@ class GenerationService:
         job = await self.get_job(job_id)
         return None if job is None else snapshot_from_row(job)
 
+    async def may_show(self, job_id: str) -> bool:
+        """Whether this process may still edit the job's message: False once another worker took the job
+        from it (a worker that was paused past its heartbeat), since that worker shows it from then on."""
+        return await self.runner.leases.shows(job_id)
+
     # -- reading ------------------------------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> GenerationJob | None:

@@ -166,6 +166,8 @@ async def test_a_worker_whose_claim_moved_on_stops_without_writing_or_asking_mes
         return not worker.runner.is_running(job.id)
 
     await wait_until(stopped, 5)
+    # Nor does it edit the job's message any more: the new holder shows it.
+    assert not await worker.may_show(job.id)
     requests = len(meshy.requests)
     await asyncio.sleep(1.0)
     row = await get_job(gateway.database, job.id)
