@@ -202,3 +202,74 @@ async def test_a_stopping_worker_hands_its_job_to_another_which_finishes_it(
     row = await get_job(second.database, job.id)
     assert row is not None and row.lease_epoch == 2
     assert [r.json["mode"] for r in meshy.create_requests] == ["preview", "refine"]
+
+
+async def take_queue_row(database: Database, job_id: str) -> str:
+    """Re-claim the job's queue row as another worker's queue manager does once a heartbeat is stale;
+    returns that manager's id. Its heartbeat is set far ahead, so any later heartbeat shows and no worker
+    finds the row stale."""
+    async with database.engine.begin() as connection:
+        row = await connection.execute(
+            sa.text(
+                "UPDATE pgqueuer SET queue_manager_id = gen_random_uuid(), "
+                "heartbeat = '2100-01-01T00:00:00Z' WHERE dedupe_key = :key AND status = 'picked' "
+                "RETURNING queue_manager_id::text"
+            ),
+            {"key": job_id},
+        )
+        return str(row.scalar_one())
+
+
+async def queue_row(database: Database, job_id: str) -> tuple[str, str, int] | None:
+    async with database.engine.connect() as connection:
+        row = await connection.execute(
+            sa.text(
+                "SELECT status::text, queue_manager_id::text, EXTRACT(YEAR FROM heartbeat)::int "
+                "FROM pgqueuer WHERE dedupe_key = :key"
+            ),
+            {"key": job_id},
+        )
+        found = row.first()
+        return None if found is None else (str(found[0]), str(found[1]), int(found[2]))
+
+
+async def test_a_worker_whose_job_was_claimed_again_leaves_the_new_owners_queue_row_alone(
+    two_processes: tuple[Env, Env],
+) -> None:
+    meshy = two_processes[0].meshy
+    meshy.config.preview_s = 30.0
+    worker, gateway = await worker_and_gateway(two_processes)
+    job = await gateway.submit(request(texture=True))
+    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
+
+    # The queue row moves to another worker while this one still runs the job: its heartbeats (every
+    # second with a 2 s timeout) no longer touch the row.
+    other = await take_queue_row(gateway.database, job.id)
+    await asyncio.sleep(2.5)
+    assert await queue_row(gateway.database, job.id) == ("picked", other, 2100)
+
+    # Then the job row's lease too: the worker stops, and its "done" does not delete the new owner's row.
+    await claim_job(gateway.database, job.id, "another-worker")
+
+    async def stopped() -> bool:
+        return not worker.runner.is_running(job.id)
+
+    await wait_until(stopped, 5)
+    await asyncio.sleep(1.0)
+    assert await queue_row(gateway.database, job.id) == ("picked", other, 2100)
+
+
+async def test_a_worker_stopping_after_its_job_was_claimed_again_does_not_queue_it_again(
+    two_processes: tuple[Env, Env],
+) -> None:
+    meshy = two_processes[0].meshy
+    meshy.config.preview_s = 30.0
+    worker, gateway = await worker_and_gateway(two_processes)
+    job = await gateway.submit(request(texture=True))
+    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
+
+    other = await take_queue_row(gateway.database, job.id)
+    await claim_job(gateway.database, job.id, "another-worker")
+    # Stopped cleanly before it noticed: its hand-back would make the new owner's row "queued" again.
+    await worker.close()
+    assert await queue_row(gateway.database, job.id) == ("picked", other, 2100)
