@@ -161,6 +161,19 @@ class JobQueue:
         )
         return str(rows[0]["status"]) if rows else None
 
+    async def running(self, entrypoint: str, payload: str, *, heartbeat_within_s: float) -> bool:
+        """Whether a worker that is alive runs the payload's job now: its row is picked and its heartbeat
+        is younger than ``heartbeat_within_s`` (a dead worker's row only waits to be claimed again)."""
+        queries = await self._queries()
+        rows = await queries.driver.fetch(
+            f"SELECT 1 FROM {queries.qbe.settings.queue_table} WHERE entrypoint = $1 AND dedupe_key = $2 "
+            "AND status = 'picked' AND heartbeat > NOW() - $3::interval",
+            entrypoint,
+            payload,
+            timedelta(seconds=heartbeat_within_s),
+        )
+        return bool(rows)
+
     async def run_worker(
         self,
         entrypoint: str,

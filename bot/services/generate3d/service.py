@@ -131,6 +131,7 @@ class GenerationService:
             runner=self.runner,
             events=self.events,
             stop_elsewhere=None if self.claims is None else self.claims.send_cancel,
+            wait_elsewhere=None if self.claims is None else self.claims.wait_released,
         )
         self.file_retention = GeneratedFileRetention(database, blobs, keep_days=self.config.keep_days)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from bot.services.generate3d import claims
 from bot.services.generate3d.job_rows import claim_job, get_job
 from bot.services.generate3d.progress import JobSnapshot
 from bot.services.generate3d.service import GenerationService
@@ -273,3 +274,52 @@ async def test_a_worker_stopping_after_its_job_was_claimed_again_does_not_queue_
     # Stopped cleanly before it noticed: its hand-back would make the new owner's row "queued" again.
     await worker.close()
     assert await queue_row(gateway.database, job.id) == ("picked", other, 2100)
+
+
+async def test_a_delete_in_another_process_waits_for_the_worker_to_stop_first(
+    two_processes: tuple[Env, Env], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meshy = two_processes[0].meshy
+    meshy.config.preview_s = 30.0
+    worker, gateway = await worker_and_gateway(two_processes)
+    job = await gateway.submit(request(texture=True))
+    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
+    assert worker.runner.is_running(job.id)
+
+    async def lost(database: Database, channel: str, payload: str) -> None:
+        """The stop notification never arrives (NOTIFY is best effort): the worker learns from the row."""
+
+    monkeypatch.setattr(claims, "notify", lost)
+    await gateway.delete(job.id, user_id=1)
+
+    # By the time the delete returns, the worker has let go of the job: nothing of it is left anywhere.
+    assert not worker.runner.is_running(job.id)
+    assert await queue_rows(gateway.database) == []
+    assert await get_job(gateway.database, job.id) is None
+    assert [r.json["mode"] for r in meshy.create_requests] == ["preview"]
+
+
+async def test_a_worker_whose_job_was_deleted_while_its_files_came_in_removes_them(
+    two_processes: tuple[Env, Env],
+) -> None:
+    env = two_processes[0]
+    worker, gateway = await worker_and_gateway(two_processes)
+    job = await gateway.submit(request(texture=False))
+    await reaches(worker, job.id, JobState.PREVIEW)
+    # Every answer now takes a while, the file downloads too: the job sits in its downloading stage.
+    env.meshy.config.response_delay_s = 0.5
+    await reaches(worker, job.id, JobState.DOWNLOADING)
+    # Deleted behind the worker's back (as when a delete gave up waiting for a stalled worker).
+    async with gateway.database.engine.begin() as connection:
+        await connection.execute(sa.text("DELETE FROM generation_job WHERE id = :id"), {"id": job.id})
+
+    async def stopped() -> bool:
+        return not worker.runner.is_running(job.id)
+
+    await wait_until(stopped, 20)
+    assert [path for path in (env.tmp / "blobs" / "jobs" / job.id).rglob("*") if path.is_file()] == []
+    async with gateway.database.engine.connect() as connection:
+        assets = await connection.execute(
+            sa.text("SELECT count(*) FROM stored_asset WHERE owner_id = :id"), {"id": job.id}
+        )
+        assert assets.scalar_one() == 0
