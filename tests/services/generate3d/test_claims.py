@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.services.generate3d import claims
-from bot.services.generate3d.job_rows import claim_job, get_job
+from bot.services.generate3d.job_rows import claim_job, get_job, write_job
 from bot.services.generate3d.progress import JobSnapshot
 from bot.services.generate3d.service import GenerationService
 from storage.blob_stores.local import LocalBlobStore
@@ -323,3 +323,64 @@ async def test_a_worker_whose_job_was_deleted_while_its_files_came_in_removes_th
             sa.text("SELECT count(*) FROM stored_asset WHERE owner_id = :id"), {"id": job.id}
         )
         assert assets.scalar_one() == 0
+
+
+async def create_in_flight_then_taken_over(two_processes: tuple[Env, Env]) -> tuple[GenerationService, str]:
+    """A worker's preview create request is on its way (Meshy answers slowly) when another worker claims
+    the job; returns the first worker and the job id."""
+    meshy = two_processes[0].meshy
+    meshy.config.preview_s = 30.0
+    worker, gateway = await worker_and_gateway(two_processes)
+    meshy.config.response_delay_s = 1.5
+    job = await gateway.submit(request(texture=True))
+
+    async def sent() -> bool:
+        return len(meshy.create_requests) == 1
+
+    await wait_until(sent, 20)
+    assert not meshy.tasks
+    assert await claim_job(gateway.database, job.id, "another-worker") == 2
+    return worker, job.id
+
+
+async def test_a_task_created_after_its_worker_lost_the_job_is_deleted_when_the_new_holder_made_its_own(
+    two_processes: tuple[Env, Env],
+) -> None:
+    meshy = two_processes[0].meshy
+    worker, job_id = await create_in_flight_then_taken_over(two_processes)
+    # The new holder found no task of the job at Meshy yet, and created (and recorded) its own.
+    await write_job(worker.database, job_id, epoch=2, preview_task_id="the-new-holders-task")
+
+    async def deleted() -> bool:
+        return meshy.count("DELETE") == 1 and not meshy.tasks
+
+    # The first worker's create lands after all: it cannot record the task, and deletes it at Meshy.
+    await wait_until(deleted, 20)
+    (delete,) = [r for r in meshy.requests if r.method == "DELETE"]
+    assert not worker.runner.is_running(job_id)
+    row = await get_job(worker.database, job_id)
+    assert row is not None and row.preview_task_id == "the-new-holders-task" and row.lease_epoch == 2
+    assert "the-new-holders-task" not in delete.path
+
+
+async def test_a_task_created_after_its_worker_lost_the_job_is_kept_when_the_new_holder_adopted_it(
+    two_processes: tuple[Env, Env],
+) -> None:
+    meshy = two_processes[0].meshy
+    worker, job_id = await create_in_flight_then_taken_over(two_processes)
+
+    async def created() -> bool:
+        return len(meshy.tasks) == 1
+
+    # The new holder found the task at Meshy (its request time is on the row) and adopted it.
+    await wait_until(created, 20)
+    (task_id,) = meshy.tasks
+    await write_job(worker.database, job_id, epoch=2, preview_task_id=task_id)
+
+    async def stopped() -> bool:
+        return not worker.runner.is_running(job_id)
+
+    await wait_until(stopped, 20)
+    await asyncio.sleep(1.0)
+    assert meshy.count("DELETE") == 0
+    assert list(meshy.tasks) == [task_id]
