@@ -10,7 +10,9 @@ it, not in the process that submitted it.
   across all workers) and hands it to ``JobRunner.run_claimed``, which raises the row's lease epoch and
   fences every later write on it. pgqueuer heartbeats the claim; a worker silent for
   ``heartbeat_timeout_s`` loses the job to the next worker that asks, which resumes it from the row, as a
-  restarted Lumi does. A worker that stops hands its jobs back at once (they are queued again).
+  restarted Lumi does. A worker that stops hands its jobs back at once (they are queued again). What a
+  worker writes to a queue entry is fenced on the worker that claimed it (``storage.job_queue``), so one
+  that lost its job to another leaves the new owner's entry alone.
 - Cancel and delete, from any process: ``lumi_job_control`` carries ``{"job": id, "do": "cancel"}``; the
   worker running that job stops its task at once. The fenced write stays the backstop when a notification
   is lost: a canceled or deleted row refuses the worker's next write. A delete also waits (at most
