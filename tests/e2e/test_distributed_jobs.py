@@ -297,3 +297,42 @@ async def test_a_paused_worker_that_wakes_after_the_takeover_writes_nothing_and_
     woken_log = owner.log()[owner_log_before:]
     assert "Traceback" not in woken_log, woken_log
     assert "Traceback" not in successor.log()
+
+
+async def test_a_worker_paused_while_its_create_request_was_unanswered_asks_meshy_nothing_on_waking(
+    deployment: Deployment,
+) -> None:
+    server, meshy = deployment.discord, deployment.meshy
+    # The first preview create is accepted and never answered: it creates nothing at Meshy.
+    meshy.hang_next(1, method="POST", path_contains="/text-to-3d")
+    interaction = await server.slash_command("3d", subcommand="create", options={"prompt": PROMPT})
+    await server.wait_for_callback(interaction, timeout=15)
+    record = server.interactions[int(interaction["id"])]
+
+    async def owner_sent_create() -> LumiProcess | None:
+        row = await deployment.job_row()
+        if row is None or meshy.held_requests < 1:
+            return None
+        return deployment.worker_of(row["lease_owner"])
+
+    owner = await until("the claiming worker's create request", owner_sent_create)
+    assert owner.process is not None
+    os.kill(owner.process.pid, signal.SIGSTOP)
+    successor, _ = await takeover(deployment, owner)
+    # The new holder finds no task at Meshy for the job's request time, creates its own and finishes.
+    await result_shown(deployment, record)
+    finished = await deployment.job_row()
+    assert finished is not None and finished["state"] == "done" and finished["lease_epoch"] == 2
+
+    woken_at = time.monotonic()
+    os.kill(owner.process.pid, signal.SIGCONT)
+    # Its request times out: it may have created a task, but the job is another worker's now.
+    await owner.wait_for_log(f"3D job {finished['id']}: lease lost", timeout=30)
+    await asyncio.sleep(1.0)
+
+    assert [r for r in meshy.requests if r.at >= woken_at] == []
+    assert meshy_creates(meshy).count("preview") == 2
+    previews = [task for task in meshy.tasks.values() if task.type == "text-to-3d-preview"]
+    assert [task.id for task in previews] == [finished["preview_task_id"]]
+    assert await deployment.job_row() == finished
+    assert "Traceback" not in successor.log()

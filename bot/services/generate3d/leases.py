@@ -46,8 +46,9 @@ class Leases:
         self._lost.pop(job_id, None)
 
     def lost(self, job_id: str) -> None:
-        """Another worker holds the job now (found by a fenced write or ``confirm``)."""
-        self._held.pop(job_id, None)
+        """Another worker holds the job now (found by a fenced write or ``confirm``). The lease itself
+        stays until the job's task here ends (``drop``): its epoch keeps fencing whatever that task
+        still tries to write."""
         self._lost[job_id] = None
         while len(self._lost) > MAX_REMEMBERED_LOST:
             del self._lost[next(iter(self._lost))]
@@ -68,7 +69,11 @@ class Leases:
     async def confirm(self, job_id: str) -> None:
         """Raise ``LeaseLost`` (``JobGone`` for a deleted row) when another worker holds the job now."""
         lease = self._held.get(job_id)
-        if lease is None or time.monotonic() - lease.confirmed_at < self.trust_s:
+        if lease is None:
+            return
+        if job_id in self._lost:
+            raise LeaseLost(job_id)
+        if time.monotonic() - lease.confirmed_at < self.trust_s:
             return
         current = await lease_epoch(self.database, job_id)
         if current is None:

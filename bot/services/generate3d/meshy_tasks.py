@@ -79,6 +79,7 @@ class TaskCreator:
         save: SaveJob,
         on_waiting: WaitingCallback,
         waiting_on_meshy: MeshyWait,
+        confirm_lease: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.meshy = meshy
         self.database = database
@@ -87,6 +88,9 @@ class TaskCreator:
         self._save = save
         self._on_waiting = on_waiting
         self._waiting_on_meshy = waiting_on_meshy
+        # Raises when the job's lease moved to another worker (a claimed job); the writes check it too,
+        # but looking for an orphan task asks Meshy before anything is written.
+        self._confirm_lease = confirm_lease
 
     async def create(self, job: GenerationJob, kind: str) -> GenerationJob:
         """Give ``job`` its ``kind`` ("preview" or "refine") task; returns the row with the id recorded."""
@@ -122,6 +126,8 @@ class TaskCreator:
             except (MeshyTimeout, MeshyConnectionError, MeshyServerError, MeshyProtocolError) as error:
                 # The request may have created a task whose id never reached us.
                 await self.queue.discard(job.id)
+                # A worker paused through its request (and past its heartbeat) asks Meshy nothing more.
+                await self._check_lease(job.id)
                 async with self._waiting_on_meshy(job.id, after_s=0):
                     found = await self.find_orphan(job, kind, stamp)
                     if found is None:
@@ -152,6 +158,10 @@ class TaskCreator:
             self._on_waiting(job.id, None)
             log.info("3D job %s: Meshy %s task %s", job.id, kind, task_id)
             return job
+
+    async def _check_lease(self, job_id: str) -> None:
+        if self._confirm_lease is not None:
+            await self._confirm_lease(job_id)
 
     async def _abandon(self, job_id: str, kind: str, task_id: str) -> None:
         """Delete a task this worker created but could not record, once no job can use it: the job is

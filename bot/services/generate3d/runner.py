@@ -89,6 +89,7 @@ class JobRunner:
                 save=self.save,
                 on_waiting=events.waiting_for_meshy,
                 waiting_on_meshy=events.waiting_on_meshy,
+                confirm_lease=self.leases.confirm,
             )
 
     @property

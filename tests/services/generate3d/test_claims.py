@@ -17,6 +17,7 @@ from bot.services.generate3d import claims
 from bot.services.generate3d.job_rows import claim_job, get_job, write_job
 from bot.services.generate3d.progress import JobSnapshot
 from bot.services.generate3d.service import GenerationService
+from bot.services.generate3d.shapes import LeaseLost
 from storage.blob_stores.local import LocalBlobStore
 from storage.db import Database
 from storage.models import JobState
@@ -384,3 +385,29 @@ async def test_a_task_created_after_its_worker_lost_the_job_is_kept_when_the_new
     await asyncio.sleep(1.0)
     assert meshy.count("DELETE") == 0
     assert list(meshy.tasks) == [task_id]
+
+
+async def test_a_lease_found_lost_still_fences_the_writes_of_the_task_that_held_it(
+    two_processes: tuple[Env, Env],
+) -> None:
+    meshy = two_processes[0].meshy
+    # Held at 40 %: no progress reaches the job's task, so it checks nothing by itself meanwhile.
+    meshy.hold("preview", at_progress=40)
+    worker, gateway = await worker_and_gateway(two_processes)
+    job = await gateway.submit(request(texture=True))
+    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
+    await asyncio.sleep(0.3)
+    await claim_job(gateway.database, job.id, "another-worker")
+    leases = worker.runner.leases
+    leases.trust_s = 0.0
+
+    # The message edit is the first to notice (as when a paused worker wakes with an edit waiting) ...
+    assert not await worker.may_show(job.id)
+    # ... and the job's task, still running here, can neither pass a lease check nor write the row.
+    assert worker.runner.is_running(job.id) and leases.epoch(job.id) == 1
+    with pytest.raises(LeaseLost):
+        await leases.confirm(job.id)
+    with pytest.raises(LeaseLost):
+        await worker.runner.save(job.id, progress=99)
+    row = await get_job(gateway.database, job.id)
+    assert row is not None and row.progress != 99 and row.lease_owner == "another-worker"
