@@ -7,6 +7,12 @@ work again while it is queued or running adds nothing. A worker's ``QueueManager
 the heartbeat timeout is claimed again by the next worker that asks (its worker is taken to be dead). A
 per-entrypoint concurrency limit is enforced in the claiming query, across every worker.
 
+A re-claimed row names its new worker (``queue_manager_id``). Everything a worker writes to a row it
+claimed is fenced on that name (``FencedQueries``): once a paused worker's job was re-claimed, its
+heartbeats, its "done" (which deletes the row) and its hand-back on a clean stop (which queues the row
+again) match nothing, so the row stays the new worker's, as the job row's lease epoch stays the new
+holder's.
+
 Each ``JobQueue`` keeps its own asyncpg connections (one to enqueue, one for the worker's claims and
 heartbeats), separate from SQLAlchemy's pool: pgqueuer listens on its channel on the worker's connection.
 """
@@ -14,19 +20,106 @@ heartbeats), separate from SQLAlchemy's pool: pgqueuer listens on its channel on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import asyncpg
 from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 from pgqueuer.errors import RetryRequested
+from pgqueuer.models import TracebackRecord
+from pgqueuer.types import JOB_STATUS, JobId
 
 __all__ = ["Job", "JobQueue", "RetryRequested"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Job], Awaitable[None]]
+
+
+@dataclasses.dataclass
+class FencedQueries(Queries):
+    """pgqueuer's queries for one worker, with every write to a claimed row fenced on the worker that
+    claimed it (the row's ``queue_manager_id``). pgqueuer 1.6 matches these rows by id alone; the
+    statements below are its own (``QueryQueueBuilder``: log, retry, heartbeat) plus that condition."""
+
+    owner: uuid.UUID | None = None
+
+    async def log_jobs(self, job_status: list[tuple[Job, JOB_STATUS, TracebackRecord | None]]) -> None:
+        names = self.qbq.qualified
+        sql = f"""WITH job_status AS (
+            SELECT UNNEST($1::bigint[]) AS id, UNNEST($2::{names.queue_status_type}[]) AS status,
+                   UNNEST($3::JSONB[]) AS traceback, UNNEST($4::uuid[]) AS owner
+        ), deleted AS (
+            DELETE FROM {names.queue_table} queue USING job_status js
+            WHERE queue.id = js.id AND js.status != 'failed' AND queue.queue_manager_id = js.owner
+            RETURNING queue.id, queue.entrypoint, queue.priority
+        ), held AS (
+            UPDATE {names.queue_table} queue
+            SET status = 'failed', updated = NOW(), queue_manager_id = NULL
+            FROM job_status js
+            WHERE queue.id = js.id AND js.status = 'failed' AND queue.queue_manager_id = js.owner
+            RETURNING queue.id, queue.entrypoint, queue.priority
+        ), resolved AS (
+            SELECT id, entrypoint, priority FROM deleted UNION ALL SELECT id, entrypoint, priority FROM held
+        )
+        INSERT INTO {names.queue_table_log} (job_id, status, entrypoint, priority, traceback)
+        SELECT js.id, js.status, resolved.entrypoint, resolved.priority, js.traceback
+        FROM job_status js JOIN resolved ON resolved.id = js.id
+        RETURNING job_id"""
+        rows = await self.driver.fetch(
+            sql,
+            [job.id for job, _, _ in job_status],
+            [status for _, status, _ in job_status],
+            [None if tb is None else tb.model_dump_json() for _, _, tb in job_status],
+            [job.queue_manager_id for job, _, _ in job_status],
+        )
+        _report_fenced("ended", [job for job, _, _ in job_status], {int(str(row["job_id"])) for row in rows})
+
+    async def retry_job(self, job: Job, delay: timedelta, traceback_record: TracebackRecord | None) -> None:
+        names = self.qbq.qualified
+        sql = f"""WITH retry AS (
+            UPDATE {names.queue_table}
+            SET status = 'queued', execute_after = NOW() + $2::interval, attempts = attempts + 1,
+                updated = NOW(), queue_manager_id = NULL
+            WHERE id = $1::bigint AND queue_manager_id = $4::uuid
+            RETURNING id, entrypoint, priority
+        )
+        INSERT INTO {names.queue_table_log} (job_id, status, entrypoint, priority, traceback)
+        SELECT id, 'queued', entrypoint, priority, $3::JSONB FROM retry
+        RETURNING job_id"""
+        rows = await self.driver.fetch(
+            sql,
+            job.id,
+            delay,
+            None if traceback_record is None else traceback_record.model_dump_json(),
+            job.queue_manager_id,
+        )
+        _report_fenced("handed back", [job], {int(str(row["job_id"])) for row in rows})
+
+    async def update_heartbeat(self, job_ids: list[JobId]) -> None:
+        if self.owner is None:
+            await super().update_heartbeat(job_ids)
+            return
+        await self.driver.execute(
+            f"UPDATE {self.qbq.qualified.queue_table} SET heartbeat = NOW() "
+            "WHERE id = ANY($1::bigint[]) AND queue_manager_id = $2::uuid",
+            list(set(job_ids)),
+            self.owner,
+        )
+
+
+def _report_fenced(what: str, jobs: list[Job], written: set[int]) -> None:
+    for job in jobs:
+        if int(job.id) not in written:
+            log.info(
+                "queue row %s (%s) was not %s here: another worker claimed it meanwhile",
+                job.id,
+                (job.payload or b"").decode(errors="replace"),
+                what,
+            )
 
 
 class JobQueue:
@@ -68,6 +161,19 @@ class JobQueue:
         )
         return str(rows[0]["status"]) if rows else None
 
+    async def running(self, entrypoint: str, payload: str, *, heartbeat_within_s: float) -> bool:
+        """Whether a worker that is alive runs the payload's job now: its row is picked and its heartbeat
+        is younger than ``heartbeat_within_s`` (a dead worker's row only waits to be claimed again)."""
+        queries = await self._queries()
+        rows = await queries.driver.fetch(
+            f"SELECT 1 FROM {queries.qbe.settings.queue_table} WHERE entrypoint = $1 AND dedupe_key = $2 "
+            "AND status = 'picked' AND heartbeat > NOW() - $3::interval",
+            entrypoint,
+            payload,
+            timedelta(seconds=heartbeat_within_s),
+        )
+        return bool(rows)
+
     async def run_worker(
         self,
         entrypoint: str,
@@ -81,7 +187,9 @@ class JobQueue:
         is done (pgqueuer logs it); ``RetryRequested`` puts it back in the queue for any worker."""
         connection = await asyncpg.connect(self._dsn)
         self._worker_connection = connection
-        manager = QueueManager(Queries(AsyncpgDriver(connection)))
+        queries = FencedQueries(AsyncpgDriver(connection))
+        manager = QueueManager(queries)
+        queries.owner = manager.queue_manager_id
         manager.entrypoint(entrypoint, concurrency_limit=concurrency_limit)(handler)
         self._manager = manager
         try:

@@ -72,6 +72,11 @@ class ProgressMessages(Generate3DBase):
         return target
 
     async def _show(self, job_id: str, snapshot: JobSnapshot) -> None:
+        if not await self.service.may_show(job_id):
+            # Another worker took the job from this one and shows it now: an edit waiting here is stale.
+            self._targets.pop(job_id, None)
+            self.throttle.forget(job_id)
+            return
         target = self._target(snapshot)
         if target is None:
             return

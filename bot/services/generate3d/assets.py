@@ -19,6 +19,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from bot.services.generate3d.job_rows import hold_job
+from bot.services.generate3d.shapes import JobGone, LeaseLost
 from inference.remote.meshy import (
     MeshyAssetUnavailable,
     MeshyClient,
@@ -166,7 +167,8 @@ class AssetSaver:
         """Download concurrently, then write every row in one transaction.
 
         A crash in between leaves blobs without rows, which the resumed job simply downloads again. With
-        ``epoch`` (a claimed job) the rows are written only while the job's lease is still that one.
+        ``epoch`` (a claimed job) the rows are written only while the job's lease is still that one; a
+        job canceled or deleted meanwhile gets no rows, and the files just stored are removed again.
         """
         async with self.database.session() as session:
             existing = {row.key for row in await repo_assets.list_job_assets(session=session, job_id=job.id)}
@@ -196,18 +198,28 @@ class AssetSaver:
         on_progress(total, total)
         if not stored:
             return
-        async with self.database.session() as session:
-            if epoch is not None:
-                await hold_job(session, job.id, epoch)
-            for filename, info in stored:
-                await repo_assets.record_blob(
-                    session=session,
-                    blob=info,
-                    filename=filename,
-                    owner_kind=AssetOwner.JOB.value,
-                    owner_id=job.id,
-                )
-            await session.commit()
+        try:
+            async with self.database.session() as session:
+                if epoch is not None:
+                    await hold_job(session, job.id, epoch)
+                for filename, info in stored:
+                    await repo_assets.record_blob(
+                        session=session,
+                        blob=info,
+                        filename=filename,
+                        owner_kind=AssetOwner.JOB.value,
+                        owner_id=job.id,
+                    )
+                await session.commit()
+        except LeaseLost:
+            # The files are the new holder's to write (under the same keys): leave them.
+            raise
+        except JobGone:
+            # Canceled or deleted (in another process) while its files came in: nobody serves them.
+            for _, info in stored:
+                with contextlib.suppress(Exception):
+                    await self.blobs.delete(info.key)
+            raise
 
     async def _bundle(self, job: GenerationJob, key: str) -> tuple[str, BlobInfo] | None:
         folder = f"jobs/{job.id}"

@@ -10,10 +10,13 @@ it, not in the process that submitted it.
   across all workers) and hands it to ``JobRunner.run_claimed``, which raises the row's lease epoch and
   fences every later write on it. pgqueuer heartbeats the claim; a worker silent for
   ``heartbeat_timeout_s`` loses the job to the next worker that asks, which resumes it from the row, as a
-  restarted Lumi does. A worker that stops hands its jobs back at once (they are queued again).
+  restarted Lumi does. A worker that stops hands its jobs back at once (they are queued again). What a
+  worker writes to a queue entry is fenced on the worker that claimed it (``storage.job_queue``), so one
+  that lost its job to another leaves the new owner's entry alone.
 - Cancel and delete, from any process: ``lumi_job_control`` carries ``{"job": id, "do": "cancel"}``; the
   worker running that job stops its task at once. The fenced write stays the backstop when a notification
-  is lost: a canceled or deleted row refuses the worker's next write.
+  is lost: a canceled or deleted row refuses the worker's next write. A delete also waits (at most
+  ``RELEASE_WAIT_S``) until no live worker runs the job before it removes the row and files.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ log = logging.getLogger(__name__)
 
 ENTRYPOINT = "gen3d.run"
 CONTROL_CHANNEL = "lumi_job_control"
+# How long a delete waits for the worker running the job to stop; a stop takes milliseconds once the
+# notification arrives, so this only runs out when the notification was lost or the worker is stalled.
+RELEASE_WAIT_S = 5.0
 
 
 def process_owner() -> str:
@@ -97,6 +103,17 @@ class JobClaims:
     async def send_cancel(self, job_id: str) -> None:
         """Tell the worker running ``job_id``, wherever it is, to stop it now (the row says why)."""
         await notify(self.database, CONTROL_CHANNEL, json.dumps({"job": job_id, "do": "cancel"}))
+
+    async def wait_released(self, job_id: str, *, timeout_s: float = RELEASE_WAIT_S) -> bool:
+        """Return once no live worker runs ``job_id`` (True), or False after ``timeout_s``."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while await self.queue.running(
+            ENTRYPOINT, job_id, heartbeat_within_s=self.config.heartbeat_timeout_s
+        ):
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     def _on_control(self, payload: str) -> None:
         try:

@@ -6,6 +6,13 @@ time but no task id (Lumi died in between, or the request timed out after it was
 the task among Meshy's newest ones: same type and prompt, created after the request, owned by no other
 job. Only when there is none is a task created.
 
+A claimed job (distributed mode) may be taken over while its create request is on its way: the request
+time is a fenced write right before the request, so a worker that lost its lease before then sends
+nothing, but one that stalls after it (or whose request is slow) can still create a task at Meshy while
+the new holder adopts that task or creates its own. The first worker then cannot record its task (the
+write is fenced) and deletes it at Meshy, unless a job row names it (the new holder adopted it); while no
+row says either way it waits a few seconds for the new holder to decide, then leaves the task alone.
+
 429 ``NoMoreConcurrentTasks``/``NoMorePendingTasks`` means "wait", never "fail": the job joins the
 ``AccountQueue`` and retries when it is its turn. A request-rate 429 is retried after its ``Retry-After``.
 """
@@ -22,7 +29,7 @@ from typing import Any, Protocol
 
 from bot.services.generate3d.config import GenerationConfig
 from bot.services.generate3d.queue import AccountQueue
-from bot.services.generate3d.shapes import GenerationOptions
+from bot.services.generate3d.shapes import GenerationOptions, JobGone
 from inference.remote.meshy import (
     MeshyClient,
     MeshyConnectionError,
@@ -43,6 +50,9 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW_MS = 120_000
 # Request-rate limits pass within seconds; this many in a row means something else is wrong.
 MAX_RATE_LIMITED = 10
+# How long a worker that lost its job waits for the new holder to adopt or replace a task it created.
+ABANDON_WAIT_S = 10.0
+ABANDON_POLL_S = 0.5
 
 
 class SaveJob(Protocol):
@@ -69,6 +79,7 @@ class TaskCreator:
         save: SaveJob,
         on_waiting: WaitingCallback,
         waiting_on_meshy: MeshyWait,
+        confirm_lease: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.meshy = meshy
         self.database = database
@@ -77,6 +88,9 @@ class TaskCreator:
         self._save = save
         self._on_waiting = on_waiting
         self._waiting_on_meshy = waiting_on_meshy
+        # Raises when the job's lease moved to another worker (a claimed job); the writes check it too,
+        # but looking for an orphan task asks Meshy before anything is written.
+        self._confirm_lease = confirm_lease
 
     async def create(self, job: GenerationJob, kind: str) -> GenerationJob:
         """Give ``job`` its ``kind`` ("preview" or "refine") task; returns the row with the id recorded."""
@@ -112,6 +126,8 @@ class TaskCreator:
             except (MeshyTimeout, MeshyConnectionError, MeshyServerError, MeshyProtocolError) as error:
                 # The request may have created a task whose id never reached us.
                 await self.queue.discard(job.id)
+                # A worker paused through its request (and past its heartbeat) asks Meshy nothing more.
+                await self._check_lease(job.id)
                 async with self._waiting_on_meshy(job.id, after_s=0):
                     found = await self.find_orphan(job, kind, stamp)
                     if found is None:
@@ -128,12 +144,65 @@ class TaskCreator:
                         )
                         await asyncio.sleep(delay)
                         continue
-                task_id = found
-            job = await self._save(job.id, **{field_name: task_id})
+                task_id, created_here = found, False
+            else:
+                created_here = True
+            try:
+                job = await self._save(job.id, **{field_name: task_id})
+            except JobGone:
+                if created_here:
+                    # Canceled, deleted or taken over while the request was on its way.
+                    await self._abandon(job.id, kind, task_id)
+                raise
             await self.queue.created(job.id)
             self._on_waiting(job.id, None)
             log.info("3D job %s: Meshy %s task %s", job.id, kind, task_id)
             return job
+
+    async def _check_lease(self, job_id: str) -> None:
+        if self._confirm_lease is not None:
+            await self._confirm_lease(job_id)
+
+    async def _abandon(self, job_id: str, kind: str, task_id: str) -> None:
+        """Delete a task this worker created but could not record, once no job can use it: the job is
+        gone or ended, or its row names another task for this stage. A task some row names is kept."""
+        if self.meshy.is_test_mode:
+            return
+        field_name = f"{kind}_task_id"
+        deadline = time.monotonic() + ABANDON_WAIT_S
+        while True:
+            async with self.database.session() as session:
+                if await repo_jobs.find_job_using_task(session=session, task_id=task_id) is not None:
+                    log.info(
+                        "3D job %s: Meshy %s task %s is used by the job's new holder", job_id, kind, task_id
+                    )
+                    return
+                row = await repo_jobs.get_job(session=session, job_id=job_id)
+            if row is None or row.state.is_terminal or getattr(row, field_name) is not None:
+                break
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "3D job %s: Meshy %s task %s was created after this worker lost the job; left at Meshy "
+                    "(the job's new holder has not recorded a task yet)",
+                    job_id,
+                    kind,
+                    task_id,
+                )
+                return
+            await asyncio.sleep(ABANDON_POLL_S)
+        try:
+            await self.meshy.delete_task(task_id)
+        except MeshyError as error:
+            log.warning(
+                "3D job %s: could not delete its unused Meshy task %s: %s", job_id, task_id, error.detail
+            )
+            return
+        log.info(
+            "3D job %s: deleted Meshy %s task %s, created after this worker lost the job",
+            job_id,
+            kind,
+            task_id,
+        )
 
     def _backoff(self, attempt: int) -> float:
         return float(self.config.create_backoff_s * (2 ** (attempt - 1)) * random.uniform(0.75, 1.0))

@@ -1,5 +1,11 @@
 """Stopping and removing 3D jobs: cancel (the row stays, marked canceled) and delete (the row, its stored
-files and, unless another job uses them, its Meshy tasks)."""
+files and, unless another job uses them, its Meshy tasks).
+
+In distributed mode the job may run in another process. A delete then marks the row canceled (the worker's
+next write fails), tells that worker to stop, and waits a few seconds for it to let go of the job before
+the row and files go, so that no file is stored for a job whose rows are gone. Should the worker still
+be running after that (stalled), its own row write finds the job gone and it removes what it stored.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ class JobRemoval:
         runner: JobRunner,
         events: JobEvents,
         stop_elsewhere: Callable[[str], Awaitable[None]] | None = None,
+        wait_elsewhere: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.database = database
         self.blobs = blobs
@@ -39,6 +46,8 @@ class JobRemoval:
         self.events = events
         # Distributed mode: tells whichever process runs the job to stop it (the row tells it too).
         self._stop_elsewhere = stop_elsewhere
+        # Distributed mode: returns once no live worker runs the job (False when it gave up waiting).
+        self._wait_elsewhere = wait_elsewhere
 
     async def cancel(self, job_id: str, *, user_id: int, is_moderator: bool = False) -> GenerationJob:
         job = await require_job(self.database, job_id)
@@ -69,7 +78,7 @@ class JobRemoval:
             raise UserFacingError("Only the person who made this 3D model (or a moderator) can delete it.")
         await self.runner.stop(job_id)
         if not job.state.is_terminal:
-            await self._tell_holder(job_id)
+            await self._stop_holder(job_id)
         async with self.database.session() as session:
             rows = await repo_assets.list_job_assets(session=session, job_id=job_id)
             keys = [row.key for row in rows]
@@ -88,6 +97,21 @@ class JobRemoval:
         self.events.forget(job_id)
         log.info("3D job %s deleted by user %s (%d files)", job_id, user_id, len(keys))
         return job
+
+    async def _stop_holder(self, job_id: str) -> None:
+        """Before a delete: stop the worker running the job, wherever it is, and wait for it to stop."""
+        if self._stop_elsewhere is None:
+            return
+        async with self.database.session() as session:
+            row = await repo_jobs.get_job(session=session, job_id=job_id)
+            if row is not None and not row.state.is_terminal:
+                await repo_jobs.update_job(
+                    session=session, job=row, state=JobState.CANCELED, stage_detail="deleted"
+                )
+            await session.commit()
+        await self._tell_holder(job_id)
+        if self._wait_elsewhere is not None and not await self._wait_elsewhere(job_id):
+            log.warning("3D job %s: its worker did not stop in time; deleting it anyway", job_id)
 
     async def _tell_holder(self, job_id: str) -> None:
         if self._stop_elsewhere is None:

@@ -89,6 +89,7 @@ class JobRunner:
                 save=self.save,
                 on_waiting=events.waiting_for_meshy,
                 waiting_on_meshy=events.waiting_on_meshy,
+                confirm_lease=self.leases.confirm,
             )
 
     @property
@@ -172,6 +173,7 @@ class JobRunner:
             # caller updates the row after this task has stopped.
             raise
         except LeaseLost:
+            self.leases.lost(job_id)
             log.warning("3D job %s: lease lost, another worker holds it now; stopping here", job_id)
         except JobGone:
             log.info("3D job %s stopped: it was canceled or deleted elsewhere", job_id)

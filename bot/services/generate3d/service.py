@@ -131,6 +131,7 @@ class GenerationService:
             runner=self.runner,
             events=self.events,
             stop_elsewhere=None if self.claims is None else self.claims.send_cancel,
+            wait_elsewhere=None if self.claims is None else self.claims.wait_released,
         )
         self.file_retention = GeneratedFileRetention(database, blobs, keep_days=self.config.keep_days)
 
@@ -163,6 +164,11 @@ class GenerationService:
             return live
         job = await self.get_job(job_id)
         return None if job is None else snapshot_from_row(job)
+
+    async def may_show(self, job_id: str) -> bool:
+        """Whether this process may still edit the job's message: False once another worker took the job
+        from it (a worker that was paused past its heartbeat), since that worker shows it from then on."""
+        return await self.runner.leases.shows(job_id)
 
     # -- reading ------------------------------------------------------------------------------------
 

@@ -120,5 +120,6 @@ async def create_task(meshy: FakeMeshy, request: web.Request) -> web.StreamRespo
         fail_message=failure.message if failure else None,
         fail_after_fraction=failure.after_fraction if failure else 0.5,
     )
+    meshy.held(task)
     meshy.add_task(task)
     return web.json_response({"result": task.id}, status=202)

@@ -109,6 +109,9 @@ class FakeMeshy(MeshyFaults):
         self.base_url = ""
         self.open_streams = 0
         self.stream_opened = asyncio.Event()
+        # Tasks of this type created from now on stop at this progress until ``release`` (see ``hold``).
+        self.holding: tuple[str, int] | None = None
+        self._held_tasks: list[FakeTask] = []
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -150,6 +153,32 @@ class FakeMeshy(MeshyFaults):
         for task in self.tasks.values() if task_id is None else [self.tasks[task_id]]:
             task.created_mono -= seconds
             task.created_ms -= int(seconds * 1000)
+
+    def hold(self, mode: str = "preview", *, at_progress: int = 40) -> None:
+        """Stop every ``mode`` task created from now on at ``at_progress`` (IN_PROGRESS) until
+        ``release``: a job stays in that stage as long as a test needs, whoever follows it."""
+        if mode not in ("preview", "refine"):
+            raise ValueError("mode must be 'preview' or 'refine'")
+        if not 0 < at_progress < 100:
+            raise ValueError("at_progress must be between 1 and 99")
+        self.holding = (f"text-to-3d-{mode}", at_progress)
+
+    def held(self, task: FakeTask) -> None:
+        """Called as a task is created: freeze it when it is of the type being held."""
+        if self.holding is not None and task.type == self.holding[0]:
+            task.frozen_state = ("IN_PROGRESS", self.holding[1])
+            self._held_tasks.append(task)
+
+    def release(self) -> None:
+        """Let the held tasks run on from where they stopped, and hold no new ones."""
+        self.holding = None
+        now = time.monotonic()
+        for task in self._held_tasks:
+            assert task.frozen_state is not None
+            done = task.frozen_state[1] / 100
+            task.frozen_state = None
+            task.created_mono = now - task.pending_s - task.run_s * done
+        self._held_tasks.clear()
 
     def cancel(self, task_id: str) -> None:
         self.tasks[task_id].canceled_at = time.monotonic()
