@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -115,9 +116,9 @@ class Settings(BaseSettings):
     # (`{"moderation": 2}`; deployments: moderation, perception, commenter).
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(default=8000, ge=1, le=65535)
-    serve_replicas: dict[str, int] = Field(default_factory=dict)
-    serve_num_cpus: dict[str, float] = Field(default_factory=dict)
-    serve_num_gpus: dict[str, float] = Field(default_factory=dict)
+    serve_replicas: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    serve_num_cpus: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    serve_num_gpus: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
 
     # Moderation
     moderation_fetch_hosts: Annotated[list[str], NoDecode] = Field(
@@ -338,6 +339,16 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be the inference service's http:// or https:// base URL")
         return value
+
+    @field_validator("serve_replicas", "serve_num_cpus", "serve_num_gpus", mode="before")
+    @classmethod
+    def _parse_serve_shares(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value) if value.strip() else {}
+        except ValueError:
+            raise ValueError('must be a JSON object by deployment, such as {"moderation": 2}') from None
 
     def remote_models(self) -> RemoteModels | None:
         """The models the inference service runs for this process (INFERENCE_URL), or None."""

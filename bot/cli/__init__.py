@@ -16,6 +16,7 @@ from bot.cli import gen3d as gen3d_command
 from bot.cli import models as models_command
 from bot.cli import run as run_command
 from bot.cli import scan as scan_command
+from bot.cli import serve_models as serve_models_command
 from bot.cli import sync as sync_command
 from bot.cli import train as train_command
 from bot.config import SettingsError
@@ -35,6 +36,7 @@ COMMANDS = (
     train_command,
     enhance_command,
     gen3d_command,
+    serve_models_command,
 )
 
 
