@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from PIL import Image
 
 from bot.services.comments.backends import BackendUnavailable, LocalModelBackend
 from bot.services.moderation import ImageChecker
@@ -14,8 +15,11 @@ from inference.commenter import register_commenter
 from inference.images import ImageLimits, decode_image
 from inference.labels import label_from_text
 from inference.moderation import NUDENET, ImageModerator, at_moderation_scale, register_moderation_models
+from inference.perception import Perceiver, register_perception_models
 from inference.registry import ModelRegistry
+from inference.runners.base import ModelUnavailable
 from inference.serving.client import InferenceClient, ServiceRefused, ServiceUnavailable
+from inference.serving.models import ServedRunner, ServeOptions, served_factory
 from inference.serving.remote import RemoteModels
 from tests.serving.light_service import LightService
 
@@ -161,5 +165,60 @@ async def test_comments_are_skipped_while_the_service_is_down(light_service: Lig
     try:
         with pytest.raises(BackendUnavailable, match="unreachable"):
             await LocalModelBackend(remote).write([label_from_text("기쁨")], "ko")
+    finally:
+        await remote.close()
+
+
+@pytest.fixture(scope="module")
+def served_perception() -> Iterator[dict[str, ServedRunner]]:
+    """Faces and emotions as the service runs them; objects stay out (their weights are not shipped)."""
+    options = ServeOptions(device="cpu")
+    runners = {name: served_factory(name, options)("cpu") for name in ("faces", "emotions")}
+    try:
+        for runner in runners.values():
+            runner.load()
+    except ModelUnavailable as exc:
+        pytest.skip(str(exc))
+    yield runners
+    for runner in runners.values():
+        runner.close()
+
+
+async def test_remote_perception_sees_the_same_faces_and_emotions(
+    served_perception: dict[str, ServedRunner], moderation_photos: dict[str, bytes]
+) -> None:
+    people = [name for name in ("astronaut", "zidane", "grace_hopper") if name in moderation_photos]
+    if not people:
+        pytest.skip("no package photo with people is installed")
+    service = await LightService(served_perception).start()
+    local, remote = ModelRegistry("cpu"), _remote_registry(service.url)
+    for registry in (local, remote):
+        register_perception_models(registry, objects_weights="/nonexistent/objects.pt")
+    try:
+        for name in people:
+            image = decode_image(moderation_photos[name]).frames[0]
+            here = await Perceiver(local).perceive(image)
+            there = await Perceiver(remote).perceive(image)
+            assert here.faces, name
+            assert [face.box for face in there.faces] == [face.box for face in here.faces], name
+            for near, far in zip(here.faces, there.faces, strict=True):
+                assert near.emotions is not None and far.emotions is not None
+                for emotion, score in near.emotions.scores.items():
+                    assert far.emotions.scores[emotion] == pytest.approx(score, abs=1e-4), (name, emotion)
+            assert [label.ko for label in there.labels] == [label.ko for label in here.labels], name
+            assert "objects" in there.missing  # the service does not serve it here: skipped, not fatal
+    finally:
+        await local.close()
+        await remote.close()
+        await service.close()
+
+
+async def test_perception_goes_on_without_a_dead_service(light_service: LightService) -> None:
+    light_service.fault = "drop"
+    remote = _remote_registry(light_service.url, retry_deadline_s=0.1)
+    register_perception_models(remote)
+    try:
+        seen = await Perceiver(remote).perceive(Image.new("RGB", (96, 96), (120, 80, 40)))
+        assert seen.labels == [] and set(seen.missing) == {"faces", "objects"}
     finally:
         await remote.close()
