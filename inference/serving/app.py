@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 # A request bigger than this is refused before it is read whole: 16 images at 1024x1024 fit.
 MAX_REQUEST_BYTES: Final = 64 << 20
+_READY_TIMEOUT_S: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,9 @@ class ModelFamily:
         except ModelUnavailable as error:
             return error.reason
         return None
+
+    def alive(self) -> bool:
+        return True
 
     def batch_sizes(self) -> dict[str, list[int]]:
         """The sizes of the recent model calls of this replica, by model."""
@@ -200,6 +204,9 @@ class OipIngress:
 
     async def __call__(self, request: Request) -> Response:
         parts = [part for part in request.url.path.split("/") if part]
+        # Under a route prefix (several apps on one proxy) the OIP path starts at "v2".
+        if "v2" in parts:
+            parts = parts[parts.index("v2") :]
         try:
             return await self._route(request, parts)
         except OipError as error:
@@ -212,7 +219,7 @@ class OipIngress:
         if parts == ["v2", "health", "live"]:
             return Response(status_code=200)
         if parts == ["v2", "health", "ready"]:
-            return Response(status_code=200)
+            return await self._ready()
         if parts == ["v2", "debug", "batches"]:
             sizes: dict[str, list[int]] = {}
             for handle in self.families.values():
@@ -232,6 +239,19 @@ class OipIngress:
             if rest == ["infer"] and method == "POST":
                 return await self._infer(request, model, family)
         return _error(404, f"no such endpoint: {method} {request.url.path}")
+
+    async def _ready(self) -> Response:
+        """200 when a replica of every family answers (its models load on their first request)."""
+        missing: list[str] = []
+        for family, handle in self.families.items():
+            try:
+                async with asyncio.timeout(_READY_TIMEOUT_S):
+                    await handle.alive.remote()
+            except Exception:
+                missing.append(family)
+        if missing:
+            return _error(503, f"no replica of {', '.join(missing)} answered within {_READY_TIMEOUT_S:g} s")
+        return Response(status_code=200)
 
     async def _infer(self, request: Request, model: str, family: DeploymentHandle[Any]) -> Response:
         body = await _read_capped(request)

@@ -27,7 +27,8 @@ from inference.registry import ModelRegistry
 from inference.serving.client import InferenceClient
 from inference.serving.remote import RemoteModels
 
-pytestmark = [pytest.mark.ray, pytest.mark.e2e]
+# One Ray cluster start (20-55 s on 2 busy cores) falls into the first test's time.
+pytestmark = [pytest.mark.ray, pytest.mark.e2e, pytest.mark.timeout(300)]
 
 _ROOT = Path(__file__).resolve().parents[2]
 
