@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS_RUN := ml
-EXTRAS_TEST := ml,dev
+EXTRAS_TEST := ml,dev,serve
 
 .PHONY: run test lint typecheck imports pytest install install-dev clean viewer-assets test-emulators browser
 

@@ -80,8 +80,8 @@ def model_tensors(images: Sequence[tuple[str, bytes]]) -> dict[str, NDArray[np.f
     frames = [decode_image(data, limits=limits).frames[0] for _, data in images]
     nudenet, open_nsfw = NudeNetRunner(), OpenNsfwRunner()
     return {
-        "nudenet": np.stack([nudenet._letterbox(frame).tensor for frame in frames]),
-        "open_nsfw": np.stack([open_nsfw._preprocess(frame) for frame in frames]),
+        "nudenet": nudenet.input_tensor(np.stack([nudenet.letterbox(frame)[0] for frame in frames])),
+        "open_nsfw": open_nsfw.input_tensor(np.stack([open_nsfw.crop(frame) for frame in frames])),
     }
 
 

@@ -78,7 +78,7 @@ class Runtime:
     def _assemble(cls, settings: Settings, database: Database) -> Runtime:
         blobs = open_blob_store(settings.blob_store_settings())
         links = LinkSigner(settings.link_secret_value(), default_ttl_s=settings.link_ttl_s)
-        registry = ModelRegistry(device=settings.inference_device)
+        registry = ModelRegistry(device=settings.inference_device, remote=settings.remote_models())
         status = StatusService(version=__version__, database=database, registry=registry)
         moderation = build_moderation_service(settings, database, blobs, registry)
         generation = build_generation_service(settings, database, blobs)

@@ -8,8 +8,10 @@ the model sees their item.
 One bad item must not cost the others their answers: when the model fails on a batch of several items,
 each item is run again on its own, so the item that breaks the model gets the error and every other
 item its result. Only a model that breaks its own contract (a result list of the wrong length) fails
-the whole batch at once, since running its items again would not make that model trustworthy. Every
-caller hears something: a result, its item's error, or ``BatcherClosed``.
+the whole batch at once, since running its items again would not make that model trustworthy, and so
+does a model that is unavailable (``ModelUnavailable``: the inference service is down), which is no
+item's fault and is logged where it is detected. Every caller hears something: a result, its item's
+error, or ``BatcherClosed``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from inference import metrics
+from inference.runners.base import ModelUnavailable
 
 __all__ = ["BatchSizeMismatch", "BatcherClosed", "DynamicBatcher", "QueueFull"]
 
@@ -196,7 +199,7 @@ class DynamicBatcher(Generic[T, R]):
             if (
                 isinstance(outcome, Exception)
                 and len(batch) > 1
-                and not isinstance(outcome, BatchSizeMismatch)
+                and not isinstance(outcome, (BatchSizeMismatch, ModelUnavailable))
             ):
                 log.info(
                     "model %r: running the %d items of the failed batch one at a time", self.name, len(batch)
@@ -223,7 +226,9 @@ class DynamicBatcher(Generic[T, R]):
             return await loop.run_in_executor(self._executor, self._call_model, items)
         except Exception as exc:
             self._failed_batches.inc()
-            log.warning("model %r failed on a batch of %d: %r", self.name, len(items), exc)
+            # An unavailable model says so once where it is detected (the registry, the service client).
+            level = logging.DEBUG if isinstance(exc, ModelUnavailable) else logging.WARNING
+            log.log(level, "model %r failed on a batch of %d: %r", self.name, len(items), exc)
             return exc
         finally:
             self._batch_seconds_hist.observe(time.perf_counter() - started)

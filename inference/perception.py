@@ -216,7 +216,14 @@ class Perceiver:
                 log.debug("%s are off until Lumi restarts", _WHAT.get(key.name, key.name))
             _note(missing, key.name)
             return None
-        return await handle.predict(item)
+        try:
+            return await handle.predict(item)
+        except ModelUnavailable as exc:
+            # A model that loaded but cannot answer now (the inference service is down): missing for
+            # this photo only; the next one asks again.
+            log.info("%s skipped for this photo: %s", _WHAT.get(key.name, key.name), exc.reason)
+            _note(missing, key.name)
+            return None
 
 
 _WHAT: Final = {

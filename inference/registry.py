@@ -4,6 +4,9 @@ Models are registered with a factory and loaded on first use: under a per-model 
 re-check (so concurrent first requests load once), on the model's own worker thread (loading and
 inference then share one thread, which CUDA contexts and some runtimes prefer), followed by one
 warm-up call. Each loaded model gets a ``DynamicBatcher`` on that same thread.
+
+With ``remote`` (``INFERENCE_URL`` set), the models the inference service serves get remote runners
+instead of their own factories: same contract, same batchers, the model itself runs in the service.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from inference import metrics
 from inference.batcher import DynamicBatcher
 from inference.device import Device, parse_device, resolve_device
 from inference.runners.base import ModelUnavailable, Runner, SupportsWarmup
+
+if TYPE_CHECKING:
+    from inference.serving.remote import RemoteModels
 
 __all__ = [
     "BatchConfig",
@@ -111,8 +117,11 @@ class ModelRegistry:
     message; after that the next ``get`` tries again (the user may have installed what was missing).
     """
 
-    def __init__(self, device: str = "auto", *, retry_after_s: float = 60.0) -> None:
+    def __init__(
+        self, device: str = "auto", *, retry_after_s: float = 60.0, remote: RemoteModels | None = None
+    ) -> None:
         self.device = parse_device(device)
+        self.remote = remote
         self.retry_after_s = retry_after_s
         self._resolved: Device | None = None
         self._resolve_lock = asyncio.Lock()
@@ -140,6 +149,9 @@ class ModelRegistry:
         key = name.name if isinstance(name, ModelKey) else name
         if key in self._entries:
             raise ValueError(f"model {key!r} is already registered")
+        if self.remote is not None and self.remote.serves(key):
+            # The device is the service's business; "cpu" keeps this process from probing for CUDA.
+            factory, device = self.remote.factory(key), "cpu"
         self._entries[key] = _Entry(key, factory, batch or BatchConfig(), device, self.device)
 
     def registered(self) -> list[str]:
@@ -278,6 +290,8 @@ class ModelRegistry:
                 await _close_quietly(loop, executor, handle.runner)
                 executor.shutdown(wait=False)
                 metrics.MODEL_LOADED.labels(model=entry.name, device=entry.device).set(0)
+        if self.remote is not None:
+            await self.remote.close()
 
 
 async def _close_quietly(

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "train": "bot.cli.train",
     "enhance": "bot.cli.enhance",
     "gen3d": "bot.cli.gen3d",
+    "serve-models": "bot.cli.serve_models",
 }
 
 

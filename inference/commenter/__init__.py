@@ -2,8 +2,9 @@
 
 Public API: `LocalCommenter`, `DEFAULT_MODEL_DIR`, `train_commenter`, `TrainConfig`, `TrainReport`,
 `ModelShape`, `DecodeSettings`, `CommenterInputError`, `normalize_labels`, and the model's runner for
-the registry (`COMMENTER`, `register_commenter`). The names are resolved on first use so that light modules
-(`data`, `bleu`, `selection`) can be imported without loading torch and transformers.
+the registry (`COMMENTER`, `CommenterRunner`, `register_commenter`). The names are resolved on first use
+so that light modules (`data`, `bleu`, `selection`) can be imported without loading torch and
+transformers.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ if TYPE_CHECKING:
     from inference.commenter.decoding import DecodeSettings
     from inference.commenter.generate import DEFAULT_MODEL_DIR, LocalCommenter
     from inference.commenter.model import ModelShape
-    from inference.commenter.runner import COMMENTER, register_commenter
+    from inference.commenter.runner import COMMENTER, CommenterRunner, register_commenter
     from inference.commenter.train import TrainConfig, TrainReport, train_commenter
 
 _EXPORTS = {
     "COMMENTER": "inference.commenter.runner",
+    "CommenterRunner": "inference.commenter.runner",
     "register_commenter": "inference.commenter.runner",
     "normalize_labels": "inference.commenter.data",
     "ModelShape": "inference.commenter.model",
@@ -37,6 +39,7 @@ __all__ = [
     "COMMENTER",
     "DEFAULT_MODEL_DIR",
     "CommenterInputError",
+    "CommenterRunner",
     "DecodeSettings",
     "LocalCommenter",
     "ModelShape",

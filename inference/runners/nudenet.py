@@ -60,7 +60,6 @@ class Detection:
 
 @dataclass(frozen=True)
 class _Letterbox:
-    tensor: NDArray[np.float32]
     scale: float
     width: int
     height: int
@@ -120,12 +119,17 @@ class NudeNetRunner(OnnxRunner):
     def predict_batch(self, items: Sequence[ImageInput]) -> list[list[Detection]]:
         if not items:
             return []
-        letterboxes = [self._letterbox(item) for item in items]
-        raw = self._infer(np.stack([box.tensor for box in letterboxes]))
-        return [self._detections(raw[i], box) for i, box in enumerate(letterboxes)]
+        letterboxed = [self.letterbox(item) for item in items]
+        canvases = np.stack([canvas for canvas, _size in letterboxed])
+        sizes = np.array([size for _canvas, size in letterboxed], dtype=np.int64)
+        return self.predict_letterboxed(canvases, sizes)
 
-    def _letterbox(self, item: ImageInput) -> _Letterbox:
-        """Scale the longest side to the input size and pad right/bottom with black, as NudeNet does."""
+    def letterbox(self, item: ImageInput) -> tuple[NDArray[np.uint8], tuple[int, int]]:
+        """The image's longest side scaled to the input size, padded right/bottom with black as NudeNet
+        does (RGB, uint8, input size square), and the image's (width, height).
+
+        This is all the model needs of an image: a gateway sends it to the inference service.
+        """
         image = rgb_image(item)
         size = self.input_size
         scale = size / max(image.size)
@@ -133,12 +137,29 @@ class NudeNetRunner(OnnxRunner):
             (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
             Image.Resampling.BILINEAR,
         )
-        canvas = np.zeros((size, size, 3), dtype=np.float32)
-        pixels = np.asarray(resized, dtype=np.float32)
+        canvas = np.zeros((size, size, 3), dtype=np.uint8)
+        canvas[: resized.height, : resized.width] = np.asarray(resized, dtype=np.uint8)
+        return canvas, (image.width, image.height)
+
+    def predict_letterboxed(
+        self, canvases: NDArray[np.uint8], sizes: NDArray[np.int64]
+    ) -> list[list[Detection]]:
+        """Detections for ``letterbox`` outputs: canvases (n, size, size, 3) and (width, height) rows."""
+        if not len(canvases):
+            return []
+        raw = self._infer(self.input_tensor(canvases))
+        boxes = [
+            _Letterbox(self.input_size / max(int(width), int(height)), int(width), int(height))
+            for width, height in sizes
+        ]
+        return [self._detections(raw[i], box) for i, box in enumerate(boxes)]
+
+    def input_tensor(self, canvases: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """The model's input for ``letterbox`` canvases: (n, 3, size, size), scaled to [0, 1]."""
+        pixels = canvases.astype(np.float32) * np.float32(1.0 / 255.0)
         if self.bgr_input:
-            pixels = pixels[:, :, ::-1]
-        canvas[: resized.height, : resized.width] = pixels * (1.0 / 255.0)
-        return _Letterbox(np.ascontiguousarray(canvas.transpose(2, 0, 1)), scale, image.width, image.height)
+            pixels = pixels[..., ::-1]
+        return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
 
     def _detections(self, output: NDArray[np.float32], letterbox: _Letterbox) -> list[Detection]:
         # YOLOv8 head: (4 box values + one score per class) x candidate anchors.

@@ -70,11 +70,22 @@ class OpenNsfwRunner(OnnxRunner):
     def predict_batch(self, items: Sequence[ImageInput]) -> list[float]:
         if not items:
             return []
-        batch = np.stack([self._preprocess(item) for item in items])
-        probabilities = self._infer(batch)
+        return self.predict_crops(np.stack([self.crop(item) for item in items]))
+
+    def predict_crops(self, crops: NDArray[np.uint8]) -> list[float]:
+        """NSFW probabilities for ``crop`` outputs stacked as (n, 224, 224, 3)."""
+        if not len(crops):
+            return []
+        probabilities = self._infer(self.input_tensor(crops))
         return [float(row[1]) for row in probabilities]
 
-    def _preprocess(self, item: ImageInput) -> NDArray[np.float32]:
+    def input_tensor(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """The model's input for ``crop`` outputs: BGR, mean subtracted, (n, 224, 224, 3)."""
+        pixels = crops.astype(np.float32)[..., ::-1] - _MEAN_BGR
+        return np.ascontiguousarray(pixels, dtype=np.float32)
+
+    def crop(self, item: ImageInput) -> NDArray[np.uint8]:
+        """The 224 px RGB centre crop the model reads (after the JPEG round trip): all a gateway sends."""
         image = rgb_image(item)
         offset = (_RESIZE - _CROP) // 2
         crop = image.resize((_RESIZE, _RESIZE), Image.Resampling.BILINEAR).crop(
@@ -85,5 +96,4 @@ class OpenNsfwRunner(OnnxRunner):
             crop.save(buffer, format="JPEG")
             buffer.seek(0)
             crop = Image.open(buffer)
-        pixels = np.asarray(crop, dtype=np.float32)[:, :, ::-1] - _MEAN_BGR
-        return np.ascontiguousarray(pixels, dtype=np.float32)
+        return np.asarray(crop.convert("RGB"), dtype=np.uint8)

@@ -98,9 +98,10 @@ class LocalModelBackend:
             raise BackendUnavailable(str(exc)) from exc
         try:
             handle = await self.registry.get(COMMENTER)
+            # A remote model loads at once and may still fail here, when the inference service is down.
+            text = (await handle.predict(cleaned)).strip()
         except ModelUnavailable as exc:
             raise BackendUnavailable(exc.reason) from exc
-        text = (await handle.predict(cleaned)).strip()
         if not text:
             # The model's own checks drop every candidate that is malformed or names an object that
             # is not in the photo; for an emotion alone nothing may be left.

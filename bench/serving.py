@@ -1,0 +1,193 @@
+"""Two gateways sharing one inference service against two gateways with their own models, measured.
+
+    PYTHONPATH=. .venv/bin/python bench/serving.py [--images 48] [--rounds 2] [--concurrency 8]
+
+Starts Lumi's Ray Serve app (the moderation family, one replica) on a local Ray cluster, then in every
+round runs both modes, in a different order each round:
+
+- ``in-process``: 2 gateway processes, each with its own NudeNet and open_nsfw (Lumi's default);
+- ``remote``: 2 gateway processes with ``INFERENCE_URL`` runners to the one service, which batches
+  with ``@serve.batch``;
+- ``remote-lumi``: the same against a second deployment of the app (route prefix ``/lumi-batching``)
+  whose replica batches with Lumi's ``DynamicBatcher`` instead (``--batching lumi``).
+
+Each gateway process decodes the same ``--images`` package photos as moderation does and runs them
+through ``ImageModerator`` with ``--concurrency`` posts in flight; both processes start together. The
+figures: images/s over both processes, p50/p95 latency per image, and the memory of the mode's
+processes (the gateways' peak RSS, plus the Ray cluster's RSS, which holds both apps, for the remote
+modes). Ratios are over in-process in the same round; median and range over rounds. Not a test:
+figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from moderation_parts import corpus, percentile, rotated, spread
+
+ROOT = Path(__file__).resolve().parents[1]
+MODES = ("in-process", "remote", "remote-lumi")
+
+
+async def _gateway(url: str | None, count: int, concurrency: int, start: float) -> dict[str, Any]:
+    from inference.images import ImageLimits, decode_image
+    from inference.moderation import ImageModerator, at_moderation_scale, register_moderation_models
+    from inference.registry import ModelRegistry
+
+    remote = None
+    if url:
+        from inference.serving.client import InferenceClient
+        from inference.serving.remote import RemoteModels
+
+        remote = RemoteModels(InferenceClient(url, timeout_s=120.0))
+    registry = ModelRegistry("cpu", remote=remote)
+    register_moderation_models(registry)
+    moderator = ImageModerator(registry)
+    limits = at_moderation_scale(ImageLimits())
+    images = [decode_image(data, limits=limits) for _, data in corpus(count)]
+    await moderator.analyse(images[0])  # load (in-process) or reach the service, outside the timing
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def one(image: Any) -> None:
+        async with gate:
+            began = time.perf_counter()
+            await moderator.analyse(image)
+            latencies.append(time.perf_counter() - began)
+
+    await asyncio.sleep(max(0.0, start - time.time()))
+    began = time.perf_counter()
+    await asyncio.gather(*(one(image) for image in images))
+    wall = time.perf_counter() - began
+    await registry.close()
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"wall_s": wall, "latencies": latencies, "rss_mib": rss_mib}
+
+
+def _worker(args: argparse.Namespace) -> None:
+    if not args.url:
+        # As Lumi does before its models load; a remote gateway loads none, so it imports no torch.
+        from inference.tensorflow_support import import_torch_side
+
+        import_torch_side()
+    result = asyncio.run(_gateway(args.url or None, args.images, args.concurrency, args.start))
+    print(json.dumps(result))
+
+
+def _ray_rss_mib() -> float:
+    import psutil
+
+    total = 0
+    for process in psutil.process_iter(["cmdline", "memory_info"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if "ray" in cmdline and ("ray::" in cmdline or "/ray/" in cmdline or "raylet" in cmdline):
+            total += process.info["memory_info"].rss
+    return total / (1 << 20)
+
+
+def _round(mode: str, urls: dict[str, str], args: argparse.Namespace) -> dict[str, float]:
+    start = time.time() + 20.0  # both processes import, load and decode first
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--url",
+        urls.get(mode, ""),
+        "--images",
+        str(args.images),
+        "--concurrency",
+        str(args.concurrency),
+        "--start",
+        str(start),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, env=env, cwd=ROOT) for _ in range(2)]
+    results = [json.loads(process.communicate()[0]) for process in processes]
+    latencies = [value for result in results for value in result["latencies"]]
+    wall = max(result["wall_s"] for result in results)
+    gateways = sum(result["rss_mib"] for result in results)
+    return {
+        "images_per_s": len(latencies) / wall,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p95_ms": percentile(latencies, 95) * 1000,
+        "gateways_mib": gateways,
+        "rss_mib": gateways + (_ray_rss_mib() if mode in urls else 0.0),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=48, help="images per gateway process")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=8, help="posts in flight per gateway")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--url", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--start", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args)
+        return
+
+    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    import ray
+    from ray import serve
+
+    from inference.serving.app import FamilyResources, build_app
+    from inference.serving.models import ServeOptions
+
+    port = _free_port()
+    ray.init(
+        num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=200_000_000, log_to_driver=False
+    )
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        urls: dict[str, str] = {}
+        for mode, batching, prefix in (("remote", "serve", "/"), ("remote-lumi", "lumi", "/lumi-batching")):
+            options = ServeOptions(device="cpu", batching=batching)  # type: ignore[arg-type]
+            app = build_app(
+                options, families=["moderation"], resources={"moderation": FamilyResources(1, 1.0, 0.0)}
+            )
+            serve.run(app, name=f"lumi-{batching}", route_prefix=prefix)
+            urls[mode] = f"http://127.0.0.1:{port}{prefix.rstrip('/')}"
+        figures: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+        for index in range(args.rounds):
+            for mode in rotated(MODES, index):
+                figures[mode].append(_round(mode, urls, args))
+                print(f"round {index + 1} {mode}: {figures[mode][-1]}", flush=True)
+    finally:
+        serve.shutdown()  # type: ignore[no-untyped-call]
+        ray.shutdown()
+
+    print(f"\n2 gateways x {args.images} images, {args.concurrency} in flight each")
+    keys = ("images_per_s", "p50_ms", "p95_ms", "gateways_mib", "rss_mib")
+    print(f"{'':16}" + "".join(f"{key:>24}" for key in keys))
+    for mode in MODES:
+        row = [spread([round_[key] for round_ in figures[mode]], 1) for key in keys]
+        print(f"{mode:16}" + "".join(f"{cell:>24}" for cell in row))
+    for mode in MODES[1:]:
+        ratios = [
+            spread([a[key] / b[key] for a, b in zip(figures[mode], figures["in-process"], strict=True)])
+            for key in keys
+        ]
+        print(f"{mode + '/local':16}" + "".join(f"{cell:>24}" for cell in ratios))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""`lumi serve-models`: Lumi's models on Ray Serve, for every gateway started with INFERENCE_URL.
+
+Starts (or joins, with `--address`) a Ray cluster, deploys the OIP ingress and one deployment per model
+family with the replicas and CPU/GPU shares of SERVE_REPLICAS, SERVE_NUM_CPUS and SERVE_NUM_GPUS, and
+serves until Ctrl+C or SIGTERM, then shuts Serve and the Ray it started down. Ray is imported here only:
+gateways do not need it (`pip install 'lumi[serve]'` on the service's machines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from bot.cli.common import settings_and_logging
+from bot.config import Settings
+from bot.errors import UserFacingError
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_FAMILIES = ("moderation", "perception", "commenter")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "serve-models",
+        help="serve Lumi's models over the Open Inference Protocol on Ray Serve (for INFERENCE_URL)",
+    )
+    parser.add_argument("--host", help="address to listen on (default SERVE_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default SERVE_PORT, 8000)")
+    parser.add_argument(
+        "--families",
+        default=",".join(_DEFAULT_FAMILIES),
+        help="model families to deploy, comma-separated (default: moderation,perception,commenter)",
+    )
+    parser.add_argument(
+        "--batching",
+        choices=("serve", "lumi"),
+        default="serve",
+        help="who groups requests into batches: Ray Serve's @serve.batch (default) or Lumi's batcher",
+    )
+    parser.add_argument("--max-batch-size", type=int, default=16, help="items per model call (default 16)")
+    parser.add_argument("--batch-wait-ms", type=float, default=10.0, help="batch wait window (default 10)")
+    parser.add_argument("--address", help="join this Ray cluster instead of starting one (e.g. auto)")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of the Ray cluster started here (default: all)")
+    parser.set_defaults(func=_serve)
+
+
+def serve_options(settings: Settings, args: argparse.Namespace) -> Any:
+    from inference.serving.models import ServeOptions
+
+    return ServeOptions(
+        device=settings.inference_device,
+        intra_op_threads=settings.inference_threads,
+        face_detector=settings.comment_face_detector,
+        objects_weights=settings.comment_objects_weights,
+        objects_weights_dir=settings.data_dir / "models",
+        objects_download=settings.comment_objects_download,
+        comment_model_dir=settings.comment_model_dir,
+        max_batch_size=args.max_batch_size,
+        batch_wait_ms=args.batch_wait_ms,
+        batching=args.batching,
+    )
+
+
+def family_resources(settings: Settings, families: list[str]) -> dict[str, Any]:
+    from inference.serving.app import FamilyResources
+
+    unknown = (
+        set(settings.serve_replicas) | set(settings.serve_num_cpus) | set(settings.serve_num_gpus)
+    ) - set(_DEFAULT_FAMILIES)
+    if unknown:
+        raise UserFacingError(
+            f"SERVE_REPLICAS/SERVE_NUM_CPUS/SERVE_NUM_GPUS name unknown deployments {sorted(unknown)}; "
+            f"known: {', '.join(_DEFAULT_FAMILIES)}"
+        )
+    return {
+        family: FamilyResources(
+            replicas=settings.serve_replicas.get(family, 1),
+            num_cpus=settings.serve_num_cpus.get(family, 1.0),
+            num_gpus=settings.serve_num_gpus.get(family, 0.0),
+        )
+        for family in families
+    }
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["serve_host"] = args.host
+    if args.port is not None:
+        overrides["serve_port"] = args.port
+    settings = settings_and_logging(**overrides)
+    families = [name.strip() for name in args.families.split(",") if name.strip()]
+    if not families or set(families) - set(_DEFAULT_FAMILIES):
+        raise UserFacingError(
+            f"--families takes some of {', '.join(_DEFAULT_FAMILIES)}, got {args.families!r}"
+        )
+    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    try:
+        import ray
+        from ray import serve
+
+        from inference.serving.app import build_app
+    except ImportError as error:
+        raise UserFacingError(
+            f"Ray Serve is not installed ({error}); install it with `pip install 'lumi[serve]'`"
+        ) from None
+
+    app = build_app(
+        serve_options(settings, args), families=families, resources=family_resources(settings, families)
+    )
+    started_ray = not ray.is_initialized() and args.address is None
+    init: dict[str, Any] = {"include_dashboard": False}
+    metrics_port = os.environ.get("LUMI_SERVE_METRICS_PORT")
+    if metrics_port:
+        init["_metrics_export_port"] = int(metrics_port)
+    if args.num_cpus is not None:
+        init["num_cpus"] = args.num_cpus
+    ray.init(address=args.address, **init)
+    try:
+        serve.start(http_options={"host": settings.serve_host, "port": settings.serve_port})
+        serve.run(app, name="lumi", route_prefix="/")
+        url = f"http://{settings.serve_host}:{settings.serve_port}"
+        print(
+            f"\nLumi's models are served at {url} ({', '.join(families)}).\n"
+            f"  Gateways: INFERENCE_URL={url}\n"
+            f"  health: {url}/v2/health/ready   batches: {url}/v2/debug/batches\n"
+            "  Press Ctrl+C to stop.\n",
+            flush=True,
+        )
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
+        log.info("shutdown requested")
+    finally:
+        serve.shutdown()  # type: ignore[no-untyped-call]
+        if started_ray:
+            ray.shutdown()
+    return 0

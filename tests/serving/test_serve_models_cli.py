@@ -1,0 +1,36 @@
+"""`lumi serve-models` refuses what it cannot deploy before it starts Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+
+
+def test_unknown_families_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve-models", "--families", "moderation,vision"]) == 2
+    assert "--families takes some of moderation, perception, commenter" in capsys.readouterr().err
+
+
+def test_resources_for_unknown_deployments_are_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SERVE_REPLICAS", '{"moderaton": 2}')
+    assert main(["serve-models"]) == 2
+    assert "unknown deployments ['moderaton']" in capsys.readouterr().err
+
+
+def test_resources_must_be_json_objects(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SERVE_NUM_CPUS", "two")
+    assert main(["serve-models"]) == 2
+    assert "SERVE_NUM_CPUS: Value error, must be a JSON object by deployment" in capsys.readouterr().err
