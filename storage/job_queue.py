@@ -20,10 +20,11 @@ heartbeats), separate from SQLAlchemy's pool: pgqueuer listens on its channel on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import asyncpg
@@ -130,48 +131,51 @@ class JobQueue:
         self._manager: QueueManager | None = None
         self._worker_connection: asyncpg.Connection | None = None
 
-    async def _queries(self) -> Queries:
+    @contextlib.asynccontextmanager
+    async def _queries(self) -> AsyncIterator[Queries]:
+        """The queue's queries on its own connection, for one operation at a time: an asyncpg connection
+        runs one query at once, and two jobs stored at the same moment must both be queued."""
         async with self._lock:
             if self._connection is None or self._connection.is_closed():
                 self._connection = await asyncpg.connect(self._dsn)
-            return Queries(AsyncpgDriver(self._connection))
+            yield Queries(AsyncpgDriver(self._connection))
 
     async def enqueue(self, entrypoint: str, payloads: Sequence[str]) -> int:
         """Queue one job per payload, each deduplicated by its payload; returns how many were new."""
         if not payloads:
             return 0
-        queries = await self._queries()
-        ids = await queries.enqueue(
-            [entrypoint] * len(payloads),
-            [payload.encode() for payload in payloads],
-            [0] * len(payloads),
-            dedupe_key=list(payloads),
-            on_conflict="skip",
-        )
+        async with self._queries() as queries:
+            ids = await queries.enqueue(
+                [entrypoint] * len(payloads),
+                [payload.encode() for payload in payloads],
+                [0] * len(payloads),
+                dedupe_key=list(payloads),
+                on_conflict="skip",
+            )
         return sum(1 for job_id in ids if job_id is not None)
 
     async def queued(self, entrypoint: str, payload: str) -> str | None:
         """The status of the payload's live queue row ("queued" or "picked"); None when there is none."""
-        queries = await self._queries()
-        rows = await queries.driver.fetch(
-            f"SELECT status::text AS status FROM {queries.qbe.settings.queue_table} "
-            "WHERE entrypoint = $1 AND dedupe_key = $2 AND status IN ('queued', 'picked')",
-            entrypoint,
-            payload,
-        )
+        async with self._queries() as queries:
+            rows = await queries.driver.fetch(
+                f"SELECT status::text AS status FROM {queries.qbe.settings.queue_table} "
+                "WHERE entrypoint = $1 AND dedupe_key = $2 AND status IN ('queued', 'picked')",
+                entrypoint,
+                payload,
+            )
         return str(rows[0]["status"]) if rows else None
 
     async def running(self, entrypoint: str, payload: str, *, heartbeat_within_s: float) -> bool:
         """Whether a worker that is alive runs the payload's job now: its row is picked and its heartbeat
         is younger than ``heartbeat_within_s`` (a dead worker's row only waits to be claimed again)."""
-        queries = await self._queries()
-        rows = await queries.driver.fetch(
-            f"SELECT 1 FROM {queries.qbe.settings.queue_table} WHERE entrypoint = $1 AND dedupe_key = $2 "
-            "AND status = 'picked' AND heartbeat > NOW() - $3::interval",
-            entrypoint,
-            payload,
-            timedelta(seconds=heartbeat_within_s),
-        )
+        async with self._queries() as queries:
+            rows = await queries.driver.fetch(
+                f"SELECT 1 FROM {queries.qbe.settings.queue_table} WHERE entrypoint = $1 "
+                "AND dedupe_key = $2 AND status = 'picked' AND heartbeat > NOW() - $3::interval",
+                entrypoint,
+                payload,
+                timedelta(seconds=heartbeat_within_s),
+            )
         return bool(rows)
 
     async def run_worker(
