@@ -1,6 +1,6 @@
 """Cold starts, measured from process start: `lumi comment --labels`, `lumi comment --help`, `lumi run`.
 
-    .venv/bin/python bench/cold_start.py [--rounds 5] [--profile] [--json]
+    .venv/bin/python bench/cold_start.py [--rounds 5] [--profile] [--before CHECKOUT] [--json]
 
 Each round runs every item once, in a different order each round, each in a fresh process:
 
@@ -17,8 +17,9 @@ Each round runs every item once, in a different order each round, each in a fres
   neither waits for them.
 
 Figures: median and range over the rounds, the median's ratio to the baseline's and its excess over it.
-`--profile` adds `-X importtime`'s largest imports for `lumi comment --labels`. Not a test: the figures
-depend on the machine and on what else runs on it.
+`--profile` adds `-X importtime`'s largest imports for `lumi comment --labels`; `--before CHECKOUT` adds
+`lumi comment --labels` run from another checkout (an older commit) in the same rounds. Not a test: the
+figures depend on the machine and on what else runs on it.
 """
 
 from __future__ import annotations
@@ -63,15 +64,15 @@ RUN_READY = "lumi run → connected"
 RUN_LIMIT_S = 120.0
 
 
-def child_env(data_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
-    """This checkout first on the path, the committed comment model; no developer .env (the children
-    run in a temporary folder)."""
+def child_env(data_dir: Path, base: dict[str, str] | None = None, *, checkout: Path = ROOT) -> dict[str, str]:
+    """`checkout` (this one by default) first on the path, the committed comment model; no developer
+    .env (the children run in a temporary folder)."""
     env = {key: value for key, value in (base or os.environ).items() if not key.startswith("COMMENT_")}
     if base is None:
         env = {key: value for key, value in env.items() if not key.startswith("DISCORD_")}
     env.update(
         {
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")])),
             "DATA_DIR": str(data_dir),
             "INFERENCE_DEVICE": "cpu",
             "COMMENT_OBJECTS_DOWNLOAD": "false",
@@ -80,13 +81,13 @@ def child_env(data_dir: Path, base: dict[str, str] | None = None) -> dict[str, s
     return env
 
 
-async def time_command(args: Sequence[str], workdir: Path) -> float:
+async def time_command(args: Sequence[str], workdir: Path, checkout: Path = ROOT) -> float:
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         *args,
         cwd=workdir,
-        env=child_env(workdir / "data"),
+        env=child_env(workdir / "data", checkout=checkout),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -166,9 +167,14 @@ async def first_healthz(
         await asyncio.sleep(0.02)
 
 
-async def measure(rounds: int) -> dict[str, list[float]]:
+async def measure(rounds: int, before: Path | None) -> dict[str, list[float]]:
     items = [*COMMANDS, "lumi run"]
-    times: dict[str, list[float]] = {name: [] for name in [*COMMANDS, RUN_HEALTHZ, RUN_READY]}
+    before_item = f"lumi comment --labels ({before})"
+    if before is not None:
+        items.append(before_item)
+    times: dict[str, list[float]] = {
+        name: [] for name in [*items, RUN_HEALTHZ, RUN_READY] if name != "lumi run"
+    }
     with tempfile.TemporaryDirectory(prefix="lumi-cold-") as folder:
         for round_index in range(rounds):
             shift = round_index % len(items)
@@ -179,6 +185,8 @@ async def measure(rounds: int) -> dict[str, list[float]]:
                     healthz, ready = await time_run(workdir)
                     times[RUN_HEALTHZ].append(healthz)
                     times[RUN_READY].append(ready)
+                elif name == before_item and before is not None:
+                    times[name].append(await time_command(COMMANDS["lumi comment --labels"], workdir, before))
                 else:
                     times[name].append(await time_command(COMMANDS[name], workdir))
             print(f"round {round_index + 1}/{rounds} done", file=sys.stderr, flush=True)
@@ -230,9 +238,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="-X importtime's top imports of lumi comment")
     parser.add_argument("--top", type=int, default=25, help="imports listed by --profile")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also time lumi comment --labels from another checkout (e.g. `git worktree add` of an older "
+        "commit), in the same rounds",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    rows = report(asyncio.run(measure(args.rounds)))
+    before = args.before.resolve() if args.before is not None else None
+    rows = report(asyncio.run(measure(args.rounds, before)))
     profile = import_profile(args.top) if args.profile else []
     if args.json:
         print(
