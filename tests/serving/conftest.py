@@ -6,10 +6,10 @@ import pytest
 
 from inference.images import ImageLimits, decode_image
 from inference.moderation import at_moderation_scale
-from inference.runners.base import ModelUnavailable
-from inference.serving.models import ServedRunner, ServeOptions, served_factory
+from inference.serving.models import ServedRunner, ServeOptions
 from tests.fakes.images import PHOTO_NAMES, photo_bytes
 from tests.serving.light_service import LightService
+from tests.serving.parts import loaded_served_runners
 
 
 @pytest.fixture(scope="session")
@@ -30,16 +30,7 @@ def moderation_frames(moderation_photos: dict[str, bytes]) -> dict[str, object]:
 @pytest.fixture(scope="session")
 def served_moderation() -> Iterator[dict[str, ServedRunner]]:
     """NudeNet and open_nsfw as the service runs them (loaded once); skipped where not installed."""
-    options = ServeOptions(device="cpu", intra_op_threads=1)
-    runners = {name: served_factory(name, options)("cpu") for name in ("nudenet", "open_nsfw")}
-    try:
-        for runner in runners.values():
-            runner.load()
-    except ModelUnavailable as exc:
-        pytest.skip(str(exc))
-    yield runners
-    for runner in runners.values():
-        runner.close()
+    yield from loaded_served_runners(("nudenet", "open_nsfw"), ServeOptions(device="cpu", intra_op_threads=1))
 
 
 @pytest.fixture

@@ -21,11 +21,11 @@ import pytest
 
 from bot.services.moderation import ImageChecker
 from bot.services.moderation.check_results import CheckStatus
-from inference.images import ImageLimits, decode_image
-from inference.moderation import ImageModerator, at_moderation_scale, register_moderation_models
+from inference.moderation import register_moderation_models
 from inference.registry import ModelRegistry
 from inference.serving.client import InferenceClient
 from inference.serving.remote import RemoteModels
+from tests.serving.parts import assert_same_moderation
 
 # One Ray cluster start (20-55 s on 2 busy cores) falls into the first test's time.
 pytestmark = [pytest.mark.ray, pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -97,17 +97,8 @@ async def test_remote_runners_give_the_in_process_scores(
     remote, _client = remote_registry
     local = ModelRegistry("cpu")
     register_moderation_models(local, intra_op_threads=1)
-    limits = at_moderation_scale(ImageLimits())
     try:
-        for name, data in moderation_photos.items():
-            decoded = decode_image(data, limits=limits)
-            here = await ImageModerator(local).analyse(decoded)
-            there = await ImageModerator(remote).analyse(decoded)
-            assert there.nsfw_score == pytest.approx(here.nsfw_score, abs=1e-4), name
-            assert there.label_scores.keys() == here.label_scores.keys(), name
-            for label, score in here.label_scores.items():
-                assert there.label_scores[label] == pytest.approx(score, abs=1e-4), (name, label)
-            assert [d.box for d in there.detections] == [d.box for d in here.detections], name
+        await assert_same_moderation(local, remote, moderation_photos)
     finally:
         await local.close()
 

@@ -12,16 +12,16 @@ from bot.services.comments.backends import BackendUnavailable, LocalModelBackend
 from bot.services.moderation import ImageChecker
 from bot.services.moderation.check_results import CheckStatus
 from inference.commenter import register_commenter
-from inference.images import ImageLimits, decode_image
+from inference.images import decode_image
 from inference.labels import label_from_text
-from inference.moderation import NUDENET, ImageModerator, at_moderation_scale, register_moderation_models
+from inference.moderation import NUDENET, register_moderation_models
 from inference.perception import Perceiver, register_perception_models
 from inference.registry import ModelRegistry
-from inference.runners.base import ModelUnavailable
 from inference.serving.client import InferenceClient, ServiceRefused, ServiceUnavailable
-from inference.serving.models import ServedRunner, ServeOptions, served_factory
+from inference.serving.models import ServedRunner, ServeOptions
 from inference.serving.remote import RemoteModels
 from tests.serving.light_service import LightService
+from tests.serving.parts import assert_same_moderation, loaded_served_runners
 
 
 def _remote_registry(url: str, **client: float) -> ModelRegistry:
@@ -43,17 +43,8 @@ async def test_remote_moderation_gives_the_in_process_scores(
 ) -> None:
     remote = _remote_registry(light_service.url)
     register_moderation_models(remote)
-    limits = at_moderation_scale(ImageLimits())
     try:
-        for name, data in moderation_photos.items():
-            decoded = decode_image(data, limits=limits)
-            here = await ImageModerator(local_registry).analyse(decoded)
-            there = await ImageModerator(remote).analyse(decoded)
-            assert there.nsfw_score == pytest.approx(here.nsfw_score, abs=1e-4), name
-            assert there.label_scores.keys() == here.label_scores.keys(), name
-            for label, score in here.label_scores.items():
-                assert there.label_scores[label] == pytest.approx(score, abs=1e-4), (name, label)
-            assert [d.box for d in there.detections] == [d.box for d in here.detections], name
+        await assert_same_moderation(local_registry, remote, moderation_photos)
         assert {status.name: status.device for status in remote.snapshot()} == {
             "nudenet": "remote",
             "open_nsfw": "remote",
@@ -172,16 +163,7 @@ async def test_comments_are_skipped_while_the_service_is_down(light_service: Lig
 @pytest.fixture(scope="module")
 def served_perception() -> Iterator[dict[str, ServedRunner]]:
     """Faces and emotions as the service runs them; objects stay out (their weights are not shipped)."""
-    options = ServeOptions(device="cpu")
-    runners = {name: served_factory(name, options)("cpu") for name in ("faces", "emotions")}
-    try:
-        for runner in runners.values():
-            runner.load()
-    except ModelUnavailable as exc:
-        pytest.skip(str(exc))
-    yield runners
-    for runner in runners.values():
-        runner.close()
+    yield from loaded_served_runners(("faces", "emotions"), ServeOptions(device="cpu"))
 
 
 async def test_remote_perception_sees_the_same_faces_and_emotions(
