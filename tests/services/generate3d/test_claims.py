@@ -20,7 +20,7 @@ from bot.services.generate3d.service import GenerationService
 from bot.services.generate3d.shapes import LeaseLost
 from storage.blob_stores.local import LocalBlobStore
 from storage.db import Database
-from storage.models import JobState
+from storage.models import GenerationJob, JobState
 from tests.fakes.databases import empty_all_tables, open_database
 from tests.fakes.meshy_api.server import FakeMeshy
 from tests.services.generate3d.parts import Env, request, wait_until
@@ -73,6 +73,18 @@ async def worker_and_gateway(
     return worker, gateway
 
 
+async def job_in_its_preview(
+    envs: tuple[Env, Env],
+) -> tuple[GenerationService, GenerationService, GenerationJob]:
+    """A textured job submitted by the gateway and run by the worker, held in a 30 s Meshy preview."""
+    meshy = envs[0].meshy
+    meshy.config.preview_s = 30.0
+    worker, gateway = await worker_and_gateway(envs)
+    job = await gateway.submit(request(texture=True))
+    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
+    return worker, gateway, job
+
+
 async def test_a_job_submitted_in_one_process_runs_in_the_worker_that_claims_it(
     two_processes: tuple[Env, Env],
 ) -> None:
@@ -113,10 +125,7 @@ async def test_reconcile_queues_each_unfinished_job_once(two_processes: tuple[En
 
 async def test_cancel_in_another_process_stops_the_worker_at_once(two_processes: tuple[Env, Env]) -> None:
     meshy = two_processes[0].meshy
-    meshy.config.preview_s = 30.0
-    worker, gateway = await worker_and_gateway(two_processes)
-    job = await gateway.submit(request(texture=True))
-    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
+    worker, gateway, job = await job_in_its_preview(two_processes)
     assert worker.runner.is_running(job.id)
 
     await gateway.cancel(job.id, user_id=1)
@@ -155,10 +164,7 @@ async def test_a_worker_whose_claim_moved_on_stops_without_writing_or_asking_mes
     two_processes: tuple[Env, Env],
 ) -> None:
     meshy = two_processes[0].meshy
-    meshy.config.preview_s = 30.0
-    worker, gateway = await worker_and_gateway(two_processes)
-    job = await gateway.submit(request(texture=True))
-    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
+    worker, gateway, job = await job_in_its_preview(two_processes)
 
     # Another worker takes the job over (as one does once this one's heartbeat is stale).
     assert await claim_job(gateway.database, job.id, "another-worker") == 2
@@ -238,11 +244,7 @@ async def queue_row(database: Database, job_id: str) -> tuple[str, str, int] | N
 async def test_a_worker_whose_job_was_claimed_again_leaves_the_new_owners_queue_row_alone(
     two_processes: tuple[Env, Env],
 ) -> None:
-    meshy = two_processes[0].meshy
-    meshy.config.preview_s = 30.0
-    worker, gateway = await worker_and_gateway(two_processes)
-    job = await gateway.submit(request(texture=True))
-    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
+    worker, gateway, job = await job_in_its_preview(two_processes)
 
     # The queue row moves to another worker while this one still runs the job: its heartbeats (every
     # second with a 2 s timeout) no longer touch the row.
@@ -264,11 +266,7 @@ async def test_a_worker_whose_job_was_claimed_again_leaves_the_new_owners_queue_
 async def test_a_worker_stopping_after_its_job_was_claimed_again_does_not_queue_it_again(
     two_processes: tuple[Env, Env],
 ) -> None:
-    meshy = two_processes[0].meshy
-    meshy.config.preview_s = 30.0
-    worker, gateway = await worker_and_gateway(two_processes)
-    job = await gateway.submit(request(texture=True))
-    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
+    worker, gateway, job = await job_in_its_preview(two_processes)
 
     other = await take_queue_row(gateway.database, job.id)
     await claim_job(gateway.database, job.id, "another-worker")
@@ -281,10 +279,7 @@ async def test_a_delete_in_another_process_waits_for_the_worker_to_stop_first(
     two_processes: tuple[Env, Env], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     meshy = two_processes[0].meshy
-    meshy.config.preview_s = 30.0
-    worker, gateway = await worker_and_gateway(two_processes)
-    job = await gateway.submit(request(texture=True))
-    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
+    worker, gateway, job = await job_in_its_preview(two_processes)
     assert worker.runner.is_running(job.id)
 
     async def lost(database: Database, channel: str, payload: str) -> None:
