@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,13 +14,11 @@ from sqlalchemy.exc import ArgumentError
 
 from bot.config_blobs import BlobStoreFields
 from bot.config_deployment import DeploymentSettings
+from bot.config_serving import ServingSettings
 from bot.deployment import deployment_problem
 from inference.threads import default_threads
 from storage.blob_stores import BlobStoreSettings, blob_store_problem
 from storage.links import GENERATE_SECRET_HINT, MIN_SECRET_BYTES, LinkSecretError, load_or_create_secret
-
-if TYPE_CHECKING:
-    from inference.serving.remote import RemoteModels
 
 
 def _secret(value: SecretStr | None) -> str:
@@ -32,7 +29,7 @@ class SettingsError(Exception):
     """A configuration problem described in one human line (which variable, what is expected)."""
 
 
-class Settings(DeploymentSettings, BlobStoreFields, BaseSettings):
+class Settings(DeploymentSettings, ServingSettings, BlobStoreFields, BaseSettings):
     """Every variable is documented in `.env.example`; names are case-insensitive. The deployment's and
     the blob store's variables are declared in the classes it inherits (`bot.config_deployment`,
     `bot.config_blobs`)."""
@@ -44,7 +41,8 @@ class Settings(DeploymentSettings, BlobStoreFields, BaseSettings):
         case_sensitive=False,
     )
 
-    # Deployment (mode, roles, shards, Redis): bot/config_deployment.py; blob store: bot/config_blobs.py.
+    # Deployment (mode, roles, shards, Redis): bot/config_deployment.py; the inference service:
+    # bot/config_serving.py; blob store: bot/config_blobs.py.
 
     # Discord
     discord_token: SecretStr | None = None
@@ -81,21 +79,6 @@ class Settings(DeploymentSettings, BlobStoreFields, BaseSettings):
     # cores by default: two models usually run at once beside the event loop, and more threads than
     # cores is slow (on 2 busy cores, 2 torch threads took 7-10x longer per small op than 1).
     inference_threads: int = Field(default_factory=default_threads, ge=1, le=1024)
-    # The inference service (`lumi serve-models`) at this base URL runs the models; empty: this process
-    # runs them. Timeout per call, retries until the deadline, then the circuit opens (docs/serving.md).
-    inference_url: str = ""
-    inference_timeout_s: float = Field(default=10.0, gt=0, le=600)
-    inference_retry_deadline_s: float = Field(default=20.0, ge=0, le=600)
-    inference_breaker_failures: int = Field(default=5, ge=1, le=10_000)
-    inference_breaker_reset_s: float = Field(default=30.0, gt=0, le=3600)
-    # `lumi serve-models`: its address, and replicas, CPUs and GPUs per deployment as JSON objects
-    # (`{"moderation": 2}`; deployments: moderation, perception, commenter).
-    serve_host: str = "127.0.0.1"
-    serve_port: int = Field(default=8000, ge=1, le=65535)
-    serve_replicas: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
-    serve_num_cpus: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
-    serve_num_gpus: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
-
     # Moderation
     moderation_fetch_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"]
@@ -287,40 +270,6 @@ class Settings(DeploymentSettings, BlobStoreFields, BaseSettings):
             except (ArgumentError, ValueError) as error:
                 raise ValueError(f"is not a valid database URL ({error})") from None
         return value
-
-    @field_validator("inference_url")
-    @classmethod
-    def _check_inference_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must be the inference service's http:// or https:// base URL")
-        return value
-
-    @field_validator("serve_replicas", "serve_num_cpus", "serve_num_gpus", mode="before")
-    @classmethod
-    def _parse_serve_shares(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        try:
-            return json.loads(value) if value.strip() else {}
-        except ValueError:
-            raise ValueError('must be a JSON object by deployment, such as {"moderation": 2}') from None
-
-    def remote_models(self) -> RemoteModels | None:
-        """The models the inference service runs for this process (INFERENCE_URL), or None."""
-        if not self.inference_url:
-            return None
-        from inference.serving.client import InferenceClient
-        from inference.serving.remote import RemoteModels
-
-        client = InferenceClient(
-            self.inference_url,
-            timeout_s=self.inference_timeout_s,
-            retry_deadline_s=self.inference_retry_deadline_s,
-            breaker_failures=self.inference_breaker_failures,
-            breaker_reset_s=self.inference_breaker_reset_s,
-        )
-        return RemoteModels(client)
 
     @property
     def has_discord_token(self) -> bool:

@@ -93,14 +93,8 @@ async def drop_postgres_database(url: str) -> None:
     engine = _admin_engine(make_url(url).set(database=postgres_admin_url().database))
     try:
         async with engine.connect() as connection:
-            await connection.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            await connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+            # FORCE ends the sessions still attached and waits for them (PostgreSQL 13+).
+            await connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         await engine.dispose()
 

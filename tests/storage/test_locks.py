@@ -90,12 +90,16 @@ async def test_a_holder_whose_connection_died_loses_the_lock_to_another(empty_po
         )
         assert await dying.hold()
         async with b.engine.connect() as admin:
-            await admin.execute(
+            # Only this database's holders, and wait (up to 5 s) until each backend has exited: the
+            # plain call returns when the signal is sent, before the lock is released.
+            ended = await admin.execute(
                 sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND pid <> pg_backend_pid() "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                 )
             )
+            assert ended.scalars().all() == [True]
             await admin.commit()
         assert await survivor.hold()
         # The old holder notices its connection is gone and does not believe it still holds the lock.
