@@ -11,6 +11,7 @@ from inference.classifier.metadata import (
     ClassifierMetadata,
     MetadataError,
     classifier_files,
+    prepare_pixels,
     read_metadata,
 )
 from inference.classifier.runner import ClassifierInput, ClassScores, KerasClassifierRunner
@@ -29,6 +30,7 @@ __all__ = [
     "TrainingError",
     "classifier_files",
     "evaluate_classifier",
+    "prepare_pixels",
     "read_metadata",
     "train_classifier",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,7 +57,8 @@ class Codec(ABC, Generic[T, P, R]):
     """``T``: what a gateway's caller submits; ``P``: one item as the service's runner takes it;
     ``R``: one result."""
 
-    name: ClassVar[str]
+    # The model's name on the wire: a class attribute, or one per instance (a custom classifier's).
+    name: str
 
     # Gateway side.
     @abstractmethod

@@ -9,6 +9,8 @@ client's retries and circuit breaker live; the thread waits for it. Any failure 
 of the batch as ``ServiceUnavailable``, a ``ModelUnavailable`` with the reason.
 
 Loading is instant and asks the service nothing: a gateway starts while the service is still starting.
+The custom classifiers (``classifier-<id>``) come and go while a gateway runs: the moderation service
+asks ``classifier_factory`` for each registration's runner, whose codec carries the registration.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from inference.runners.base import Runner
+from inference.serving.classifier_codec import ClassifierCodec, ClassifierSpec
 from inference.serving.client import InferenceClient, ServiceUnavailable
 from inference.serving.codecs import CODECS, Codec
 from inference.serving.oip import OipError, encode_request
@@ -72,10 +75,14 @@ class RemoteRunner(Generic[T, R]):
 
 
 class RemoteModels:
-    """What a registry needs to hand out remote runners: which models the service has, and a factory."""
+    """What a registry needs to hand out remote runners: which models the service has, and a factory.
+    ``classifiers``: whether the service also runs the registered custom classifiers."""
 
-    def __init__(self, client: InferenceClient, *, models: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, client: InferenceClient, *, models: Sequence[str] | None = None, classifiers: bool = True
+    ) -> None:
         self.client = client
+        self.classifiers = classifiers
         self.models = frozenset(models if models is not None else CODECS)
         unknown = self.models - set(CODECS)
         if unknown:
@@ -86,8 +93,13 @@ class RemoteModels:
 
     def factory(self, name: str) -> Callable[[str], Runner[Any, Any]]:
         """A runner factory for the registry (called on the event loop, in the registry's ``_load``)."""
-        codec = CODECS[name]
+        return self._factory(CODECS[name])
 
+    def classifier_factory(self, spec: ClassifierSpec) -> Callable[[str], Runner[Any, Any]]:
+        """The runner factory of a registered custom classifier, ``spec.model`` in the service."""
+        return self._factory(ClassifierCodec(spec))
+
+    def _factory(self, codec: Codec[Any, Any, Any]) -> Callable[[str], Runner[Any, Any]]:
         def build(_device: str) -> Runner[Any, Any]:
             return RemoteRunner(codec, self.client, asyncio.get_running_loop())
 

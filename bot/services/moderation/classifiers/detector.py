@@ -1,7 +1,9 @@
 """Custom image classifiers in moderation: the detector that scores them for every checked image.
 
 Registrations (`lumi models add-classifier`) are kept by `classifier_catalog`; this module turns them into
-models of the shared registry, and their outputs into category scores. `ClassifierDetector` is an
+models of the shared registry, and their outputs into category scores. With INFERENCE_URL set, a
+classifier's model is a remote runner of the inference service's ``classifiers`` family: the same
+batches and scores, the model file loaded there instead of here. `ClassifierDetector` is an
 `ExtraDetector`, so the scores meet the guild's policy like those of the built-in models, in the same
 check; categories of the classifiers' own come with their rules (`DefinesCategories`).
 """
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from bot.services.moderation.classifiers.catalog import (
     REGISTRY_FILE,
@@ -21,6 +25,7 @@ from bot.services.moderation.classifiers.catalog import (
 from bot.services.moderation.classifiers.checks import verify_classifier
 from bot.services.moderation.classifiers.entries import RegisteredClassifier
 from bot.services.moderation.classifiers.registry_store import ClassifierFilesError
+from bot.services.moderation.classifiers.served import served_spec
 from bot.services.moderation.detector_frames import DetectorFrames
 from bot.services.moderation.policy import CategoryRule
 from inference.batcher import BatcherClosed, QueueFull
@@ -28,6 +33,7 @@ from inference.classifier import ClassifierInput, ClassScores, KerasClassifierRu
 from inference.device import Device
 from inference.images import DecodedImage
 from inference.registry import BatchConfig, ModelKey, ModelRegistry, ModelUnavailable
+from inference.runners.base import Runner
 
 # The registration names (catalog, entries, checks) are re-exported: callers import the feature from here.
 __all__ = [
@@ -42,6 +48,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# A classifier that stays unavailable for the same reason is reported again after this long.
+REPORT_INTERVAL_S: Final = 60.0
+
 
 class ClassifierDetector:
     """Scores every image with the classifiers that apply to its server, through the model registry.
@@ -49,7 +58,9 @@ class ClassifierDetector:
     Each classifier is a model of its own in the registry (``classifier-<id>``): loaded on first use on
     the registry's device, fed by its own batcher, so frames of concurrent posts share batches. A frame's
     score is the positive class's probability; an image scores its worst frame, and a category the highest
-    of its classifiers. A classifier that cannot load is left out (the registry retries it later).
+    of its classifiers. A classifier that cannot load, or whose inference service does not answer, is
+    left out (the registry retries it later, the service's client after its circuit's pause), with one
+    warning per reason and interval, not one per image.
     """
 
     name = "custom-classifiers"
@@ -61,8 +72,8 @@ class ClassifierDetector:
         self.registry = registry
         self.batch = batch or BatchConfig(max_batch_size=16, max_wait_ms=10.0)
         self._registered: dict[str, RegisteredClassifier] = {}
-        # The registry re-raises a failed load until it retries; one warning per failure, not per image.
-        self._reported_failures: dict[str, ModelUnavailable] = {}
+        # The reason and time of each classifier's last warning: one per reason and interval, not per image.
+        self._reported_failures: dict[str, tuple[str, float]] = {}
         self._sync_lock = asyncio.Lock()
 
     async def scores(
@@ -100,14 +111,27 @@ class ClassifierDetector:
             handle = await self.registry.get(key)
             outputs = await asyncio.gather(*(handle.predict(frame) for frame in decoded.frames))
         except ModelUnavailable as error:
-            if self._reported_failures.get(entry.model_key) is not error:
-                self._reported_failures[entry.model_key] = error
-                log.warning("custom classifier #%s (%s) left out: %s", entry.id, entry.category, error)
+            self._report(entry, error.reason)
             return None
         except (QueueFull, BatcherClosed) as error:
             log.warning("custom classifier #%s (%s) left out: %s", entry.id, entry.category, error)
             return None
+        self._reported_failures.pop(entry.model_key, None)
         return max(output.positive for output in outputs)
+
+    def _report(self, entry: RegisteredClassifier, reason: str) -> None:
+        last = self._reported_failures.get(entry.model_key)
+        now = time.monotonic()
+        if last is not None and last[0] == reason and now - last[1] < REPORT_INTERVAL_S:
+            return
+        self._reported_failures[entry.model_key] = (reason, now)
+        log.warning(
+            "custom classifier #%s (%s) left out: model %r is unavailable: %s",
+            entry.id,
+            entry.category,
+            entry.model_key,
+            reason,
+        )
 
     async def _sync(self, entries: list[RegisteredClassifier]) -> None:
         """Register new classifiers in the model registry and unload removed ones."""
@@ -122,8 +146,17 @@ class ClassifierDetector:
                 log.info("custom classifier %s unloaded (no longer registered)", key)
             for key, entry in wanted.items():
                 if key not in self._registered and not self.registry.is_registered(key):
-                    self.registry.register(key, self._factory(entry), batch=self.batch)
+                    self._register(entry)
                 self._registered[key] = entry
+
+    def _register(self, entry: RegisteredClassifier) -> None:
+        remote = self.registry.remote
+        if remote is not None and remote.classifiers:
+            # The device is the service's; "cpu" keeps this process from probing for CUDA.
+            factory: Callable[[Device], Runner[Any, Any]] = remote.classifier_factory(served_spec(entry))
+            self.registry.register(entry.model_key, factory, batch=self.batch, device="cpu")
+            return
+        self.registry.register(entry.model_key, self._factory(entry), batch=self.batch)
 
     def _factory(self, entry: RegisteredClassifier) -> Callable[[Device], KerasClassifierRunner]:
         def build(device: Device) -> KerasClassifierRunner:
