@@ -27,7 +27,7 @@ class ServingSettings(BaseSettings):
     inference_breaker_failures: int = Field(default=5, ge=1, le=10_000)
     inference_breaker_reset_s: float = Field(default=30.0, gt=0, le=3600)
     # `lumi serve-models`: its address, and replicas, CPUs and GPUs per deployment as JSON objects
-    # (`{"moderation": 2}`; deployments: moderation, perception, commenter).
+    # (`{"moderation": 2}`; deployments: moderation, perception, commenter, classifiers).
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(default=8000, ge=1, le=65535)
     serve_replicas: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)

@@ -1,7 +1,8 @@
 """`lumi serve-models`: Lumi's models on Ray Serve, for every gateway started with INFERENCE_URL.
 
 Starts (or joins, with `--address`) a Ray cluster, deploys the OIP ingress and one deployment per model
-family with the replicas and CPU/GPU shares of SERVE_REPLICAS, SERVE_NUM_CPUS and SERVE_NUM_GPUS, and
+family with the replicas and CPU/GPU shares of SERVE_REPLICAS, SERVE_NUM_CPUS and SERVE_NUM_GPUS (the
+`classifiers` family serves the custom classifiers of the registry these settings name), and
 serves until Ctrl+C or SIGTERM, then shuts Serve and the Ray it started down. Ray is imported here only:
 gateways do not need it (`pip install 'lumi[serve]'` on the service's machines).
 """
@@ -21,7 +22,7 @@ from bot.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_FAMILIES = ("moderation", "perception", "commenter")
+_DEFAULT_FAMILIES = ("moderation", "perception", "commenter", "classifiers")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--families",
         default=",".join(_DEFAULT_FAMILIES),
-        help="model families to deploy, comma-separated (default: moderation,perception,commenter)",
+        help="model families to deploy, comma-separated (default: all of "
+        + ",".join(_DEFAULT_FAMILIES)
+        + ")",
     )
     parser.add_argument(
         "--batching",
@@ -110,8 +113,13 @@ def _serve(args: argparse.Namespace) -> int:
             f"Ray Serve is not installed ({error}); install it with `pip install 'lumi[serve]'`"
         ) from None
 
+    from bot.services.moderation import ServedClassifierSource
+
     app = build_app(
-        serve_options(settings, args), families=families, resources=family_resources(settings, families)
+        serve_options(settings, args),
+        families=families,
+        resources=family_resources(settings, families),
+        classifier_source=ServedClassifierSource(settings),
     )
     started_ray = not ray.is_initialized() and args.address is None
     init: dict[str, Any] = {"include_dashboard": False}

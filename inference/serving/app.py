@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 
 from inference.device import Device
 from inference.registry import BatchConfig, ModelRegistry, ModelUnavailable
+from inference.serving.classifier_codec import CLASSIFIER_FAMILY, is_classifier_model
 from inference.serving.codecs import CODECS
 from inference.serving.models import FAMILIES, FAMILY_OF, ServedRunner, ServeOptions, served_factory
 from inference.serving.oip import (
@@ -227,9 +228,11 @@ class OipIngress:
             return JSONResponse(sizes)
         if len(parts) >= 3 and parts[:2] == ["v2", "models"]:
             model, rest = parts[2], parts[3:]
-            family = self.families.get(FAMILY_OF.get(model, ""))
+            family = self.families.get(_family_of(model))
             if family is None:
                 served = ", ".join(sorted(m for m in FAMILY_OF if FAMILY_OF[m] in self.families))
+                if CLASSIFIER_FAMILY in self.families:
+                    served += ", classifier-<id>"
                 return _error(404, f"model {model!r} is not served here (served: {served})")
             if rest == [] and method == "GET":
                 return JSONResponse({"name": model, "platform": "lumi", "versions": ["1"]})
@@ -282,6 +285,10 @@ async def _read_capped(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def _family_of(model: str) -> str:
+    return CLASSIFIER_FAMILY if is_classifier_model(model) else FAMILY_OF.get(model, "")
+
+
 def _error(status: int, message: str) -> Response:
     return Response(encode_error(message), status_code=status, media_type="application/json")
 
@@ -298,15 +305,26 @@ def build_app(
     *,
     families: Sequence[str] = tuple(FAMILIES),
     resources: dict[str, FamilyResources] | None = None,
+    classifier_source: Callable[[], Any] | None = None,
 ) -> serve.Application:
-    """The application ``serve.run`` deploys: the ingress and one deployment per family."""
-    unknown = set(families) - set(FAMILIES)
+    """The application ``serve.run`` deploys: the ingress and one deployment per family.
+
+    The ``classifiers`` family needs ``classifier_source``, a picklable callable that builds the
+    family's ``ClassifierSource`` in each replica (``inference.serving.classifiers``)."""
+    known = (*FAMILIES, CLASSIFIER_FAMILY)
+    unknown = set(families) - set(known)
     if unknown:
-        raise ValueError(f"unknown model families {sorted(unknown)}; known: {', '.join(FAMILIES)}")
+        raise ValueError(f"unknown model families {sorted(unknown)}; known: {', '.join(known)}")
     resources = resources or {}
     bound: dict[str, Any] = {}
     for family in families:
         share = resources.get(family, FamilyResources())
+        if family == CLASSIFIER_FAMILY:
+            # Imported here: that module's deployment answers with this module's Failure.
+            from inference.serving.classifiers import bind_classifier_family
+
+            bound[family] = bind_classifier_family(options, classifier_source, share)
+            continue
         bound[family] = (
             cast(Any, ModelFamily)
             .options(

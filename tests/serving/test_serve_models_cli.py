@@ -17,7 +17,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_unknown_families_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve-models", "--families", "moderation,vision"]) == 2
-    assert "--families takes some of moderation, perception, commenter" in capsys.readouterr().err
+    assert (
+        "--families takes some of moderation, perception, commenter, classifiers" in capsys.readouterr().err
+    )
 
 
 def test_resources_for_unknown_deployments_are_refused(

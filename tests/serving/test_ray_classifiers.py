@@ -1,0 +1,183 @@
+"""The custom classifiers on Ray Serve: the ``classifiers`` family reads the registry the gateways read
+(here a DATA_DIR folder) and serves each registration as ``classifier-<id>``. One local Ray cluster for
+the module; the pattern classifier (stripes flagged, dots harmless) is the registered model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bot.services.moderation.classifiers.catalog import ClassifierCatalog, classifier_catalog
+from bot.services.moderation.classifiers.detector import ClassifierDetector
+from bot.services.moderation.classifiers.served import ServedClassifierSource, served_spec
+from bot.services.moderation.detector_frames import DetectorFrames
+from inference.classifier import ClassScores, KerasClassifierRunner
+from inference.images import ImageLimits, decode_image
+from inference.registry import ModelRegistry
+from inference.serving.client import InferenceClient, ServiceRefused
+from inference.serving.remote import RemoteModels
+from tests.conftest import make_settings
+from tests.fakes.patterns import png_bytes
+
+# One Ray cluster start (20-55 s on 2 busy cores) falls into the first test's time.
+pytestmark = [pytest.mark.ray, pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory, pattern_classifier: Path) -> Path:
+    """A DATA_DIR whose registry holds the pattern classifier as #1 (for the built-in violence)."""
+    root = tmp_path_factory.mktemp("lumi-data")
+    classifier_catalog(root).add(pattern_classifier, category="violence", verify=None)
+    return root
+
+
+@pytest.fixture(scope="module")
+def classifier_service(data_dir: Path) -> Iterator[str]:
+    """The classifiers family on a local 2-CPU Ray cluster, behind Serve's HTTP proxy; its URL."""
+    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    ray = pytest.importorskip("ray", reason="Ray Serve is not installed (the serve extra)")
+    from ray import serve
+
+    from inference.serving.app import FamilyResources, build_app
+    from inference.serving.models import ServeOptions
+
+    port = _free_port()
+    settings = make_settings(data_dir.parent, data_dir=data_dir)
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200_000_000, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        app = build_app(
+            ServeOptions(device="cpu", max_batch_size=32, batch_wait_ms=50.0),
+            families=["classifiers"],
+            resources={"classifiers": FamilyResources(1, 1.0, 0.0)},
+            classifier_source=ServedClassifierSource(settings, refresh_s=0.5),
+        )
+        serve.run(app, name="lumi", route_prefix="/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()  # type: ignore[no-untyped-call]
+        ray.shutdown()
+
+
+@pytest.fixture
+async def gateway(
+    classifier_service: str, data_dir: Path
+) -> AsyncIterator[tuple[ClassifierDetector, InferenceClient]]:
+    """A gateway's detector whose classifiers run in the service (its catalog re-read at every image)."""
+    client = InferenceClient(classifier_service, timeout_s=60.0, retry_deadline_s=1.0, breaker_failures=3)
+    registry = ModelRegistry("cpu", remote=RemoteModels(client))
+    detector = ClassifierDetector(ClassifierCatalog(data_dir / "classifiers", refresh_s=0.0), registry)
+    yield detector, client
+    await detector.close()
+    await registry.close()
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+async def test_remote_classifier_scores_equal_the_in_process_ones(
+    gateway: tuple[ClassifierDetector, InferenceClient],
+    classifier_service: str,
+    data_dir: Path,
+    pattern_classifier: Path,
+    moderation_photos: dict[str, bytes],
+) -> None:
+    detector, _client = gateway
+    images = {**moderation_photos, "stripes": png_bytes("stripes", seed=5), "dots": png_bytes("dots", seed=6)}
+    limits = ImageLimits()
+    remote = {
+        name: await detector.scores(data, DetectorFrames(data, limits)) for name, data in images.items()
+    }
+    assert remote["stripes"]["violence"] > 0.5 > remote["dots"]["violence"]
+
+    local = KerasClassifierRunner(pattern_classifier, "cpu")
+    await asyncio.to_thread(local.load)
+    try:
+        handle = await detector.registry.get("classifier-1")
+        for name, data in images.items():
+            frames = decode_image(data, limits=limits).frames
+            here: list[ClassScores] = await asyncio.to_thread(local.predict_batch, frames)
+            there: list[ClassScores] = await asyncio.gather(*(handle.predict(frame) for frame in frames))
+            for local_scores, remote_scores in zip(here, there, strict=True):
+                assert remote_scores.scores.keys() == local_scores.scores.keys(), name
+                for label, score in local_scores.scores.items():
+                    assert remote_scores.scores[label] == pytest.approx(score, abs=1e-4), (name, label)
+            assert remote[name]["violence"] == pytest.approx(max(s.positive for s in here), abs=1e-4), name
+    finally:
+        local.close()
+    _, batches = await asyncio.to_thread(_get, f"{classifier_service}/v2/debug/batches")
+    assert sum(json.loads(batches)["classifier-1"]) >= 2 * len(images)
+
+
+async def test_unknown_ids_and_other_registrations_get_clear_answers(
+    gateway: tuple[ClassifierDetector, InferenceClient], classifier_service: str, data_dir: Path
+) -> None:
+    _detector, client = gateway
+    registered = ClassifierCatalog(data_dir / "classifiers").load()[0]
+    unknown = RemoteModels(client).classifier_factory(replace(served_spec(registered), model="classifier-99"))
+    with pytest.raises(ServiceRefused, match=r"'classifier-99' is not registered in the classifier registry"):
+        await asyncio.to_thread(unknown("cpu").predict_batch, [_plain_picture()])
+    other = RemoteModels(client).classifier_factory(replace(served_spec(registered), sha256="0" * 64))
+    with pytest.raises(ServiceRefused, match=r"not the 000000000000… asked for: the gateway and the service"):
+        await asyncio.to_thread(other("cpu").predict_batch, [_plain_picture()])
+    assert (await asyncio.to_thread(_get, f"{classifier_service}/v2/models/classifier-1/ready"))[0] == 200
+    status, body = await asyncio.to_thread(_get, f"{classifier_service}/v2/models/classifier-99/ready")
+    assert status == 503 and "registered: classifier-1" in json.loads(body)["error"]
+    status, body = await asyncio.to_thread(_get, f"{classifier_service}/v2/models/nudenet/ready")
+    assert status == 404 and "classifier-<id>" in json.loads(body)["error"]
+    assert await client.breaker_state("classifier-99") == "closed"  # an answer, not a fault
+
+
+async def test_a_removed_classifier_stops_being_served(
+    gateway: tuple[ClassifierDetector, InferenceClient],
+    classifier_service: str,
+    data_dir: Path,
+    pattern_classifier: Path,
+) -> None:
+    detector, client = gateway
+    catalog = ClassifierCatalog(data_dir / "classifiers")
+    added = catalog.add(pattern_classifier, category="weapons", review=0.5, verify=None)
+    stripes = png_bytes("stripes", seed=8)
+    scores = await detector.scores(stripes, DetectorFrames(stripes, ImageLimits()))
+    assert scores["weapons"] > 0.5 and scores["violence"] > 0.5
+    runner = RemoteModels(client).classifier_factory(served_spec(added))("cpu")
+
+    catalog.remove(added.id)
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            await asyncio.to_thread(runner.predict_batch, [_plain_picture()])
+        except ServiceRefused as refused:
+            assert f"'{added.model_key}' is not registered" in refused.reason
+            break
+        assert time.monotonic() < deadline, "the removed classifier is still served"
+        await asyncio.sleep(0.5)
+    scores = await detector.scores(stripes, DetectorFrames(stripes, ImageLimits()))
+    assert "weapons" not in scores and scores["violence"] > 0.5  # the others keep serving
+    assert not detector.registry.is_registered(added.model_key)
+
+
+def _plain_picture() -> Image.Image:
+    return Image.new("RGB", (64, 64), (200, 30, 30))
