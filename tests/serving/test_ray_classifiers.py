@@ -1,6 +1,7 @@
 """The custom classifiers on Ray Serve: the ``classifiers`` family reads the registry the gateways read
 (here a DATA_DIR folder) and serves each registration as ``classifier-<id>``. One local Ray cluster for
-the module; the pattern classifier (stripes flagged, dots harmless) is the registered model.
+the module, with the family twice: batched by ``@serve.batch`` (at ``/``) and by Lumi's batcher in the
+replica (at ``/lumi``). The pattern classifier (stripes flagged, dots harmless) is the registered model.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import os
 import socket
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from PIL import Image
@@ -33,6 +35,8 @@ from tests.fakes.patterns import png_bytes
 # One Ray cluster start (20-55 s on 2 busy cores) falls into the first test's time.
 pytestmark = [pytest.mark.ray, pytest.mark.e2e, pytest.mark.timeout(300)]
 
+Gateway = tuple[ClassifierDetector, InferenceClient]
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -49,8 +53,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, pattern_classifier: Path)
 
 
 @pytest.fixture(scope="module")
-def classifier_service(data_dir: Path) -> Iterator[str]:
-    """The classifiers family on a local 2-CPU Ray cluster, behind Serve's HTTP proxy; its URL."""
+def classifier_services(data_dir: Path) -> Iterator[dict[str, str]]:
+    """The classifiers family on a local 2-CPU Ray cluster, behind Serve's HTTP proxy: the URLs of the
+    app batching with ``@serve.batch`` ("serve") and of the one batching with Lumi's batcher ("lumi")."""
     os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
     ray = pytest.importorskip("ray", reason="Ray Serve is not installed (the serve extra)")
     from ray import serve
@@ -63,30 +68,52 @@ def classifier_service(data_dir: Path) -> Iterator[str]:
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200_000_000, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        app = build_app(
-            ServeOptions(device="cpu", max_batch_size=32, batch_wait_ms=50.0),
-            families=["classifiers"],
-            resources={"classifiers": FamilyResources(1, 1.0, 0.0)},
-            classifier_source=ServedClassifierSource(settings, refresh_s=0.5),
-        )
-        serve.run(app, name="lumi", route_prefix="/")
-        yield f"http://127.0.0.1:{port}"
+        urls: dict[str, str] = {}
+        apps: tuple[tuple[Literal["serve", "lumi"], str], ...] = (("serve", ""), ("lumi", "/lumi"))
+        for batching, prefix in apps:
+            # A wide window: the sharing test looks for two gateways' requests in one model call.
+            options = ServeOptions(device="cpu", max_batch_size=32, batch_wait_ms=200.0, batching=batching)
+            app = build_app(
+                options,
+                families=["classifiers"],
+                resources={"classifiers": FamilyResources(1, 1.0, 0.0)},
+                classifier_source=ServedClassifierSource(settings, refresh_s=0.5),
+            )
+            serve.run(app, name=f"lumi-{batching}", route_prefix=prefix or "/")
+            urls[batching] = f"http://127.0.0.1:{port}{prefix}"
+        yield urls
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
 
 
 @pytest.fixture
-async def gateway(
-    classifier_service: str, data_dir: Path
-) -> AsyncIterator[tuple[ClassifierDetector, InferenceClient]]:
-    """A gateway's detector whose classifiers run in the service (its catalog re-read at every image)."""
-    client = InferenceClient(classifier_service, timeout_s=60.0, retry_deadline_s=1.0, breaker_failures=3)
-    registry = ModelRegistry("cpu", remote=RemoteModels(client))
-    detector = ClassifierDetector(ClassifierCatalog(data_dir / "classifiers", refresh_s=0.0), registry)
-    yield detector, client
-    await detector.close()
-    await registry.close()
+def classifier_service(classifier_services: dict[str, str]) -> str:
+    return classifier_services["serve"]
+
+
+@pytest.fixture
+async def make_gateway(data_dir: Path) -> AsyncIterator[Callable[[str], Gateway]]:
+    """``make_gateway(url)``: a gateway's detector whose classifiers run in the service at ``url`` (its
+    catalog re-read at every image), and its client."""
+    registries: list[tuple[ClassifierDetector, ModelRegistry]] = []
+
+    def make(url: str) -> Gateway:
+        client = InferenceClient(url, timeout_s=60.0, retry_deadline_s=1.0, breaker_failures=3)
+        registry = ModelRegistry("cpu", remote=RemoteModels(client))
+        detector = ClassifierDetector(ClassifierCatalog(data_dir / "classifiers", refresh_s=0.0), registry)
+        registries.append((detector, registry))
+        return detector, client
+
+    yield make
+    for detector, registry in registries:
+        await detector.close()
+        await registry.close()
+
+
+@pytest.fixture
+def gateway(make_gateway: Callable[[str], Gateway], classifier_service: str) -> Gateway:
+    return make_gateway(classifier_service)
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -97,14 +124,15 @@ def _get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+@pytest.mark.parametrize("batching", ["serve", "lumi"])
 async def test_remote_classifier_scores_equal_the_in_process_ones(
-    gateway: tuple[ClassifierDetector, InferenceClient],
-    classifier_service: str,
-    data_dir: Path,
+    batching: str,
+    make_gateway: Callable[[str], Gateway],
+    classifier_services: dict[str, str],
     pattern_classifier: Path,
     moderation_photos: dict[str, bytes],
 ) -> None:
-    detector, _client = gateway
+    detector, _client = make_gateway(classifier_services[batching])
     images = {**moderation_photos, "stripes": png_bytes("stripes", seed=5), "dots": png_bytes("dots", seed=6)}
     limits = ImageLimits()
     remote = {
@@ -127,12 +155,30 @@ async def test_remote_classifier_scores_equal_the_in_process_ones(
             assert remote[name]["violence"] == pytest.approx(max(s.positive for s in here), abs=1e-4), name
     finally:
         local.close()
-    _, batches = await asyncio.to_thread(_get, f"{classifier_service}/v2/debug/batches")
+    _, batches = await asyncio.to_thread(_get, f"{classifier_services[batching]}/v2/debug/batches")
     assert sum(json.loads(batches)["classifier-1"]) >= 2 * len(images)
 
 
+async def test_two_gateways_requests_share_model_calls(
+    make_gateway: Callable[[str], Gateway], classifier_service: str
+) -> None:
+    gateways = [make_gateway(classifier_service)[0] for _ in range(2)]
+    dots = png_bytes("dots", seed=9)
+    for detector in gateways:  # each registers the classifier at its first image
+        assert (await detector.scores(dots, DetectorFrames(dots, ImageLimits())))["violence"] < 0.5
+    handles = [await detector.registry.get("classifier-1") for detector in gateways]
+    frames = [_plain_picture() for _ in range(8)]
+    _, before = await asyncio.to_thread(_get, f"{classifier_service}/v2/debug/batches")
+    seen = len(json.loads(before).get("classifier-1", []))
+    # Each gateway's batcher sends its 8 frames as one request; the service's window holds both.
+    await asyncio.gather(*(handle.predict(frame) for handle in handles for frame in frames))
+    _, after = await asyncio.to_thread(_get, f"{classifier_service}/v2/debug/batches")
+    calls = json.loads(after)["classifier-1"][seen:]
+    assert sum(calls) == 16 and max(calls) > 8, calls
+
+
 async def test_unknown_ids_and_other_registrations_get_clear_answers(
-    gateway: tuple[ClassifierDetector, InferenceClient], classifier_service: str, data_dir: Path
+    gateway: Gateway, classifier_service: str, data_dir: Path
 ) -> None:
     _detector, client = gateway
     registered = ClassifierCatalog(data_dir / "classifiers").load()[0]
@@ -151,7 +197,7 @@ async def test_unknown_ids_and_other_registrations_get_clear_answers(
 
 
 async def test_a_removed_classifier_stops_being_served(
-    gateway: tuple[ClassifierDetector, InferenceClient],
+    gateway: Gateway,
     classifier_service: str,
     data_dir: Path,
     pattern_classifier: Path,
