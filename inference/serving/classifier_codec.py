@@ -78,7 +78,8 @@ class ClassifierSource(Protocol):
         ...
 
     def model_folder(self, model: str) -> Path:
-        """A local folder holding the model, ready to load; ``ModelUnavailable`` when it cannot be had."""
+        """A local folder holding the model, its model file checked against the registration's SHA-256;
+        ``ModelUnavailable`` when it cannot be had as registered."""
         ...
 
     def forget(self, model: str) -> None:

@@ -4,24 +4,22 @@ A replica reads the classifier registry the gateways read through a ``Classifier
 replica by the callable ``lumi serve-models`` passes in: the service's code outside ``inference``
 knows where the registry is, a folder or the blob store) and serves each registration as
 ``classifier-<id>``, loaded on its first request through a ``ModelRegistry`` (lazily, under a lock,
-with a warm-up and a remembered failure), from the model folder the source hands over (fetched from
-the blob store and checked against the recorded SHA-256 there) and only if its model file hashes to
-the registration's digest.
+with a warm-up and a remembered failure), from the model folder the source hands over (checked
+against the registration's SHA-256 there) and only if its metadata is the registration's.
 
 It follows the registry: a registration that disappears, or comes back with another model, is
 unloaded at the next request after the source sees it (the source re-reads the registry at most every
 few seconds), and a request for a model or a digest the service does not know makes the source
-re-read the registry at once (at most once a second per model) before the answer: 404 for a classifier that is
-not registered, 503 for a digest that is not the registration's (the gateway and the service read
-different registries, or one of them has not caught up yet), 503 with the reason for one that cannot
-load. Batching is the other families': ``@serve.batch`` sized in images, one model call per
+re-read the registry at once (at most once a second per model) before the answer: 404 for a
+classifier that is not registered, 503 for a digest that is not the registration's (the gateway and
+the service read different registries, or one of them has not caught up yet), 503 with the reason for
+one that cannot load. Batching is the other families': ``@serve.batch`` sized in images, one model call per
 classifier in the batch, or Lumi's ``DynamicBatcher`` in the replica (``batching="lumi"``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -54,7 +52,6 @@ log = logging.getLogger(__name__)
 # A request for a model or digest the service does not know re-reads the registry at most this often
 # (per model).
 _FRESH_READ_INTERVAL_S: Final = 1.0
-_CHUNK: Final = 1 << 20
 
 
 def _items(request: tuple[str, Tensors]) -> int:
@@ -258,7 +255,7 @@ class ClassifierFamily:
 
 class _SourcedClassifierRunner(KerasClassifierRunner):
     """A registration's Keras runner: its folder comes from the source when it loads (on the model's
-    thread), and it loads only a model file whose digest, input size and classes are the registration's."""
+    thread), and it loads only a model whose input size and classes are the registration's."""
 
     def __init__(self, source: ClassifierSource, spec: ClassifierSpec, device: Device) -> None:
         super().__init__(Path(), device, name=spec.model)
@@ -268,17 +265,10 @@ class _SourcedClassifierRunner(KerasClassifierRunner):
     def load(self) -> None:
         self.path = self._source.model_folder(self._spec.model)
         try:
-            model_path, metadata_path = classifier_files(self.path)
+            _model_path, metadata_path = classifier_files(self.path)
             metadata = read_metadata(metadata_path)
         except ValueError as error:
             raise ModelUnavailable(self.name, str(error)) from None
-        digest = _file_sha256(model_path)
-        if digest != self._spec.sha256:
-            raise ModelUnavailable(
-                self.name,
-                f"{str(model_path)!r} has sha256 {digest[:12]}…, not the registered "
-                f"{self._spec.short_digest}… (replaced after registration): register it again",
-            )
         if (metadata.input_size, metadata.classes) != (self._spec.input_size, self._spec.classes):
             raise ModelUnavailable(
                 self.name,
@@ -290,14 +280,6 @@ class _SourcedClassifierRunner(KerasClassifierRunner):
 
 def _served(handle: ModelHandle[Any, Any]) -> ServedRunner:
     return cast(ServedRunner, handle.runner)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _model_id(model: str) -> int:

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.services.moderation.classifiers.catalog import ClassifierCatalog, classifier_catalog_for
+from bot.services.moderation.classifiers.checks import file_sha256
 from bot.services.moderation.classifiers.entries import RegisteredClassifier
 from bot.services.moderation.classifiers.registry_store import ClassifierFilesError
+from inference.classifier import MetadataError, classifier_files
 from inference.registry import ModelUnavailable
 from inference.serving.classifier_codec import ClassifierSource, ClassifierSpec
 
@@ -34,7 +36,8 @@ def served_spec(entry: RegisteredClassifier) -> ClassifierSpec:
 
 
 class ServedClassifiers:
-    """A ``ClassifierSource`` over a catalog: its registrations by model name, and their model folders."""
+    """A ``ClassifierSource`` over a catalog: its registrations by model name, and their model folders
+    (fetched and checked by the catalog's store, the model file's digest checked here)."""
 
     def __init__(self, catalog: ClassifierCatalog) -> None:
         self.catalog = catalog
@@ -58,11 +61,23 @@ class ServedClassifiers:
     def model_folder(self, model: str) -> Path:
         entry = self._entry(model)
         try:
-            return self.catalog.folder_of(entry)
+            folder = self.catalog.folder_of(entry)
+            model_path, _metadata_path = classifier_files(folder)
+            digest = file_sha256(model_path)
         except ClassifierFilesError as error:
             raise ModelUnavailable(model, str(error)) from None
+        except MetadataError as error:
+            raise ModelUnavailable(model, f"{error}; register it again") from None
         except OSError as error:
             raise ModelUnavailable(model, f"its files cannot be fetched: {error}") from None
+        if digest != entry.sha256:
+            # A folder store's copy is loaded as it is: it may have been replaced since registration.
+            raise ModelUnavailable(
+                model,
+                f"{str(model_path)!r} has sha256 {digest[:12]}…, not the registered {entry.sha256[:12]}… "
+                "(replaced after registration): register it again",
+            )
+        return folder
 
     def forget(self, model: str) -> None:
         entry = self._entries.get(model)
