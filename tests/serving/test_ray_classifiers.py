@@ -7,6 +7,7 @@ replica (at ``/lumi``). The pattern classifier (stripes flagged, dots harmless) 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import socket
@@ -21,7 +22,9 @@ import pytest
 from PIL import Image
 
 from bot.services.moderation.classifiers.catalog import ClassifierCatalog, classifier_catalog
+from bot.services.moderation.classifiers.checks import file_sha256
 from bot.services.moderation.classifiers.detector import ClassifierDetector
+from bot.services.moderation.classifiers.registry_store import parse_registry, registry_bytes
 from bot.services.moderation.classifiers.served import ServedClassifierSource, served_spec
 from bot.services.moderation.detector_frames import DetectorFrames
 from inference.classifier import ClassScores, KerasClassifierRunner
@@ -227,3 +230,42 @@ async def test_a_removed_classifier_stops_being_served(
 
 def _plain_picture() -> Image.Image:
     return Image.new("RGB", (64, 64), (200, 30, 30))
+
+
+async def test_a_registration_whose_model_changed_is_reloaded(
+    gateway: Gateway, classifier_service: str, data_dir: Path
+) -> None:
+    """Runs last: classifier-1 ends up with another model file (the same network, saved again)."""
+    _detector, client = gateway
+    catalog = ClassifierCatalog(data_dir / "classifiers")
+    entry = next(e for e in catalog.load() if e.id == 1)
+    before = RemoteModels(client).classifier_factory(served_spec(entry))("cpu")
+    await asyncio.to_thread(before.predict_batch, [_plain_picture()])
+
+    model = data_dir / "classifiers" / entry.folder / "model.keras"
+    await asyncio.to_thread(_save_again, model)
+    changed = replace(entry, sha256=file_sha256(model))
+    assert changed.sha256 != entry.sha256
+    document = catalog.store.read()
+    assert document is not None
+    next_id, entries = parse_registry(document.data, where="test")
+    entries = [changed if e.id == entry.id else e for e in entries]
+    catalog.store.write(registry_bytes(next_id, entries), version=document.version)
+
+    after = RemoteModels(client).classifier_factory(served_spec(changed))("cpu")
+    scores = await asyncio.to_thread(
+        after.predict_batch, [Image.open(io.BytesIO(png_bytes("stripes", seed=9)))]
+    )
+    assert scores[0].positive > 0.5
+    with pytest.raises(ServiceRefused, match=f"not the {entry.sha256[:12]}… asked for"):
+        await asyncio.to_thread(before.predict_batch, [_plain_picture()])
+
+
+def _save_again(model: Path) -> None:
+    from inference.tensorflow_support import import_keras
+
+    keras, _tf = import_keras()
+    network = keras.models.load_model(str(model), compile=False)
+    copy = model.with_name("again.keras")
+    network.save(str(copy))
+    copy.replace(model)
