@@ -93,15 +93,13 @@ ClassifierSourceFactory = Callable[[], ClassifierSource]
 
 
 def asked_digest(inputs: Tensors) -> str:
-    """The registration digest a request names (its ``MODEL_SHA256`` tensor)."""
+    """The registration digest a request names (its ``MODEL_SHA256`` tensor; empty for a registration
+    recorded without one)."""
     tensor = require(inputs, DIGEST_TENSOR, object, 1)
     require_count(DIGEST_TENSOR, tensor, 1)
-    try:
-        digest = bytes(tensor[0]).decode("ascii")
-    except UnicodeDecodeError:
-        digest = ""
-    if _DIGEST.fullmatch(digest) is None:
-        raise OipError(f"tensor {DIGEST_TENSOR!r} must hold one SHA-256 digest in lowercase hex")
+    digest = bytes(tensor[0]).decode("ascii", errors="replace")
+    if digest and _DIGEST.fullmatch(digest) is None:
+        raise OipError(f"tensor {DIGEST_TENSOR!r} must hold one SHA-256 digest in lowercase hex, or nothing")
     return digest
 
 

@@ -125,6 +125,11 @@ def test_a_request_must_name_one_registration_digest(digest: list[bytes] | None,
         asked_digest(inputs)
 
 
+def test_a_registration_recorded_without_a_digest_travels_without_one() -> None:
+    codec = ClassifierCodec(ClassifierSpec("classifier-2", "", (48, 64), ("a", "b"), "b"))
+    assert asked_digest(_over_the_wire(codec.encode_items(_frames()[:1]))) == ""
+
+
 def test_the_gateway_refuses_scores_that_do_not_fit_the_registration() -> None:
     codec = ClassifierCodec(SPEC)
     with pytest.raises(OipError, match="2 rows for 3 items"):

@@ -70,8 +70,9 @@ class ServedClassifiers:
             raise ModelUnavailable(model, f"{error}; register it again") from None
         except OSError as error:
             raise ModelUnavailable(model, f"its files cannot be fetched: {error}") from None
-        if digest != entry.sha256:
-            # A folder store's copy is loaded as it is: it may have been replaced since registration.
+        # A folder store's copy is loaded as it is: it may have been replaced since registration. (An entry
+        # recorded without a digest is loaded as it is, as a gateway would.)
+        if entry.sha256 and digest != entry.sha256:
             raise ModelUnavailable(
                 model,
                 f"{str(model_path)!r} has sha256 {digest[:12]}…, not the registered {entry.sha256[:12]}… "
