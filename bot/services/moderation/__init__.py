@@ -31,6 +31,7 @@ from bot.services.moderation.classifiers import (
     RegisteredClassifier,
     classifier_catalog,
     classifier_catalog_for,
+    classifier_file_sweep,
     verify_classifier,
 )
 from bot.services.moderation.config import ModerationConfig
@@ -96,6 +97,7 @@ __all__ = [
     "case_category",
     "classifier_catalog",
     "classifier_catalog_for",
+    "classifier_file_sweep",
     "describe_policy",
     "image_digests",
     "moderation_config",

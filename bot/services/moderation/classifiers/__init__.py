@@ -5,6 +5,7 @@ open_nsfw).
 
 from __future__ import annotations
 
+from bot.services.moderation.classifiers.blob_registry import classifier_file_sweep
 from bot.services.moderation.classifiers.detector import (
     ClassifierCatalog,
     ClassifierDetector,
@@ -20,5 +21,6 @@ __all__ = [
     "RegisteredClassifier",
     "classifier_catalog",
     "classifier_catalog_for",
+    "classifier_file_sweep",
     "verify_classifier",
 ]
