@@ -17,8 +17,10 @@ one shard each. Every run, after its models are loaded:
    the dead one held.
 
 Rounds alternate which run goes first, so a busy moment of a shared machine does not favour one; with
-several rounds figures are the median and range. The table ends with the targets, met or not. Exit
-status 0 even when a target is missed (this is a measurement), 2 when the bench itself could not run.
+several rounds figures are the median and range. The table ends with the targets, met or not, then the
+timeline of every job with a duplicate Meshy task (`distributed_trace`: claims, lease epochs, create
+requests, tasks, the kill). Exit status 0 even when a target is missed (this is a measurement), 2 when
+the bench itself could not run.
 Not a test: figures depend on the machine.
 """
 
@@ -42,6 +44,7 @@ from distributed_cluster import RunPlan, running_cluster
 from distributed_jobs import JobFigures, measure_jobs
 from distributed_moderation import ModerationFigures, measure_moderation, warm_up
 from distributed_report import print_table, targets
+from distributed_trace import print_traces
 
 # Commands a second apart: no two submissions overlap in one process (see docs/distributed.md's benchmark).
 QUICK = {
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
     else:
         print_table(report)
+        print_traces([(name, run) for name, runs in report["runs"].items() for run in runs])
     return 0
 
 

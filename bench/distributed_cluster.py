@@ -1,8 +1,9 @@
 """One run of the distributed bench: a scratch PostgreSQL database, a Redis key prefix, the local Discord
 and Meshy servers, and real `lumi run` processes splitting two shards between them.
 
-The processes are started as the e2e tests start them (`tests/launch_lumi.py run`, which points
-discord.py at the local server), with `LUMI_MODE=distributed` and every role, so that one process or two
+The processes are started as the e2e tests start them (`tests/e2e/distributed_processes.py`:
+`tests/launch_lumi.py run`, which points discord.py at the local server, with one environment for every
+process), with `LUMI_MODE=distributed` and every role, so that one process or two
 run the same code on the same work: each is a gateway for its shards, a 3D worker and a web server.
 Not a test: figures depend on the machine.
 """
@@ -17,17 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from redis import asyncio as redis_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.e2e.lumi_process import LumiProcess, base_env
+from tests.e2e.distributed_processes import distributed_env, publish_globally, running, setup_moderation
+from tests.e2e.lumi_process import LumiProcess
 from tests.fakes.databases import temporary_postgres_database
 from tests.fakes.discord_api.entities import FakeGuild
 from tests.fakes.discord_api.server import FakeDiscord
 from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
+from tests.fakes.redis_keys import delete_keys
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
 SHARD_COUNT = 2
 IDENTIFY_WINDOW_S = 0.5
 # A child process answers 200 commands at once far more slowly than Discord's 3 s allow.
@@ -81,31 +82,25 @@ def process_env(
     database_url: str,
     prefix: str,
 ) -> dict[str, str]:
-    env = base_env(data_dir, discord.base_url, discord.token or "", discord.guild.id)
-    env.update(
-        {
-            "LUMI_MODE": "distributed",
-            "LUMI_ROLES": "gateway,worker,web",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": REDIS_URL,
-            "REDIS_KEY_PREFIX": prefix,
-            # One DATA_DIR stands for the storage that LUMI_SHARED_DATA_DIR vouches every process shares.
-            "LUMI_SHARED_DATA_DIR": "true",
-            "DISCORD_SHARD_COUNT": str(SHARD_COUNT),
-            "DISCORD_SHARD_IDS": shards,
-            "DISCORD_IDENTIFY_WINDOW_S": str(IDENTIFY_WINDOW_S),
-            "MODERATION_FETCH_HOSTS": f"127.0.0.1:{discord.port}",
-            "MESHY_API_KEY": meshy.api_key,
-            "MESHY_BASE_URL": meshy.base_url,
-            "ENHANCER_BACKEND": "keywords",
-            "GENERATION_MAX_CONCURRENT_JOBS": str(plan.max_concurrent_jobs),
-            "GENERATION_USER_CONCURRENT_LIMIT": str(plan.jobs + 10),
-            "GENERATION_DAILY_USER_LIMIT": str(plan.jobs + 10),
-            "GENERATION_DAILY_GUILD_LIMIT": str(plan.jobs + 10),
-            "JOB_HEARTBEAT_TIMEOUT_S": str(plan.heartbeat_timeout_s),
-        }
+    return distributed_env(
+        data_dir,
+        discord,
+        database_url,
+        prefix,
+        roles="gateway,worker,web",
+        DISCORD_SHARD_COUNT=str(SHARD_COUNT),
+        DISCORD_SHARD_IDS=shards,
+        DISCORD_IDENTIFY_WINDOW_S=str(IDENTIFY_WINDOW_S),
+        MODERATION_FETCH_HOSTS=f"127.0.0.1:{discord.port}",
+        MESHY_API_KEY=meshy.api_key,
+        MESHY_BASE_URL=meshy.base_url,
+        ENHANCER_BACKEND="keywords",
+        GENERATION_MAX_CONCURRENT_JOBS=str(plan.max_concurrent_jobs),
+        GENERATION_USER_CONCURRENT_LIMIT=str(plan.jobs + 10),
+        GENERATION_DAILY_USER_LIMIT=str(plan.jobs + 10),
+        GENERATION_DAILY_GUILD_LIMIT=str(plan.jobs + 10),
+        JOB_HEARTBEAT_TIMEOUT_S=str(plan.heartbeat_timeout_s),
     )
-    return env
 
 
 def add_guilds(discord: FakeDiscord, per_shard: int) -> list[FakeGuild]:
@@ -118,38 +113,7 @@ def add_guilds(discord: FakeDiscord, per_shard: int) -> list[FakeGuild]:
     return guilds
 
 
-def publish_globally(discord: FakeDiscord) -> None:
-    """As `lumi sync` would: the dev guild's commands, globally, so the other guilds can run them."""
-    dev_guild = discord.commands[discord.guild.id]
-    discord.commands[None] = [{k: v for k, v in c.items() if k != "guild_id"} for c in dev_guild]
-
-
-async def setup_moderation(discord: FakeDiscord, guild: FakeGuild) -> None:
-    """Every image becomes a case (review from score 0), so each post's verdict is a row to count."""
-    options = {"mod_channel": guild.channel_named("mod-log"), "review_threshold": 0.0}
-    interaction = await discord.slash_command(
-        "moderation",
-        subcommand="setup",
-        user="owner",
-        channel=guild.channel_named("general"),
-        options=options,
-    )
-    await discord.wait_for_reply(interaction, timeout=START_S)
-
-
-async def forget_redis_keys(prefix: str) -> None:
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
-async def start_all(processes: Sequence[LumiProcess]) -> None:
-    await asyncio.gather(*(process.start() for process in processes))
-    await asyncio.gather(*(process.wait_for_log("connected as", START_S) for process in processes))
+async def models_loaded(processes: Sequence[LumiProcess]) -> None:
     # The prompt check's model loads at start; a /3d command before that would wait on it.
     await asyncio.gather(
         *(process.wait_for_log("English profanity model loaded", START_S) for process in processes)
@@ -190,14 +154,14 @@ async def running_cluster(plan: RunPlan, folder: Path) -> AsyncIterator[Cluster]
         ]
         engine = create_async_engine(database_url, poolclass=NullPool)
         try:
-            await start_all(processes)
-            sync = r"/applications/\d+/guilds/\d+/commands"
-            await discord.wait_for_request("PUT", sync, timeout=START_S)
-            publish_globally(discord)
-            for guild in guilds:
-                await setup_moderation(discord, guild)
-            yield Cluster(plan, discord, meshy, processes, guilds, database_url, engine)
+            async with running(*processes, timeout=START_S):
+                await models_loaded(processes)
+                sync = r"/applications/\d+/guilds/\d+/commands"
+                await discord.wait_for_request("PUT", sync, timeout=START_S)
+                publish_globally(discord)
+                for guild in guilds:
+                    await setup_moderation(discord, guild, timeout=START_S)
+                yield Cluster(plan, discord, meshy, processes, guilds, database_url, engine)
         finally:
-            await asyncio.gather(*(process.stop() for process in processes))
             await engine.dispose()
-            await forget_redis_keys(prefix)
+            await delete_keys(prefix)

@@ -8,7 +8,8 @@ server's own tasks, never from the processes' word:
 - lost: commands sent that did not end as a done job (refused, failed, or still unfinished at the end);
 - duplicate Meshy tasks: per job and stage (preview, refine), tasks beyond the first. A preview task
   belongs to the job whose row names it or, if no row does, whose enhanced prompt it was created with;
-  a refine task to the job of the preview it refines;
+  a refine task to the job of the preview it refines. Each job and stage with more than one task comes
+  with its timeline (`distributed_trace`): claims and epochs, create requests, tasks, the kill;
 - queued late: jobs stored but not queued at once (the log line of `GenerationService`), which wait
   for a worker's next reconcile;
 - takeover: the jobs the killed process held (its pid in `lease_owner`, unfinished) when it died, and
@@ -19,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from distributed_cluster import Cluster
+from distributed_trace import Duplicate, traced
 
 SUBJECTS = ("fox", "teapot", "lantern", "robot", "chair", "castle", "sword", "mushroom", "bicycle", "owl")
 TERMINAL = {"done", "failed", "canceled"}
@@ -35,8 +37,8 @@ LATE_ROW_S = 15.0
 NOT_QUEUED = "is stored but could not be queued now"
 
 JOB_ROWS = sa.text(
-    "SELECT id, state, lease_owner, enhanced_prompt, preview_task_id, extract(epoch FROM finished_at) "
-    "FROM generation_job"
+    "SELECT id, state, lease_owner, lease_epoch, enhanced_prompt, preview_task_id, "
+    "extract(epoch FROM finished_at) FROM generation_job"
 )
 
 
@@ -45,6 +47,7 @@ class JobRow:
     id: str
     state: str
     owner: str | None
+    epoch: int | None
     enhanced_prompt: str | None
     preview_task_id: str | None
     finished_at: float | None
@@ -59,6 +62,8 @@ class JobFigures:
     seconds: float = 0.0
     duplicate_tasks: dict[str, int] = field(default_factory=dict)
     orphan_tasks: int = 0
+    # Each job and stage with more than one Meshy task, with its timeline (see distributed_trace).
+    duplicates: list[dict[str, object]] = field(default_factory=list)
     done_per_process: dict[str, int] = field(default_factory=dict)
     peak_running: int = 0
     killed_pid: int | None = None
@@ -81,8 +86,8 @@ async def job_rows(cluster: Cluster) -> list[JobRow]:
     async with cluster.engine.connect() as connection:
         rows = await connection.execute(JOB_ROWS)
         return [
-            JobRow(str(i), str(state), owner, prompt, preview, None if at is None else float(at))
-            for i, state, owner, prompt, preview, at in rows
+            JobRow(str(i), str(state), owner, epoch, prompt, preview, None if at is None else float(at))
+            for i, state, owner, epoch, prompt, preview, at in rows
         ]
 
 
@@ -109,7 +114,8 @@ async def submit_jobs(cluster: Cluster, count: int, interval_s: float) -> None:
         )
 
 
-def count_duplicates(cluster: Cluster, rows: list[JobRow], figures: JobFigures) -> None:
+def find_duplicates(cluster: Cluster, rows: list[JobRow], figures: JobFigures) -> list[Duplicate]:
+    by_id = {row.id: row for row in rows}
     by_preview_id = {row.preview_task_id: row.id for row in rows if row.preview_task_id}
     by_prompt = {row.enhanced_prompt: row.id for row in rows if row.enhanced_prompt}
     tasks = list(cluster.meshy.tasks.values())
@@ -119,8 +125,8 @@ def count_duplicates(cluster: Cluster, rows: list[JobRow], figures: JobFigures) 
             job = by_preview_id.get(task.id) or by_prompt.get(task.prompt)
             if job is not None:
                 preview_job[task.id] = job
-    per_stage: Counter[tuple[str, str]] = Counter()
-    for task in tasks:
+    per_stage: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
+    for task in sorted(tasks, key=lambda task: task.created_ms):
         if task.type == "text-to-3d-preview":
             job = preview_job.get(task.id)
         else:
@@ -128,23 +134,40 @@ def count_duplicates(cluster: Cluster, rows: list[JobRow], figures: JobFigures) 
         if job is None:
             figures.orphan_tasks += 1
             continue
-        per_stage[(job, "refine" if task.type == "text-to-3d-refine" else "preview")] += 1
+        per_stage[(job, "refine" if task.type == "text-to-3d-refine" else "preview")].append(task.id)
     figures.duplicate_tasks = {
-        stage: sum(n - 1 for (_, s), n in per_stage.items() if s == stage) for stage in ("preview", "refine")
+        stage: sum(len(ids) - 1 for (_, s), ids in per_stage.items() if s == stage)
+        for stage in ("preview", "refine")
     }
+    previews_of: defaultdict[str, list[str]] = defaultdict(list)
+    for task_id, job in preview_job.items():
+        previews_of[job].append(task_id)
+    return [
+        Duplicate(
+            job_id=job,
+            stage=stage,
+            task_ids=tuple(ids),
+            prompt=by_id[job].enhanced_prompt,
+            preview_task_ids=tuple(previews_of[job]),
+            lease_epoch=by_id[job].epoch,
+            lease_owner=by_id[job].owner,
+        )
+        for (job, stage), ids in sorted(per_stage.items())
+        if len(ids) > 1
+    ]
 
 
-async def kill_and_note_held(cluster: Cluster, figures: JobFigures) -> tuple[float, set[str]]:
+async def kill_and_note_held(cluster: Cluster, figures: JobFigures) -> tuple[float, float, set[str]]:
     """SIGKILL the process holding the most unfinished jobs; the jobs it held, read once it is dead."""
     pids = {str(p.process.pid): p for p in cluster.processes if p.process is not None}
     held_by = Counter(owner_pid(r.owner) for r in await job_rows(cluster) if r.state not in TERMINAL)
     pid = max(pids, key=lambda candidate: held_by.get(candidate, 0))
     await pids[pid].kill()
-    killed_at = time.monotonic()
+    killed_at, killed_wall = time.monotonic(), time.time()
     figures.killed_pid = int(pid)
     held = {r.id for r in await job_rows(cluster) if owner_pid(r.owner) == pid and r.state not in TERMINAL}
     figures.held_at_kill = len(held)
-    return killed_at, held
+    return killed_at, killed_wall, held
 
 
 async def measure_jobs(
@@ -159,6 +182,7 @@ async def measure_jobs(
     started_wall, started = time.time(), time.monotonic()
     await submit_jobs(cluster, count, submit_interval_s)
     killed_at: float | None = None
+    killed_wall: float | None = None
     held: set[str] = set()
     taken: dict[str, float] = {}
     dead_pid = ""
@@ -172,7 +196,7 @@ async def measure_jobs(
         figures.peak_running = max(figures.peak_running, sum(r.state in RUNNING for r in rows))
         done = sum(r.state == "done" for r in rows)
         if kill and killed_at is None and done >= count / 2:
-            killed_at, held = await kill_and_note_held(cluster, figures)
+            killed_at, killed_wall, held = await kill_and_note_held(cluster, figures)
             dead_pid = str(figures.killed_pid)
             continue
         for row in rows:
@@ -193,5 +217,6 @@ async def measure_jobs(
         if held and not figures.never_taken_over:
             figures.takeover_s = max(taken.values()) - killed_at
     figures.queued_late = cluster.logs().count(NOT_QUEUED)
-    count_duplicates(cluster, rows, figures)
+    duplicates = find_duplicates(cluster, rows, figures)
+    figures.duplicates = traced(cluster, duplicates, started_wall=started_wall, killed_wall=killed_wall)
     return figures

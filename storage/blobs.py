@@ -83,6 +83,15 @@ class BlobInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedBlob:
+    """One blob as a listing shows it: its key, size and when it was last written (epoch seconds)."""
+
+    key: str
+    size: int
+    modified: float
+
+
+@dataclass(frozen=True, slots=True)
 class VersionedBlob:
     """A blob's bytes and the version they are (an ETag; opaque, compared for equality only)."""
 
@@ -166,6 +175,10 @@ class BlobStore(Protocol):
     async def delete(self, key: str) -> bool: ...
 
     async def exists(self, key: str) -> bool: ...
+
+    async def list_blobs(self, prefix: str) -> list[ListedBlob]:
+        """Every blob whose key starts with `prefix` (a folder when it ends with '/'), in no order."""
+        ...
 
     async def read_versioned(self, key: str) -> VersionedBlob | None:
         """The blob and its version, for a later `put_if_version`; None when there is none."""

@@ -157,6 +157,8 @@ class Generate3DCommands(Generate3DBase):
     @app_commands.describe(job="Job id from /3d history (default: your newest running job)")
     async def cancel(self, interaction: discord.Interaction, job: str | None = None) -> None:
         """Stop one of your running 3D jobs."""
+        # Stopping asks Meshy to drop the job's task, which may take longer than Discord's 3 s to answer.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         job_id = job.strip().lower() if job else None
         if job_id is None:
             running = await self.service.find_cancelable(
@@ -168,6 +170,4 @@ class Generate3DCommands(Generate3DBase):
         canceled = await self.service.cancel(
             job_id, user_id=interaction.user.id, is_moderator=interaction.permissions.manage_messages
         )
-        await interaction.response.send_message(
-            f"Stopped the 3D job for “{canceled.prompt[:80]}”.", ephemeral=True
-        )
+        await interaction.followup.send(f"Stopped the 3D job for “{canceled.prompt[:80]}”.", ephemeral=True)

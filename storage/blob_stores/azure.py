@@ -40,6 +40,7 @@ from storage.blobs import (
     BlobNotFound,
     BlobStoreUnavailable,
     CountedChunks,
+    ListedBlob,
     VersionedBlob,
     content_disposition,
     guess_content_type,
@@ -216,6 +217,15 @@ class AzureBlobStore:
 
     async def exists(self, key: str) -> bool:
         return await self.stat(key) is not None
+
+    async def list_blobs(self, prefix: str) -> list[ListedBlob]:
+        found: list[ListedBlob] = []
+        try:
+            async for blob in self._client.list_blobs(name_starts_with=prefix):
+                found.append(ListedBlob(blob.name, int(blob.size), blob.last_modified.timestamp()))
+        except AzureError as error:
+            self._unavailable("list", prefix, error)
+        return found
 
     async def read_versioned(self, key: str) -> VersionedBlob | None:
         blob = self._blob(key)

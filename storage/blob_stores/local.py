@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -19,6 +20,7 @@ from storage.blobs import (
     BlobInfo,
     BlobNotFound,
     CountedChunks,
+    ListedBlob,
     VersionedBlob,
     guess_content_type,
     validate_key,
@@ -171,6 +173,27 @@ class LocalBlobStore:
     async def exists(self, key: str) -> bool:
         path = self.path(key)
         return await asyncio.to_thread(path.is_file)
+
+    async def list_blobs(self, prefix: str) -> list[ListedBlob]:
+        if prefix.rstrip("/"):
+            validate_key(prefix.rstrip("/"))  # a prefix cannot reach outside the folder either
+        return await asyncio.to_thread(self._list, prefix)
+
+    def _list(self, prefix: str) -> list[ListedBlob]:
+        # Only the folder the prefix names is walked; keys never start a segment with '.'.
+        folder = self.root / prefix.rpartition("/")[0]
+        found: list[ListedBlob] = []
+        for directory, subfolders, names in os.walk(folder):
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            for name in names:
+                path = Path(directory) / name
+                key = path.relative_to(self.root).as_posix()
+                if name.startswith(".") or not key.startswith(prefix):
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # deleted while the folder was walked
+                    stat = path.stat()
+                    found.append(ListedBlob(key, stat.st_size, stat.st_mtime))
+        return found
 
     async def read_versioned(self, key: str) -> VersionedBlob | None:
         try:

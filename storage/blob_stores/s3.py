@@ -35,6 +35,7 @@ from storage.blobs import (
     BlobNotFound,
     BlobStoreUnavailable,
     CountedChunks,
+    ListedBlob,
     VersionedBlob,
     content_disposition,
     guess_content_type,
@@ -224,6 +225,20 @@ class S3BlobStore:
 
     async def exists(self, key: str) -> bool:
         return await self.stat(key) is not None
+
+    async def list_blobs(self, prefix: str) -> list[ListedBlob]:
+        above = f"{self.prefix}/" if self.prefix else ""
+        found: list[ListedBlob] = []
+        try:
+            s3 = await self._s3()
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=above + prefix)
+            async for page in pages:
+                for item in page.get("Contents", []):
+                    key = str(item["Key"])[len(above) :]
+                    found.append(ListedBlob(key, int(item["Size"]), item["LastModified"].timestamp()))
+        except (ClientError, BotoCoreError) as error:
+            self._unavailable("list", prefix, error)
+        return found
 
     async def read_versioned(self, key: str) -> VersionedBlob | None:
         object_key = self._object_key(key)

@@ -15,22 +15,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import secrets
 import signal
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import sqlalchemy as sa
-from redis import asyncio as redis_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.e2e.lumi_process import START_S, LumiProcess, base_env
+from storage.blob_stores.azure import AzureBlobStore
+from tests.e2e.distributed_processes import distributed_env
+from tests.e2e.lumi_process import START_S, LumiProcess
 from tests.e2e.test_distributed_roles import free_port
+from tests.fakes.blob_emulators import Azurite, azurite
 from tests.fakes.databases import temporary_postgres_database
 from tests.fakes.discord_api.protocol import JsonDict
 from tests.fakes.discord_api.server import FakeDiscord, message_text
@@ -39,7 +43,8 @@ from tests.fakes.meshy_api.server import FakeMeshy, FakeMeshyConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+__all__ = ["azurite"]  # the emulator's fixture, for the test whose files go to Azure
+
 HEARTBEAT_TIMEOUT_S = 5.0
 # A worker polls for stale claims every quarter of the timeout; the rest is a loaded 2-core machine.
 TAKEOVER_LIMIT_S = HEARTBEAT_TIMEOUT_S + HEARTBEAT_TIMEOUT_S / 4 + 6.0
@@ -54,6 +59,7 @@ class Deployment:
     engine: AsyncEngine
     gateway: LumiProcess
     workers: tuple[LumiProcess, LumiProcess]
+    web_url: str
 
     async def job_row(self) -> dict[str, Any] | None:
         async with self.engine.connect() as connection:
@@ -74,19 +80,6 @@ class Deployment:
         return None
 
 
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    name = f"lumi-test-{uuid.uuid4().hex}"
-    yield name
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{name}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
 def process_env(
     tmp_path: Path,
     server: FakeDiscord,
@@ -96,29 +89,47 @@ def process_env(
     *,
     roles: str,
     port: int,
+    files: dict[str, str],
 ) -> dict[str, str]:
-    env = base_env(tmp_path / "data", server.base_url, server.token or "", server.guild.id)
-    env.update(
-        {
-            "LUMI_MODE": "distributed",
-            "LUMI_ROLES": roles,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": REDIS_URL,
-            "REDIS_KEY_PREFIX": prefix,
-            # One DATA_DIR for all: it stands for the shared storage LUMI_SHARED_DATA_DIR vouches for.
-            "LUMI_SHARED_DATA_DIR": "true",
-            "WEB_PORT": str(port),
-            "MESHY_API_KEY": meshy.api_key,
-            "MESHY_BASE_URL": meshy.base_url,
-            "JOB_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
-            "GENERATION_PROGRESS_INTERVAL_S": "0.5",
-        }
+    return distributed_env(
+        tmp_path / "data",
+        server,
+        database_url,
+        prefix,
+        roles=roles,
+        WEB_PORT=str(port),
+        MESHY_API_KEY=meshy.api_key,
+        MESHY_BASE_URL=meshy.base_url,
+        JOB_HEARTBEAT_TIMEOUT_S=str(HEARTBEAT_TIMEOUT_S),
+        GENERATION_PROGRESS_INTERVAL_S="0.5",
+        **files,
     )
-    return env
+
+
+async def file_settings(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Where the processes keep the jobs' files: the shared DATA_DIR, or an Azurite container of the
+    test's own when the test asks for ``deployment`` with ``indirect`` parameter "azure"."""
+    if getattr(request, "param", "shared folder") != "azure":
+        return {}
+    azurite: Azurite = request.getfixturevalue("azurite")
+    container = f"lumi-jobs-{secrets.token_hex(4)}"
+    store = AzureBlobStore(azurite.connection_string, container)
+    try:
+        await store.create_container()
+    finally:
+        await store.close()
+    return {
+        "BLOB_STORE_URL": f"azure://{container}",
+        "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "LUMI_SHARED_DATA_DIR": "false",
+    }
 
 
 @pytest.fixture
-async def deployment(tmp_path: Path, redis_prefix: str) -> AsyncIterator[Deployment]:
+async def deployment(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_prefix: str
+) -> AsyncIterator[Deployment]:
+    files = await file_settings(request)
     port = free_port()
     async with (
         temporary_postgres_database() as database_url,
@@ -129,7 +140,9 @@ async def deployment(tmp_path: Path, redis_prefix: str) -> AsyncIterator[Deploym
         engine = create_async_engine(database_url, poolclass=NullPool)
 
         def lumi(name: str, roles: str) -> LumiProcess:
-            env = process_env(tmp_path, server, meshy, database_url, redis_prefix, roles=roles, port=port)
+            env = process_env(
+                tmp_path, server, meshy, database_url, redis_prefix, roles=roles, port=port, files=files
+            )
             return LumiProcess(env, tmp_path / f"{name}.log")
 
         gateway = lumi("gateway", "gateway,web")
@@ -143,7 +156,7 @@ async def deployment(tmp_path: Path, redis_prefix: str) -> AsyncIterator[Deploym
             await asyncio.gather(*(worker.wait_for_log("3D jobs: claiming as") for worker in workers))
             # The prompt check needs the profanity model, loaded in the background at start.
             await gateway.wait_for_log("English profanity model loaded")
-            yield Deployment(server, meshy, engine, gateway, workers)
+            yield Deployment(server, meshy, engine, gateway, workers, f"http://127.0.0.1:{port}")
         finally:
             for process in everyone:
                 if process.process is not None and process.process.returncode is None:
@@ -233,7 +246,22 @@ def meshy_creates(meshy: FakeMeshy) -> list[str]:
     return [str(request.json["mode"]) for request in meshy.create_requests]
 
 
-async def test_a_killed_worker_loses_its_job_to_the_other_which_finishes_it(deployment: Deployment) -> None:
+async def downloaded(url: str) -> tuple[str, bytes]:
+    """A download link of the result: Lumi's answer (a redirect to the store) and the file's bytes."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, allow_redirects=False) as response:
+            assert response.status == 302, (url, response.status, await response.text())
+            location = response.headers["Location"]
+        async with http.get(location) as response:
+            assert response.status == 200, (location, response.status)
+            return location, await response.read()
+
+
+# Its files go to Azure Blob (Azurite), where the result's links, signed by the gateway, lead.
+@pytest.mark.parametrize("deployment", ["azure"], indirect=True)
+async def test_a_killed_worker_loses_its_job_to_the_other_which_finishes_it(
+    deployment: Deployment, azurite: Azurite
+) -> None:
     server, meshy = deployment.discord, deployment.meshy
     record, owner = await start_job_held_in_preview(deployment)
     edits_since = len(server.requests)
@@ -256,6 +284,13 @@ async def test_a_killed_worker_loses_its_job_to_the_other_which_finishes_it(depl
     assert f"3D job {row['id']} done" in successor.log()
     assert await until("an empty job queue", lambda: _empty(deployment), timeout=15)
     assert "Traceback" not in successor.log() + deployment.gateway.log()
+
+    # The links the gateway posted open (on the web process) and lead to the successor's files in Azure.
+    links = dict(re.findall(r"\[([^\]]+)\]\((http[^)]+)\)", message_text(result)))
+    assert links["GLB"].startswith(f"{deployment.web_url}/files/")
+    location, body = await downloaded(links["GLB"])
+    assert location.startswith(azurite.blob_endpoint)
+    assert body == meshy.asset_bytes(row["refine_task_id"], "model.glb")
 
 
 async def _empty(deployment: Deployment) -> bool | None:

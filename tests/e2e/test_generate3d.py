@@ -282,3 +282,39 @@ async def test_without_a_meshy_key_the_command_explains_the_setup(make_lumi: Lum
     interaction = await lumi.server.slash_command("3d", subcommand="create", options={"prompt": "a fox"})
     reply = await lumi.server.wait_for_reply(interaction)
     assert "MESHY_API_KEY" in message_text(reply)
+
+
+async def test_delete_and_cancel_answer_in_time_when_meshy_is_slow(
+    make_lumi: LumiFactory, meshy: FakeMeshy
+) -> None:
+    lumi = await start_lumi(make_lumi, meshy)
+    interaction = await lumi.server.slash_command(
+        "3d", subcommand="create", options={"prompt": "a brass lantern", "texture": False}
+    )
+    result = await wait_for_edit(lumi, interaction, lambda m: READY_TITLE in titles(m))
+    job_id = re.search(r"Job ([0-9a-f]{32})", message_text(result))
+    assert job_id is not None
+    # Every Meshy answer now takes longer than Discord waits for an interaction to be acknowledged.
+    meshy.config.response_delay_s = 4.0
+
+    click = await lumi.server.click_button(result, f"lumi:3d:delete:{job_id.group(1)}")
+    callback = await lumi.server.wait_for_callback(click)
+    assert callback.json["type"] == 5 and callback.json["data"]["flags"] & 64  # private "thinking"
+    answer = await wait_for_edit(lumi, click, lambda m: "deleted" in message_text(m), wait_s=20)
+    assert answer["flags"] & 64
+    assert await lumi.bot.runtime.generation.get_job(job_id.group(1)) is None
+    assert meshy.count("DELETE") == 1
+    shown = lumi.server.messages_by_id[int(result["id"])]
+    assert shown["embeds"] == [] and shown["components"] == [] and "deleted" in shown["content"]
+
+    meshy.config.response_delay_s = 0.0
+    meshy.config.preview_s = 30.0
+    running = await lumi.server.slash_command("3d", subcommand="create", options={"prompt": "a red bicycle"})
+    await wait_for_edit(lumi, running, lambda m: any("Generating" in t for t in titles(m)))
+    await asyncio.wait_for(meshy.stream_opened.wait(), WAIT_S)
+    meshy.config.response_delay_s = 4.0
+    cancel = await lumi.server.slash_command("3d", subcommand="cancel")
+    assert (await lumi.server.wait_for_callback(cancel)).json["type"] == 5
+    reply = await wait_for_edit(lumi, cancel, lambda m: "Stopped the 3D job" in message_text(m), wait_s=20)
+    assert reply["flags"] & 64
+    assert lumi.server.unhandled_requests == []

@@ -10,7 +10,6 @@ as during a hand-over, and sees one case for a post both receive.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.e2e.lumi_process import LumiProcess, base_env
+from tests.e2e.distributed_processes import distributed_env, publish_globally, running, setup_moderation
+from tests.e2e.lumi_process import LumiProcess
 from tests.fakes import images as corpus
 from tests.fakes.databases import temporary_postgres_database
-from tests.fakes.discord_api.entities import FakeGuild
 from tests.fakes.discord_api.protocol import JsonDict
 from tests.fakes.discord_api.server import FakeDiscord, message_text
-from tests.fakes.redis_keys import REDIS_URL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -50,50 +48,18 @@ async def database_url() -> AsyncIterator[str]:
 def gateway(
     tmp_path: Path, server: FakeDiscord, database_url: str, prefix: str, *, name: str, shards: str, count: int
 ) -> LumiProcess:
-    env = base_env(tmp_path / "data", server.base_url, server.token or "", server.guild.id)
-    env.update(
-        {
-            "LUMI_MODE": "distributed",
-            "LUMI_ROLES": "gateway",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": REDIS_URL,
-            "REDIS_KEY_PREFIX": prefix,
-            "LUMI_SHARED_DATA_DIR": "true",
-            "DISCORD_SHARD_COUNT": str(count),
-            "DISCORD_SHARD_IDS": shards,
-            "DISCORD_IDENTIFY_WINDOW_S": str(WINDOW_S),
-            "MODERATION_FETCH_HOSTS": f"127.0.0.1:{server.port}",
-        }
+    env = distributed_env(
+        tmp_path / "data",
+        server,
+        database_url,
+        prefix,
+        roles="gateway",
+        DISCORD_SHARD_COUNT=str(count),
+        DISCORD_SHARD_IDS=shards,
+        DISCORD_IDENTIFY_WINDOW_S=str(WINDOW_S),
+        MODERATION_FETCH_HOSTS=f"127.0.0.1:{server.port}",
     )
     return LumiProcess(env, tmp_path / f"{name}.log")
-
-
-@contextlib.asynccontextmanager
-async def running(*processes: LumiProcess) -> AsyncIterator[None]:
-    try:
-        await asyncio.gather(*(process.start() for process in processes))
-        await asyncio.gather(*(process.wait_for_log("connected as") for process in processes))
-        yield
-    finally:
-        await asyncio.gather(*(process.stop() for process in processes))
-
-
-async def setup_moderation(server: FakeDiscord, guild: FakeGuild) -> None:
-    options = {"mod_channel": guild.channel_named("mod-log"), "review_threshold": 0.0}
-    interaction = await server.slash_command(
-        "moderation",
-        subcommand="setup",
-        user="owner",
-        channel=guild.channel_named("general"),
-        options=options,
-    )
-    await server.wait_for_reply(interaction, timeout=WAIT_S)
-
-
-def publish_globally(server: FakeDiscord) -> None:
-    """As `lumi sync` would: the dev guild's commands, globally, so the other guild can run them."""
-    dev_guild = server.commands[server.guild.id]
-    server.commands[None] = [{k: v for k, v in c.items() if k != "guild_id"} for c in dev_guild]
 
 
 async def cases_per_guild(database_url: str) -> dict[int, int]:
@@ -142,8 +108,8 @@ async def test_two_gateways_split_the_shards_and_share_limits(
             publish_globally(server)
 
             # A flagged post in each guild: one case each, recorded by the process owning its shard.
-            await setup_moderation(server, first_guild)
-            await setup_moderation(server, second)
+            await setup_moderation(server, first_guild, timeout=WAIT_S)
+            await setup_moderation(server, second, timeout=WAIT_S)
             for guild in (first_guild, second):
                 since = len(server.created_messages)
                 await server.post_message(
@@ -188,7 +154,7 @@ async def test_two_gateways_on_one_shard_make_one_case_of_a_post(
         b = gateway(tmp_path, server, database_url, redis_prefix, name="b", shards="0", count=1)
         async with running(a, b):
             assert len(server.gateway.sessions_on_shard(0)) == 2
-            await setup_moderation(server, server.guild)
+            await setup_moderation(server, server.guild, timeout=WAIT_S)
             since = len(server.created_messages)
             post = await server.post_message("photos", "alice", attachments=[("rocket.jpg", photo("rocket"))])
             assert events_seen_by_all(server, post) == 2

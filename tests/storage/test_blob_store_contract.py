@@ -282,3 +282,28 @@ async def test_concurrent_compare_and_swap_writers_never_lose_an_update(store: B
 
     await asyncio.gather(*(increment() for _ in range(8)))
     assert await store.read("shared/counter.txt") == b"8"
+
+
+async def test_a_listing_names_every_blob_under_a_prefix_with_its_size_and_age(store: BlobStore) -> None:
+    before = time.time()
+    await store.put("classifiers/1-violence-ab/model.keras", b"model")
+    await store.put_stream("classifiers/1-violence-ab/metadata.json", chunks_of(b"{", b"}"))
+    await store.put("classifiers/registry.json", b"[]")
+    await store.put("classifiers-other/x.bin", b"not under the folder")
+    await store.put("jobs/j1/model.glb", b"glb")
+
+    listed = await store.list_blobs("classifiers/")
+    assert sorted((blob.key, blob.size) for blob in listed) == [
+        ("classifiers/1-violence-ab/metadata.json", 2),
+        ("classifiers/1-violence-ab/model.keras", 5),
+        ("classifiers/registry.json", 2),
+    ]
+    # The emulators' clocks are this machine's; their stamps may be rounded down to the second.
+    assert all(before - 2 <= blob.modified <= time.time() + 2 for blob in listed)
+    assert sorted(blob.key for blob in await store.list_blobs("classifiers/1-")) == [
+        "classifiers/1-violence-ab/metadata.json",
+        "classifiers/1-violence-ab/model.keras",
+    ]
+    await store.delete("classifiers/1-violence-ab/model.keras")
+    assert "classifiers/1-violence-ab/model.keras" not in {b.key for b in await store.list_blobs("")}
+    assert await store.list_blobs("nothing-here/") == []

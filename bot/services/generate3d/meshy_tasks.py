@@ -3,8 +3,9 @@
 Meshy has no idempotency key, so creation is bracketed by two commits: the time of the request before it
 is sent, the returned task id right after the answer, before anything else. A job that finds a request
 time but no task id (Lumi died in between, or the request timed out after it was sent) first looks for
-the task among Meshy's newest ones: same type and prompt, created after the request, owned by no other
-job. Only when there is none is a task created.
+the task among every task Meshy created since the request (its newest, page after page, however many
+other jobs created meanwhile): same type and prompt, owned by no other job. Only when there is none is
+a task created.
 
 A claimed job (distributed mode) may be taken over while its create request is on its way: the request
 time is a fenced write right before the request, so a worker that lost its lease before then sends
@@ -38,6 +39,7 @@ from inference.remote.meshy import (
     MeshyQueueFull,
     MeshyRateLimited,
     MeshyServerError,
+    MeshyTask,
     MeshyTimeout,
 )
 from storage.db import Database
@@ -53,6 +55,9 @@ MAX_RATE_LIMITED = 10
 # How long a worker that lost its job waits for the new holder to adopt or replace a task it created.
 ABANDON_WAIT_S = 10.0
 ABANDON_POLL_S = 0.5
+# Meshy's newest tasks are read a page at a time (50 at most), back to the request time, up to this many.
+LIST_PAGE_SIZE = 50
+MAX_LIST_PAGES = 20
 
 
 class SaveJob(Protocol):
@@ -235,7 +240,7 @@ class TaskCreator:
             # The test-mode key answers every request with the same sample task.
             return None
         try:
-            tasks = await self.meshy.list_tasks(page_size=50, sort_by="-created_at")
+            tasks = await self._tasks_since(requested_at_ms - CLOCK_SKEW_MS)
         except MeshyError as error:
             log.warning(
                 "could not list Meshy tasks to look for job %s's %s task: %s", job.id, kind, error.detail
@@ -255,6 +260,20 @@ class TaskCreator:
             if not await self._claimed(task.id):
                 return task.id
         return None
+
+    async def _tasks_since(self, since_ms: int) -> list[MeshyTask]:
+        """Meshy's tasks created at or after ``since_ms``, newest first, a page at a time: while one job
+        waited to be taken over, the others may have created far more than one page of tasks."""
+        found: list[MeshyTask] = []
+        for page in range(1, MAX_LIST_PAGES + 1):
+            tasks = await self.meshy.list_tasks(
+                page_num=page, page_size=LIST_PAGE_SIZE, sort_by="-created_at"
+            )
+            found.extend(task for task in tasks if task.created_at >= since_ms)
+            if len(tasks) < LIST_PAGE_SIZE or min(task.created_at for task in tasks) < since_ms:
+                return found
+        log.warning("looked through Meshy's %d newest tasks only", MAX_LIST_PAGES * LIST_PAGE_SIZE)
+        return found
 
     async def _claimed(self, task_id: str) -> bool:
         async with self.database.session() as session:

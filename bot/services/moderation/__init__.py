@@ -32,6 +32,7 @@ from bot.services.moderation.classifiers import (
     ServedClassifierSource,
     classifier_catalog,
     classifier_catalog_for,
+    classifier_file_sweep,
     verify_classifier,
 )
 from bot.services.moderation.config import ModerationConfig
@@ -98,6 +99,7 @@ __all__ = [
     "case_category",
     "classifier_catalog",
     "classifier_catalog_for",
+    "classifier_file_sweep",
     "describe_policy",
     "image_digests",
     "moderation_config",

@@ -7,82 +7,26 @@ What a process boundary adds (SIGKILL, SIGSTOP) is in tests/e2e/test_distributed
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from bot.services.generate3d import claims
-from bot.services.generate3d.job_rows import claim_job, get_job, write_job
+from bot.services.generate3d.job_rows import claim_job, get_job
 from bot.services.generate3d.progress import JobSnapshot
-from bot.services.generate3d.service import GenerationService
 from bot.services.generate3d.shapes import LeaseLost
-from storage.blob_stores.local import LocalBlobStore
 from storage.db import Database
-from storage.models import GenerationJob, JobState
-from tests.fakes.databases import empty_all_tables, open_database
-from tests.fakes.meshy_api.server import FakeMeshy
+from storage.models import JobState
+from tests.services.generate3d.claimed import (
+    CLAIMS,
+    job_in_its_preview,
+    queue_rows,
+    reaches,
+    worker_and_gateway,
+)
 from tests.services.generate3d.parts import Env, request, wait_until
 
 pytestmark = pytest.mark.postgres
-
-CLAIMS = {"claimed_jobs": True, "heartbeat_timeout_s": 2.0}
-
-
-@pytest.fixture
-async def two_processes(postgres_session_url: str, tmp_path: Path) -> AsyncIterator[tuple[Env, Env]]:
-    async with (
-        open_database(postgres_session_url, migrated=False) as a,
-        open_database(postgres_session_url, migrated=False) as b,
-        FakeMeshy() as meshy,
-    ):
-        await empty_all_tables(a)
-        blobs = LocalBlobStore(tmp_path / "blobs")
-        envs = (Env(meshy, a, blobs, tmp_path), Env(meshy, b, blobs, tmp_path))
-        try:
-            yield envs
-        finally:
-            for env in envs:
-                await asyncio.gather(*(service.close() for service in env.services))
-
-
-async def queue_rows(database: Database) -> list[tuple[str, str]]:
-    async with database.engine.connect() as connection:
-        rows = await connection.execute(sa.text("SELECT dedupe_key, status::text FROM pgqueuer ORDER BY id"))
-        return [(str(key), str(status)) for key, status in rows]
-
-
-async def reaches(service: GenerationService, job_id: str, state: JobState, timeout: float = 30.0) -> None:  # noqa: ASYNC109
-    async def there() -> bool:
-        job = await get_job(service.database, job_id)
-        return job is not None and job.state is state
-
-    await wait_until(there, timeout)
-
-
-async def worker_and_gateway(
-    envs: tuple[Env, Env], **config: object
-) -> tuple[GenerationService, GenerationService]:
-    worker_env, gateway_env = envs
-    worker = worker_env.service(**CLAIMS, **config)
-    gateway = gateway_env.service(**CLAIMS, **config)
-    await worker.start()
-    await gateway.start()
-    await worker.resume_unfinished()
-    return worker, gateway
-
-
-async def job_in_its_preview(
-    envs: tuple[Env, Env],
-) -> tuple[GenerationService, GenerationService, GenerationJob]:
-    """A textured job submitted by the gateway and run by the worker, held in a 30 s Meshy preview."""
-    meshy = envs[0].meshy
-    meshy.config.preview_s = 30.0
-    worker, gateway = await worker_and_gateway(envs)
-    job = await gateway.submit(request(texture=True))
-    await asyncio.wait_for(meshy.stream_opened.wait(), 20)
-    return worker, gateway, job
 
 
 async def test_a_job_submitted_in_one_process_runs_in_the_worker_that_claims_it(
@@ -319,67 +263,6 @@ async def test_a_worker_whose_job_was_deleted_while_its_files_came_in_removes_th
             sa.text("SELECT count(*) FROM stored_asset WHERE owner_id = :id"), {"id": job.id}
         )
         assert assets.scalar_one() == 0
-
-
-async def create_in_flight_then_taken_over(two_processes: tuple[Env, Env]) -> tuple[GenerationService, str]:
-    """A worker's preview create request is on its way (Meshy answers slowly) when another worker claims
-    the job; returns the first worker and the job id."""
-    meshy = two_processes[0].meshy
-    meshy.config.preview_s = 30.0
-    worker, gateway = await worker_and_gateway(two_processes)
-    meshy.config.response_delay_s = 1.5
-    job = await gateway.submit(request(texture=True))
-
-    async def sent() -> bool:
-        return len(meshy.create_requests) == 1
-
-    await wait_until(sent, 20)
-    assert not meshy.tasks
-    assert await claim_job(gateway.database, job.id, "another-worker") == 2
-    return worker, job.id
-
-
-async def test_a_task_created_after_its_worker_lost_the_job_is_deleted_when_the_new_holder_made_its_own(
-    two_processes: tuple[Env, Env],
-) -> None:
-    meshy = two_processes[0].meshy
-    worker, job_id = await create_in_flight_then_taken_over(two_processes)
-    # The new holder found no task of the job at Meshy yet, and created (and recorded) its own.
-    await write_job(worker.database, job_id, epoch=2, preview_task_id="the-new-holders-task")
-
-    async def deleted() -> bool:
-        return meshy.count("DELETE") == 1 and not meshy.tasks
-
-    # The first worker's create lands after all: it cannot record the task, and deletes it at Meshy.
-    await wait_until(deleted, 20)
-    (delete,) = [r for r in meshy.requests if r.method == "DELETE"]
-    assert not worker.runner.is_running(job_id)
-    row = await get_job(worker.database, job_id)
-    assert row is not None and row.preview_task_id == "the-new-holders-task" and row.lease_epoch == 2
-    assert "the-new-holders-task" not in delete.path
-
-
-async def test_a_task_created_after_its_worker_lost_the_job_is_kept_when_the_new_holder_adopted_it(
-    two_processes: tuple[Env, Env],
-) -> None:
-    meshy = two_processes[0].meshy
-    worker, job_id = await create_in_flight_then_taken_over(two_processes)
-
-    async def created() -> bool:
-        return len(meshy.tasks) == 1
-
-    # The new holder found the task at Meshy (its request time is on the row) and adopted it.
-    await wait_until(created, 20)
-    (task_id,) = meshy.tasks
-    await write_job(worker.database, job_id, epoch=2, preview_task_id=task_id)
-
-    async def stopped() -> bool:
-        return not worker.runner.is_running(job_id)
-
-    await wait_until(stopped, 20)
-    await asyncio.sleep(1.0)
-    assert meshy.count("DELETE") == 0
-    assert list(meshy.tasks) == [task_id]
 
 
 async def test_a_lease_found_lost_still_fences_the_writes_of_the_task_that_held_it(

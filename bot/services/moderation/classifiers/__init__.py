@@ -5,6 +5,7 @@ open_nsfw, and the registry as the inference service reads it).
 
 from __future__ import annotations
 
+from bot.services.moderation.classifiers.blob_registry import classifier_file_sweep
 from bot.services.moderation.classifiers.detector import (
     ClassifierCatalog,
     ClassifierDetector,
@@ -22,5 +23,6 @@ __all__ = [
     "ServedClassifierSource",
     "classifier_catalog",
     "classifier_catalog_for",
+    "classifier_file_sweep",
     "verify_classifier",
 ]

@@ -30,14 +30,21 @@ from typing import Any, Final, TypeVar
 
 from bot.services.moderation.classifiers.checks import file_sha256
 from bot.services.moderation.classifiers.entries import ClassifierFile, RegisteredClassifier
+from bot.services.moderation.classifiers.orphans import (
+    ORPHAN_GRACE_S,
+    ClassifierFileSweep,
+    sweep_orphan_folders,
+)
 from bot.services.moderation.classifiers.registry_store import (
     ClassifierFilesError,
     RegistryConflict,
     RegistryDocument,
+    RegistryStore,
 )
 from storage.blobs import BlobConflict, BlobNotFound, BlobStore
+from storage.db import Database
 
-__all__ = ["BlobRegistryStore"]
+__all__ = ["BlobRegistryStore", "classifier_file_sweep"]
 
 PREFIX: Final = "classifiers"
 REGISTRY_KEY: Final = f"{PREFIX}/registry.json"
@@ -159,6 +166,17 @@ class BlobRegistryStore:
         finally:
             self.forget_copy(entry)
 
+    def sweep_orphans(self, *, older_than_s: float = ORPHAN_GRACE_S) -> list[str]:
+        """Delete the folders under ``classifiers/`` that no registration names, once older than
+        ``older_than_s`` (``orphans``); returns their names."""
+
+        async def sweep(store: BlobStore) -> list[str]:
+            return await sweep_orphan_folders(
+                store, prefix=PREFIX, registry_key=REGISTRY_KEY, older_than_s=older_than_s
+            )
+
+        return self._call(sweep)
+
     def forget_copy(self, entry: RegisteredClassifier) -> None:
         shutil.rmtree(self.cache_root / str(entry.id), ignore_errors=True)
 
@@ -210,6 +228,16 @@ class BlobRegistryStore:
                 f"registered {item.size} bytes, sha256 {item.sha256[:12]}… (a partial or replaced upload); "
                 "it is not loaded: register it again with `lumi models add-classifier`"
             )
+
+
+def classifier_file_sweep(
+    store: RegistryStore, database: Database, *, interval_s: float
+) -> ClassifierFileSweep | None:
+    """The sweep of orphaned classifier files for a registry in the blob store; None for a registry in a
+    folder (``LocalRegistryStore``), which it does not cover."""
+    if not isinstance(store, BlobRegistryStore):
+        return None
+    return ClassifierFileSweep(store, database, interval_s=interval_s)
 
 
 class _Loop:
