@@ -5,7 +5,8 @@ is sent, the returned task id right after the answer, before anything else. A jo
 time but no task id (Lumi died in between, or the request timed out after it was sent) first looks for
 the task among every task Meshy created since the request (its newest, page after page, however many
 other jobs created meanwhile): same type and prompt, owned by no other job. Only when there is none is
-a task created.
+a task created; while Meshy cannot list its tasks nothing is created, and the step fails after
+``create_attempts`` tries.
 
 A claimed job (distributed mode) may be taken over while its create request is on its way: the request
 time is a fenced write right before the request, so a worker that lost its lease before then sends
@@ -103,7 +104,7 @@ class TaskCreator:
         stamp_name = f"{kind}_requested_at"
         stamp = job.options.get(stamp_name)
         if isinstance(stamp, int):
-            found = await self.find_orphan(job, kind, stamp)
+            found = await self._search_patiently(job, kind, stamp)
             if found is not None:
                 log.info("3D job %s adopts Meshy %s task %s created before a restart", job.id, kind, found)
                 return await self._save(job.id, **{field_name: found})
@@ -134,7 +135,7 @@ class TaskCreator:
                 # A worker paused through its request (and past its heartbeat) asks Meshy nothing more.
                 await self._check_lease(job.id)
                 async with self._waiting_on_meshy(job.id, after_s=0):
-                    found = await self.find_orphan(job, kind, stamp)
+                    found = await self._search_patiently(job, kind, stamp)
                     if found is None:
                         failures += 1
                         if failures >= self.config.create_attempts:
@@ -234,18 +235,41 @@ class TaskCreator:
             target_formats=list(options.formats),
         )
 
+    async def _search_patiently(self, job: GenerationJob, kind: str, requested_at_ms: int) -> str | None:
+        """``find_orphan``, retried while Meshy cannot list its tasks: creating a task without having
+        looked could make a second one, so after ``create_attempts`` failed searches the step fails."""
+        failures = 0
+        while True:
+            try:
+                return await self.find_orphan(job, kind, requested_at_ms)
+            except MeshyError as error:
+                failures += 1
+                if failures >= self.config.create_attempts:
+                    log.warning(
+                        "3D job %s: could not list Meshy's tasks to look for its %s task (%s); not creating "
+                        "another without knowing",
+                        job.id,
+                        kind,
+                        error.detail,
+                    )
+                    raise
+                delay = self._backoff(failures)
+                log.warning(
+                    "3D job %s: could not list Meshy's tasks to look for its %s task (%s); retry in %.1f s",
+                    job.id,
+                    kind,
+                    error.detail,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
     async def find_orphan(self, job: GenerationJob, kind: str, requested_at_ms: int) -> str | None:
-        """A task this job asked for whose id was never recorded, from Meshy's newest tasks."""
+        """A task this job asked for whose id was never recorded, from Meshy's newest tasks; raises
+        ``MeshyError`` when Meshy cannot list them."""
         if self.meshy.is_test_mode:
             # The test-mode key answers every request with the same sample task.
             return None
-        try:
-            tasks = await self._tasks_since(requested_at_ms - CLOCK_SKEW_MS)
-        except MeshyError as error:
-            log.warning(
-                "could not list Meshy tasks to look for job %s's %s task: %s", job.id, kind, error.detail
-            )
-            return None
+        tasks = await self._tasks_since(requested_at_ms - CLOCK_SKEW_MS)
         candidates = sorted(
             (
                 task

@@ -13,6 +13,7 @@ from dataclasses import replace
 from bot.services.generate3d.progress import JobMessage
 from bot.services.generate3d.service import GenerationOptions
 from inference.remote.meshy import MeshyClient
+from inference.remote.meshy.protocol import TASKS_PATH
 from storage.models import JobState
 from storage.repo import jobs as repo_jobs
 from tests.services.generate3d.parts import CHANNEL, GUILD, Env, request, wait_until
@@ -158,9 +159,9 @@ async def test_a_restarted_service_finishes_the_job_without_a_second_task(env: E
     assert [r.json["mode"] for r in env.meshy.create_requests] == ["preview", "refine"]
 
 
-async def test_a_task_created_but_never_recorded_is_adopted_not_created_again(env: Env) -> None:
-    service = env.service()
-    # The state a crash leaves between Meshy's answer and the commit: a request time, no task id.
+async def _job_with_an_unrecorded_preview(env: Env) -> tuple[str, str]:
+    """The state a crash leaves between Meshy's answer and the commit: a request time, no task id; and
+    the task Meshy did create for it. Returns the job's id and that task's."""
     async with env.database.session() as session:
         job = await repo_jobs.create_job(
             session=session,
@@ -179,12 +180,41 @@ async def test_a_task_created_but_never_recorded_is_adopted_not_created_again(en
         await session.commit()
     async with MeshyClient(env.meshy.api_key, base_url=env.meshy.base_url) as other:
         orphan = await other.create_preview("a brass telescope, detailed")
+    return job.id, orphan
+
+
+async def test_a_task_created_but_never_recorded_is_adopted_not_created_again(env: Env) -> None:
+    service = env.service()
+    job_id, orphan = await _job_with_an_unrecorded_preview(env)
 
     assert await service.resume_unfinished() == 1
-    done = await service.wait(job.id)
+    done = await service.wait(job_id)
     assert done.state is JobState.DONE
     assert done.preview_task_id == orphan
     assert len(env.meshy.create_requests) == 1
+
+
+async def test_a_task_search_that_fails_is_retried_before_anything_is_created(env: Env) -> None:
+    service = env.service(create_backoff_s=0.05)
+    job_id, orphan = await _job_with_an_unrecorded_preview(env)
+    # One search's worth of failed listings (the client's own retries included), then Meshy answers.
+    env.meshy.inject_error(503, count=3, method="GET", path_contains=TASKS_PATH)
+
+    assert await service.resume_unfinished() == 1
+    done = await service.wait(job_id)
+    assert done.state is JobState.DONE and done.preview_task_id == orphan
+    assert len(env.meshy.create_requests) == 1
+
+
+async def test_a_job_that_cannot_search_for_its_task_fails_rather_than_create_a_second(env: Env) -> None:
+    service = env.service(create_backoff_s=0.05)
+    job_id, _orphan = await _job_with_an_unrecorded_preview(env)
+    env.meshy.inject_error(503, count=100, method="GET", path_contains=TASKS_PATH)
+
+    assert await service.resume_unfinished() == 1
+    done = await service.wait(job_id)
+    assert done.state is JobState.FAILED and done.error
+    assert len(env.meshy.create_requests) == 1  # only the orphan
 
 
 async def test_broken_streams_fall_back_to_polling(env: Env) -> None:
