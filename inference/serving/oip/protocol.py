@@ -12,21 +12,6 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = [
-    "BINARY_CONTENT_TYPE",
-    "DATATYPES",
-    "HEADER_LENGTH",
-    "JSON_CONTENT_TYPE",
-    "MAX_HEADER_BYTES",
-    "MAX_RANK",
-    "MAX_TENSORS",
-    "InferRequest",
-    "InferResponse",
-    "OipError",
-    "Tensors",
-    "parameters_of",
-]
-
 HEADER_LENGTH: Final = "Inference-Header-Content-Length"
 BINARY_CONTENT_TYPE: Final = "application/octet-stream"
 JSON_CONTENT_TYPE: Final = "application/json"
