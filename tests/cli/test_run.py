@@ -55,6 +55,8 @@ def _kill(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
         process.kill()
         process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def test_run_without_token_serves_playground_and_stops_on_sigterm(tmp_path: Path) -> None:
