@@ -186,6 +186,7 @@ def forward_limit(
     import torch
 
     from inference.commenter.data import normalize_labels, prompt_order
+    from inference.commenter.decoding import decoder_step, padded_prompts
 
     model, settings = commenter.model, commenter.settings
     prompts = [
@@ -193,12 +194,7 @@ def forward_limit(
         for labels in label_lists
     ]
     targets = [tokenizer.encode_comment(text, max_length=settings.max_new_tokens) for text in comments]
-    width = max(len(prompt) for prompt in prompts)
-    input_ids = torch.full((len(prompts), width), tokenizer.pad_id, dtype=torch.long)
-    attention = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        input_ids[row, : len(prompt)] = torch.tensor(prompt)
-        attention[row, : len(prompt)] = 1
+    input_ids, attention = padded_prompts(prompts, pad_id=tokenizer.pad_id)
     steps = max(len(target) for target in targets)
     forced = torch.full((len(targets), steps), tokenizer.pad_id, dtype=torch.long)
     for row, target in enumerate(targets):
@@ -212,14 +208,7 @@ def forward_limit(
         current = torch.full((forced.shape[0], 1), model.config.decoder_start_token_id, dtype=torch.long)
         cache = None
         for step in range(steps):
-            result = model(
-                encoder_outputs=(encoded,),
-                attention_mask=mask,
-                decoder_input_ids=current,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            cache = result.past_key_values
+            _, cache = decoder_step(model, encoded, mask, current, cache)
             current = forced[:, step : step + 1]
         return time.perf_counter() - began
 

@@ -111,34 +111,29 @@ def clearly_better(candidate: list[float], current: list[float]) -> bool:
     return bool(candidate) and min(candidate) > max(current)
 
 
+def best_setting(what: str, rounds: dict[str, list[float]], current: str, *, keep: str) -> str:
+    """`what` the fastest setting is, by median images per second, against the current one."""
+    best = max(rounds, key=lambda setting: statistics.median(rounds[setting]))
+    gain = statistics.median(rounds[best]) / statistics.median(rounds[current])
+    clear = best != current and clearly_better(rounds[best], rounds[current])
+    return f"{what} {best} ({gain:.2f}x the current {current}); " + (
+        "clearly better in every round" if clear else f"no clear gain: keep the current {keep}"
+    )
+
+
 def verdicts(report: dict[str, Any]) -> list[str]:
-    lines = []
     current_chunk = str(report["batch_size"])
-    for name, by_size in report["chunk_images_per_s"].items():
-        best = max(by_size, key=lambda size: statistics.median(by_size[size]))
-        gain = statistics.median(by_size[best]) / statistics.median(by_size[current_chunk])
-        clear = best != current_chunk and clearly_better(by_size[best], by_size[current_chunk])
-        lines.append(
-            f"{name}: best chunk {best} ({gain:.2f}x the current {current_chunk}); "
-            + ("clearly better in every round" if clear else "no clear gain: keep the current chunk")
-        )
+    lines = [
+        best_setting(f"{name}: best chunk", by_size, current_chunk, keep="chunk")
+        for name, by_size in report["chunk_images_per_s"].items()
+    ]
     together = report["together_open_nsfw_chunk_images_per_s"]
-    best = max(together, key=lambda size: statistics.median(together[size]))
-    gain = statistics.median(together[best]) / statistics.median(together[current_chunk])
-    clear = best != current_chunk and clearly_better(together[best], together[current_chunk])
     lines.append(
-        f"both models at once: best open_nsfw chunk {best} ({gain:.2f}x the current {current_chunk}); "
-        + ("clearly better in every round" if clear else "no clear gain: keep the current chunk")
+        best_setting("both models at once: best open_nsfw chunk", together, current_chunk, keep="chunk")
     )
     pairs = report["threads_images_per_s"]
     current_pair = f"{report['default_threads']}+{report['default_threads']}"
-    best_pair = max(pairs, key=lambda pair: statistics.median(pairs[pair]))
-    gain = statistics.median(pairs[best_pair]) / statistics.median(pairs[current_pair])
-    clear = best_pair != current_pair and clearly_better(pairs[best_pair], pairs[current_pair])
-    lines.append(
-        f"threads (NudeNet+open_nsfw): best {best_pair} ({gain:.2f}x the current {current_pair}); "
-        + ("clearly better in every round" if clear else "no clear gain: keep the current threads")
-    )
+    lines.append(best_setting("threads (NudeNet+open_nsfw): best", pairs, current_pair, keep="threads"))
     shares = report["threads_busy_share"][current_pair]
     critical = max(shares, key=lambda name: statistics.median(shares[name]))
     lines.append(

@@ -186,12 +186,20 @@ class Settings(DeploymentSettings, ServingSettings, BlobStoreFields, BaseSetting
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    # `.env.example` leaves these empty: an empty value means "not set".
     @field_validator(
         "discord_token",
         "link_secret",
         "comment_llm_api_key",
         "azure_storage_connection_string",
         "s3_secret_access_key",
+        "discord_dev_guild_id",
+        "discord_shard_count",
+        "comment_model_dir",
+        "moderation_openai_api_key",
+        "meshy_api_key",
+        "enhancer_api_key",
+        "enhancer_local_model",
         mode="before",
     )
     @classmethod
@@ -209,25 +217,10 @@ class Settings(DeploymentSettings, ServingSettings, BlobStoreFields, BaseSetting
             )
         return value
 
-    @field_validator("discord_dev_guild_id", "discord_shard_count", "comment_model_dir", mode="before")
-    @classmethod
-    def _blank_guild_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
     @field_validator("inference_threads", mode="before")
     @classmethod
     def _blank_threads_is_default(cls, value: object) -> object:
         return default_threads() if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("moderation_openai_api_key", mode="before")
-    @classmethod
-    def _blank_key_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("meshy_api_key", "enhancer_api_key", "enhancer_local_model", mode="before")
-    @classmethod
-    def _blank_generation_value_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("prompt_blocked_words", mode="before")
     @classmethod

@@ -130,6 +130,19 @@ class CountedChunks:
         return BlobInfo(self.key, self.size, content_type, self.sha256)
 
 
+def blob_info_of(key: str, data: bytes, content_type: str | None = None) -> BlobInfo:
+    """What a store records for `data` put whole under `key` (no content type: guessed from the key)."""
+    return BlobInfo(key, len(data), content_type or guess_content_type(key), hashlib.sha256(data).hexdigest())
+
+
+async def sha256_of_stream(chunks: AsyncIterator[bytes]) -> str:
+    """The SHA-256 of a blob read back, for one written by something else than Lumi (no hash stored)."""
+    digest = hashlib.sha256()
+    async for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 def validate_key(key: str) -> str:
     """Return `key` if it is a safe blob key, else raise `InvalidBlobKey`."""
     if not isinstance(key, str) or not key:

@@ -64,6 +64,36 @@ def _uniforms(seeds: np.ndarray, step: int) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+def padded_prompts(prompts: Sequence[Sequence[int]], *, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input ids padded on the right to the longest prompt, and the attention mask that hides the pad."""
+    width = max(len(prompt) for prompt in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
+        attention_mask[row, : len(prompt)] = 1
+    return input_ids, attention_mask
+
+
+def decoder_step(
+    model: T5ForConditionalGeneration,
+    encoded: torch.Tensor,
+    attention_mask: torch.Tensor,
+    current: torch.Tensor,
+    cache: EncoderDecoderCache | None,
+) -> tuple[torch.Tensor, EncoderDecoderCache]:
+    """One cached decoder pass over the last written tokens: float32 logits of the next token per row,
+    and the cache grown by that token (``cache`` is the name transformers 5 takes and returns)."""
+    result = model(
+        encoder_outputs=(encoded,),
+        attention_mask=attention_mask,
+        decoder_input_ids=current,
+        cache=cache,
+        use_cache=True,
+    )
+    return result.logits[:, -1, :].float(), result.cache
+
+
 @torch.inference_mode()
 def decode_candidates(
     model: T5ForConditionalGeneration,
@@ -84,12 +114,7 @@ def decode_candidates(
     per_prompt = len(seeds[0])
     if any(len(row) != per_prompt for row in seeds):
         raise ValueError("every prompt needs the same number of candidate seeds")
-    width = max(len(prompt) for prompt in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        input_ids[row, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
-        attention_mask[row, : len(prompt)] = 1
+    input_ids, attention_mask = padded_prompts(prompts, pad_id=pad_id)
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
 
     encoded = model.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -117,15 +142,7 @@ def decode_candidates(
         if stats is not None:
             stats.steps += 1
             stats.row_steps += len(active)
-        result = model(
-            encoder_outputs=(encoded,),
-            attention_mask=attention_mask,
-            decoder_input_ids=current,
-            past_key_values=cache,
-            use_cache=True,
-        )
-        cache = result.past_key_values
-        logits = result.logits[:, -1, :].float()
+        logits, cache = decoder_step(model, encoded, attention_mask, current, cache)
         logits[:, list(banned_ids)] = -torch.inf
         if row_ban is not None:
             logits.masked_fill_(row_ban, -torch.inf)

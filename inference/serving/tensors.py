@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from inference.serving.oip import OipError
+from inference.serving.oip import OipError, Tensors
 
 __all__ = [
     "Tensors",
@@ -24,8 +24,6 @@ __all__ = [
     "rows_per_item",
     "unpad_images",
 ]
-
-Tensors = dict[str, NDArray[Any]]
 
 
 def require(tensors: Tensors, name: str, dtype: type[Any] | np.dtype[Any], rank: int) -> NDArray[Any]:

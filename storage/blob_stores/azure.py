@@ -15,9 +15,10 @@ back-off of a minute.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -42,8 +43,10 @@ from storage.blobs import (
     CountedChunks,
     ListedBlob,
     VersionedBlob,
+    blob_info_of,
     content_disposition,
     guess_content_type,
+    sha256_of_stream,
     validate_key,
 )
 
@@ -99,9 +102,7 @@ class AzureBlobStore:
         raise BlobStoreUnavailable(f"{self.description}: cannot {action} {key!r}: {reason}") from None
 
     async def put(self, key: str, data: bytes, content_type: str | None = None) -> BlobInfo:
-        info = BlobInfo(
-            key, len(data), content_type or guess_content_type(key), hashlib.sha256(data).hexdigest()
-        )
+        info = blob_info_of(key, data, content_type)
         blob = self._blob(key)
         try:
             await blob.upload_blob(
@@ -156,63 +157,55 @@ class AzureBlobStore:
             self._unavailable("write", key, error)
         return info
 
+    @contextlib.contextmanager
+    def _sdk_errors(self, action: str, key: str) -> Iterator[None]:
+        """The SDK's errors as the store's: a missing blob is `BlobNotFound`, a missing container and
+        the rest unavailable."""
+        try:
+            yield
+        except ResourceNotFoundError as error:
+            if _error_code(error) == "ContainerNotFound":
+                self._unavailable(action, key, error)
+            raise BlobNotFound(key) from None
+        except AzureError as error:
+            self._unavailable(action, key, error)
+
     async def read(self, key: str) -> bytes:
         blob = self._blob(key)
-        try:
+        with self._sdk_errors("read", key):
             downloader = await blob.download_blob()
-            return await downloader.readall()
-        except ResourceNotFoundError as error:
-            self._not_found(key, error)
-        except AzureError as error:
-            self._unavailable("read", key, error)
-
-    def _not_found(self, key: str, error: ResourceNotFoundError) -> NoReturn:
-        if _error_code(error) == "ContainerNotFound":
-            self._unavailable("read", key, error)
-        raise BlobNotFound(key) from None
+            data = await downloader.readall()
+        return data
 
     async def stream(self, key: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AsyncIterator[bytes]:
         """Yield the blob in the SDK's chunks (4 MiB at most); `BlobNotFound` at the first iteration."""
         blob = self._blob(key)
-        try:
+        with self._sdk_errors("read", key):
             downloader = await blob.download_blob()
             async for chunk in downloader.chunks():
                 yield chunk
-        except ResourceNotFoundError as error:
-            self._not_found(key, error)
-        except AzureError as error:
-            self._unavailable("read", key, error)
 
     async def stat(self, key: str) -> BlobInfo | None:
         blob = self._blob(key)
         try:
-            properties = await blob.get_blob_properties()
-        except ResourceNotFoundError as error:
-            if _error_code(error) == "ContainerNotFound":
-                self._unavailable("look up", key, error)
+            with self._sdk_errors("look up", key):
+                properties = await blob.get_blob_properties()
+        except BlobNotFound:
             return None
-        except AzureError as error:
-            self._unavailable("look up", key, error)
         content_type = properties.content_settings.content_type or guess_content_type(key)
         sha256 = (properties.metadata or {}).get(SHA256_METADATA)
         if sha256 is None:
             # Written by something else than Lumi: hash it once, as the folder store does.
-            digest = hashlib.sha256()
-            async for chunk in self.stream(key):
-                digest.update(chunk)
-            sha256 = digest.hexdigest()
+            sha256 = await sha256_of_stream(self.stream(key))
         return BlobInfo(key, int(properties.size), content_type, sha256)
 
     async def delete(self, key: str) -> bool:
         blob = self._blob(key)
         try:
-            await blob.delete_blob()
-        except ResourceNotFoundError as error:
-            if _error_code(error) == "ContainerNotFound":
-                self._unavailable("delete", key, error)
+            with self._sdk_errors("delete", key):
+                await blob.delete_blob()
+        except BlobNotFound:
             return False
-        except AzureError as error:
-            self._unavailable("delete", key, error)
         return True
 
     async def exists(self, key: str) -> bool:
@@ -230,14 +223,11 @@ class AzureBlobStore:
     async def read_versioned(self, key: str) -> VersionedBlob | None:
         blob = self._blob(key)
         try:
-            downloader = await blob.download_blob()
-            data = await downloader.readall()
-        except ResourceNotFoundError as error:
-            if _error_code(error) == "ContainerNotFound":
-                self._unavailable("read", key, error)
+            with self._sdk_errors("read", key):
+                downloader = await blob.download_blob()
+                data = await downloader.readall()
+        except BlobNotFound:
             return None
-        except AzureError as error:
-            self._unavailable("read", key, error)
         return VersionedBlob(data, str(downloader.properties.etag))
 
     async def put_if_version(

@@ -22,6 +22,7 @@ from storage.blobs import (
     CountedChunks,
     ListedBlob,
     VersionedBlob,
+    blob_info_of,
     guess_content_type,
     validate_key,
 )
@@ -52,7 +53,7 @@ class LocalBlobStore:
         return await asyncio.to_thread(self._write_whole, key, data, content_type or guess_content_type(key))
 
     def _write_whole(self, key: str, data: bytes, content_type: str) -> BlobInfo:
-        info = BlobInfo(key, len(data), content_type, hashlib.sha256(data).hexdigest())
+        info = blob_info_of(key, data, content_type)
         temp = self._new_temp_path()
         try:
             with temp.open("wb") as handle:

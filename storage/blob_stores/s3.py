@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -37,8 +37,10 @@ from storage.blobs import (
     CountedChunks,
     ListedBlob,
     VersionedBlob,
+    blob_info_of,
     content_disposition,
     guess_content_type,
+    sha256_of_stream,
     validate_key,
 )
 
@@ -117,9 +119,7 @@ class S3BlobStore:
 
     async def put(self, key: str, data: bytes, content_type: str | None = None) -> BlobInfo:
         object_key = self._object_key(key)
-        info = BlobInfo(
-            key, len(data), content_type or guess_content_type(key), hashlib.sha256(data).hexdigest()
-        )
+        info = blob_info_of(key, data, content_type)
         try:
             s3 = await self._s3()
             await s3.put_object(
@@ -163,52 +163,48 @@ class S3BlobStore:
             await upload.abort()
             raise
 
-    async def read(self, key: str) -> bytes:
-        object_key = self._object_key(key)
+    @contextlib.contextmanager
+    def _sdk_errors(self, action: str, key: str) -> Iterator[None]:
+        """The SDK's errors as the store's: a missing object is `BlobNotFound`, the rest unavailable."""
         try:
-            s3 = await self._s3()
-            response = await s3.get_object(Bucket=self.bucket, Key=object_key)
-            async with response["Body"] as body:
-                return bytes(await body.read())
+            yield
         except ClientError as error:
             if self._missing(error):
                 raise BlobNotFound(key) from None
-            self._unavailable("read", key, error)
+            self._unavailable(action, key, error)
         except BotoCoreError as error:
-            self._unavailable("read", key, error)
+            self._unavailable(action, key, error)
+
+    async def read(self, key: str) -> bytes:
+        object_key = self._object_key(key)
+        with self._sdk_errors("read", key):
+            s3 = await self._s3()
+            response = await s3.get_object(Bucket=self.bucket, Key=object_key)
+            async with response["Body"] as body:
+                data = bytes(await body.read())
+        return data
 
     async def stream(self, key: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AsyncIterator[bytes]:
         object_key = self._object_key(key)
-        try:
+        with self._sdk_errors("read", key):
             s3 = await self._s3()
             response = await s3.get_object(Bucket=self.bucket, Key=object_key)
             async with response["Body"] as body:
                 while chunk := await body.read(chunk_size):
                     yield bytes(chunk)
-        except ClientError as error:
-            if self._missing(error):
-                raise BlobNotFound(key) from None
-            self._unavailable("read", key, error)
-        except BotoCoreError as error:
-            self._unavailable("read", key, error)
 
     async def stat(self, key: str) -> BlobInfo | None:
         object_key = self._object_key(key)
         try:
-            s3 = await self._s3()
-            head = await s3.head_object(Bucket=self.bucket, Key=object_key)
-        except ClientError as error:
-            if self._missing(error):
-                return None
-            self._unavailable("look up", key, error)
-        except BotoCoreError as error:
-            self._unavailable("look up", key, error)
+            with self._sdk_errors("look up", key):
+                s3 = await self._s3()
+                head = await s3.head_object(Bucket=self.bucket, Key=object_key)
+        except BlobNotFound:
+            return None
         sha256 = (head.get("Metadata") or {}).get(SHA256_METADATA)
         if sha256 is None:
-            digest = hashlib.sha256()
-            async for chunk in self.stream(key):
-                digest.update(chunk)
-            sha256 = digest.hexdigest()
+            # Written by something else than Lumi: hash it once, as the folder store does.
+            sha256 = await sha256_of_stream(self.stream(key))
         content_type = head.get("ContentType") or guess_content_type(key)
         return BlobInfo(key, int(head["ContentLength"]), content_type, sha256)
 
@@ -243,16 +239,13 @@ class S3BlobStore:
     async def read_versioned(self, key: str) -> VersionedBlob | None:
         object_key = self._object_key(key)
         try:
-            s3 = await self._s3()
-            response = await s3.get_object(Bucket=self.bucket, Key=object_key)
-            async with response["Body"] as body:
-                data = bytes(await body.read())
-        except ClientError as error:
-            if self._missing(error):
-                return None
-            self._unavailable("read", key, error)
-        except BotoCoreError as error:
-            self._unavailable("read", key, error)
+            with self._sdk_errors("read", key):
+                s3 = await self._s3()
+                response = await s3.get_object(Bucket=self.bucket, Key=object_key)
+                async with response["Body"] as body:
+                    data = bytes(await body.read())
+        except BlobNotFound:
+            return None
         return VersionedBlob(data, str(response["ETag"]))
 
     async def put_if_version(

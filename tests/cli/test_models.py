@@ -30,6 +30,15 @@ def _distributed_env(
     monkeypatch.setenv("DATA_DIR", str(data_dir))
 
 
+async def _create_container(azurite: Azurite, container: str) -> None:
+    # Created and closed on one event loop: a client closed on another leaves its connection open.
+    store = AzureBlobStore(azurite.connection_string, container)
+    try:
+        await store.create_container()
+    finally:
+        await store.close()
+
+
 async def _blob_keys(azurite: Azurite, container: str, keys: list[str]) -> list[str]:
     store = AzureBlobStore(azurite.connection_string, container)
     try:
@@ -47,9 +56,7 @@ def test_a_registration_goes_to_the_blob_store_for_every_host(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no developer .env
     container = f"lumi-cli-{secrets.token_hex(4)}"
-    setup = AzureBlobStore(azurite.connection_string, container)
-    asyncio.run(setup.create_container())
-    asyncio.run(setup.close())
+    asyncio.run(_create_container(azurite, container))
 
     _distributed_env(monkeypatch, azurite, container, tmp_path / "host-a")
     code = main(["models", "add-classifier", str(pattern_classifier), "--category", "weapons", "--no-verify"])

@@ -21,33 +21,48 @@ def _free_port() -> int:
         return port
 
 
-def test_run_without_token_serves_playground_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_URL"))},
-        "DATA_DIR": str(tmp_path / "data"),
-        "WEB_PORT": str(port),
-    }
+def _lumi_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """This process's environment without Discord or database settings, with data under `tmp_path`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_URL"))}
+    return {**env, "DATA_DIR": str(tmp_path / "data"), **settings}
+
+
+def _start_until(
+    command: list[str], cwd: Path, env: dict[str, str], marker: str
+) -> tuple[subprocess.Popen[str], str]:
+    """`command` started, and what it printed up to the first line holding `marker` (or its end, or 60 s)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     output: list[str] = []
+    deadline = time.monotonic() + 60
     try:
-        deadline = time.monotonic() + 60
         assert process.stdout is not None
         while time.monotonic() < deadline:
             line = process.stdout.readline()
             if not line:
                 break
             output.append(line)
-            if "Press Ctrl+C" in line:
+            if marker in line:
                 break
-        text = "".join(output)
+    except BaseException:
+        _kill(process)
+        raise
+    return process, "".join(output)
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def test_run_without_token_serves_playground_and_stops_on_sigterm(tmp_path: Path) -> None:
+    env = _lumi_env(tmp_path, WEB_PORT=str(_free_port()))
+    process, text = _start_until([sys.executable, "-m", "bot", "run"], tmp_path, env, "Press Ctrl+C")
+    try:
         match = re.search(r"playground mode: (http://\S+)/", text)
         assert match, text
         assert "DISCORD_TOKEN" in text
@@ -58,49 +73,29 @@ def test_run_without_token_serves_playground_and_stops_on_sigterm(tmp_path: Path
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _kill(process)
 
 
 def test_run_with_discord_unreachable_keeps_trying_and_stops_cleanly(tmp_path: Path) -> None:
     launcher = Path(__file__).resolve().parents[1] / "launch_lumi.py"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_URL"))},
+    env = _lumi_env(
+        tmp_path,
         # Port 1 on loopback is closed: every attempt is refused at once.
-        "LUMI_TEST_DISCORD_URL": "http://127.0.0.1:1",
-        "DISCORD_TOKEN": "test-token",
-        "DATA_DIR": str(tmp_path / "data"),
-        "WEB_PORT": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, str(launcher), "run"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        LUMI_TEST_DISCORD_URL="http://127.0.0.1:1",
+        DISCORD_TOKEN="test-token",
+        WEB_PORT="0",
+        PYTHONUNBUFFERED="1",
     )
-    output: list[str] = []
+    process, output = _start_until(
+        [sys.executable, str(launcher), "run"], tmp_path, env, "cannot reach Discord"
+    )
     try:
-        deadline = time.monotonic() + 60
-        assert process.stdout is not None
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            output.append(line)
-            if "cannot reach Discord" in line:
-                break
-        assert process.poll() is None, "".join(output)
+        assert process.poll() is None, output
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=30)
-        text = "".join(output) + rest
+        text = output + rest
         assert process.returncode == 0, text
         assert "127.0.0.1:1" in text and "trying again in" in text
         assert "Traceback" not in text
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _kill(process)

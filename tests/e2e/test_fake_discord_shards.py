@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import discord
@@ -16,6 +15,7 @@ from discord.ext import commands
 from tests.fakes.discord_api.entities import FakeGuild
 from tests.fakes.discord_api.server import FakeDiscord, redirect_discord_py, running_client
 from tests.fakes.discord_api.sharding import shard_for
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -35,14 +35,6 @@ class ShardProbe(commands.AutoShardedBot):
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         if not initial:
             await asyncio.sleep(0.2)
-
-
-async def eventually(check: Callable[[], bool], describe: str, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {describe}")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager

@@ -10,15 +10,17 @@ then `RuntimeError: Session is closed`) and exit 0 without it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.lumi_process import START_S, LumiProcess, base_env
-from tests.fakes import images as corpus
-from tests.fakes.discord_api.protocol import JsonDict
-from tests.fakes.discord_api.recording import RecordedRequest
+from tests.e2e.lumi_process import LumiProcess
+from tests.e2e.photo_comment_parts import (
+    astronaut_photo,
+    photo_comment_env,
+    post_photo_once_connected,
+    replies_to,
+)
 from tests.fakes.discord_api.server import FakeDiscord, message_text
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(360)]
@@ -28,41 +30,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(360)]
 DRAIN_S = 180.0
 
 
-def replies_to(post: JsonDict) -> Callable[[JsonDict], bool]:
-    return lambda message: (message.get("message_reference") or {}).get("message_id") == post["id"]
-
-
 async def test_sigterm_during_a_photo_comment_posts_it_before_stopping(tmp_path: Path) -> None:
-    photo = corpus.photo_bytes("astronaut")
-    if photo is None:
-        pytest.skip("the package that ships the astronaut photo is not installed")
+    photo = astronaut_photo()
     async with FakeDiscord(interaction_deadline_s=15.0) as server:
-        env = base_env(tmp_path / "data", server.base_url, server.token or "", server.guild.id)
-        env.update(
-            {
-                "COMMENT_OBJECTS_DOWNLOAD": "false",
-                "MODERATION_FETCH_HOSTS": f"127.0.0.1:{server.port}",
-                "SHUTDOWN_DRAIN_S": str(DRAIN_S),
-            }
-        )
+        env = photo_comment_env(tmp_path / "data", server, SHUTDOWN_DRAIN_S=str(DRAIN_S))
         lumi = LumiProcess(env, tmp_path / "lumi.log")
         try:
             await lumi.start()
-            await lumi.wait_for_log("connected as")
-            enable = await server.slash_command(
-                "comments", subcommand="enable", user="owner", channel="photos"
-            )
-            assert "now comments on photos" in message_text(await server.wait_for_reply(enable, timeout=30))
-
-            since = len(server.rest.cdn_requests)
-            post = await server.post_message("photos", "alice", attachments=[("me.png", photo)])
-
-            def fetched(request: RecordedRequest) -> bool:
-                return request.path.endswith("/me.png") and request.status == 200
-
-            await server.rest.cdn_requests.wait_for(
-                fetched, since=since, timeout=START_S, describe="Lumi downloading the photo"
-            )
+            post = await post_photo_once_connected(lumi, server, photo)
             await asyncio.sleep(1.0)
             assert "model 'commenter' loaded" not in lumi.log()  # still loading: the case to test
             exit_code = await lumi.terminate(timeout=DRAIN_S + 60)

@@ -17,9 +17,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.lumi_process import START_S, LumiProcess, base_env
-from tests.fakes import images as corpus
-from tests.fakes.discord_api.recording import RecordedRequest
+from tests.e2e.lumi_process import START_S, LumiProcess
+from tests.e2e.photo_comment_parts import (
+    astronaut_photo,
+    photo_comment_env,
+    post_photo_once_connected,
+    replies_to,
+)
 from tests.fakes.discord_api.server import FakeDiscord, message_text
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(360)]
@@ -53,19 +57,10 @@ def loaded(body: dict[str, Any]) -> dict[str, bool]:
 
 
 async def test_healthz_answers_before_and_while_the_models_load(tmp_path: Path) -> None:
-    photo = corpus.photo_bytes("astronaut")
-    if photo is None:
-        pytest.skip("the package that ships the astronaut photo is not installed")
+    photo = astronaut_photo()
     port = free_port()
     async with FakeDiscord(interaction_deadline_s=15.0) as server, aiohttp.ClientSession() as http:
-        env = base_env(tmp_path / "data", server.base_url, server.token or "", server.guild.id)
-        env.update(
-            {
-                "WEB_PORT": str(port),
-                "COMMENT_OBJECTS_DOWNLOAD": "false",
-                "MODERATION_FETCH_HOSTS": f"127.0.0.1:{server.port}",
-            }
-        )
+        env = photo_comment_env(tmp_path / "data", server, WEB_PORT=str(port))
         lumi = LumiProcess(env, tmp_path / "lumi.log")
         try:
             await lumi.start()
@@ -82,20 +77,7 @@ async def test_healthz_answers_before_and_while_the_models_load(tmp_path: Path) 
             assert {"commenter", "nudenet"} <= set(loaded(body)), body
             assert not any(loaded(body).values()), body
 
-            await lumi.wait_for_log("connected as")
-            enable = await server.slash_command(
-                "comments", subcommand="enable", user="owner", channel="photos"
-            )
-            assert "now comments on photos" in message_text(await server.wait_for_reply(enable, timeout=30))
-            since = len(server.rest.cdn_requests)
-            post = await server.post_message("photos", "alice", attachments=[("me.png", photo)])
-
-            def fetched(request: RecordedRequest) -> bool:
-                return request.path.endswith("/me.png") and request.status == 200
-
-            await server.rest.cdn_requests.wait_for(
-                fetched, since=since, timeout=START_S, describe="Lumi downloading the photo"
-            )
+            post = await post_photo_once_connected(lumi, server, photo)
             # While the photo's models load, every probe is answered in time and says what is loaded.
             while_loading = []
             deadline = time.monotonic() + MODELS_S
@@ -107,13 +89,7 @@ async def test_healthz_answers_before_and_while_the_models_load(tmp_path: Path) 
                 await asyncio.sleep(0.2)
             assert any(not models["commenter"] for models in while_loading), while_loading
 
-            comment = await server.wait_for_message(
-                "photos",
-                predicate=lambda message: (
-                    (message.get("message_reference") or {}).get("message_id") == post["id"]
-                ),
-                timeout=MODELS_S,
-            )
+            comment = await server.wait_for_message("photos", predicate=replies_to(post), timeout=MODELS_S)
             assert message_text(comment).strip()
             after = await healthz(http, port)
             assert after is not None and after[0] == 200

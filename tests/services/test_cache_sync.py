@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,6 +20,7 @@ from inference.registry import ModelRegistry
 from storage.db import Database
 from storage.repo import cases as repo_cases
 from tests.fakes.databases import temporary_postgres_database
+from tests.waiting import eventually
 
 GUILD = 888_888_888_888_888_888
 
@@ -40,14 +41,6 @@ async def two_processes() -> AsyncIterator[tuple[tuple[Database, CacheSync], tup
                 await sync.close()
             for database in databases:
                 await database.close()
-
-
-async def eventually(check: Callable[[], bool], describe: str, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {describe}")
-        await asyncio.sleep(0.02)
 
 
 def comment_service(database: Database, sync: CacheSync, registry: ModelRegistry) -> CommentService:

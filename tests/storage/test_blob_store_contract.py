@@ -103,6 +103,7 @@ async def test_put_read_stat_exists_delete(store: BlobStore) -> None:
     with pytest.raises(BlobNotFound):
         async for _chunk in store.stream("jobs/abc/model.glb"):
             pass
+    await assert_no_unfinished_uploads(store)
 
 
 async def test_explicit_content_type_and_overwrite(store: BlobStore) -> None:
@@ -133,6 +134,7 @@ async def test_put_stream_hashes_and_counts(store: BlobStore, sizes: list[int]) 
     )
     assert await store.read("jobs/j/model.usdz") == data
     assert await store.stat("jobs/j/model.usdz") == info
+    await assert_no_unfinished_uploads(store)
 
 
 async def test_put_stream_over_the_limit_stores_nothing(store: BlobStore) -> None:
@@ -162,6 +164,9 @@ async def test_failing_source_leaves_no_partial_blob(store: BlobStore) -> None:
 
 
 async def assert_no_unfinished_uploads(store: BlobStore) -> None:
+    if isinstance(store, LocalBlobStore):
+        temp_dir = store.root / ".tmp"
+        assert not temp_dir.exists() or list(temp_dir.iterdir()) == []
     if isinstance(store, S3BlobStore):
         s3 = await store._s3()
         listing = await s3.list_multipart_uploads(Bucket=store.bucket)

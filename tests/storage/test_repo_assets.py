@@ -13,6 +13,7 @@ from storage.db import Database
 from storage.models import AssetOwner
 from storage.repo import assets as repo_assets
 from storage.repo import jobs as repo_jobs
+from tests.storage.rows import add_asset_row
 
 USER = 800_000_000_000_000_001
 
@@ -31,24 +32,16 @@ async def test_assets(database: Database) -> None:
             owner_kind=AssetOwner.JOB,
             owner_id=job.id,
         )
-        await repo_assets.add_asset(
-            session=session,
-            key=f"jobs/{job.id}/preview.png",
-            content_type="image/png",
-            size=10,
-            sha256="cd" * 32,
-            filename="preview.png",
+        await add_asset_row(
+            session,
+            f"jobs/{job.id}/preview.png",
             owner_kind="job",
             owner_id=job.id,
             expires_at=now - timedelta(seconds=1),
         )
-        await repo_assets.add_asset(
-            session=session,
-            key="evidence/1.jpg",
-            content_type="image/jpeg",
-            size=10,
-            sha256="ef" * 32,
-            filename="1.jpg",
+        await add_asset_row(
+            session,
+            "evidence/1.jpg",
             owner_kind=AssetOwner.CASE,
             owner_id="1",
             expires_at=now + timedelta(days=1),
@@ -71,16 +64,7 @@ async def test_assets(database: Database) -> None:
     async with database.session() as session:
         assert len(await repo_assets.list_job_assets(session=session, job_id=job.id)) == 1
         with pytest.raises(IntegrityError):
-            await repo_assets.add_asset(
-                session=session,
-                key=glb.key,
-                content_type="x",
-                size=1,
-                sha256="0" * 64,
-                filename="again",
-                owner_kind="job",
-                owner_id=job.id,
-            )
+            await add_asset_row(session, glb.key, owner_kind="job", owner_id=job.id)
 
 
 async def test_a_stored_blob_is_recorded_as_the_store_described_it(

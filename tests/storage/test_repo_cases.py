@@ -12,9 +12,9 @@ from sqlmodel import select
 from storage.db import Database
 from storage.models import CaseAction, CaseStatus, GuildSettings, ModerationCase
 from storage.repo import cases as repo_cases
-from storage.repo import comments as repo_comments
 from storage.repo import guilds as repo_guilds
 from tests.fakes.databases import run_sql
+from tests.storage.rows import add_comment_row
 
 GUILD = 111_111_111_111_111_111
 OTHER_GUILD = 222_222_222_222_222_222
@@ -125,18 +125,7 @@ async def test_concurrent_creators_get_distinct_numbers_and_keep_their_other_wor
     async def create(index: int) -> int:
         async with database.session() as session:
             # Earlier work in the same transaction must survive a retried case insert.
-            await repo_comments.add_comment_record(
-                session=session,
-                guild_id=GUILD,
-                channel_id=1,
-                message_id=index,
-                author_id=index,
-                labels=[],
-                backend="local",
-                language="ko",
-                comment="",
-                latency_ms=1.0,
-            )
+            await add_comment_row(session, guild_id=GUILD, author_id=index, message_id=index)
             case = await repo_cases.create_case(
                 session=session, guild_id=GUILD, channel_id=1, author_id=index
             )

@@ -6,7 +6,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.db import Database
 from storage.locks import lock_key
@@ -24,6 +23,7 @@ from storage.repo import cases as repo_cases
 from storage.repo import comments as repo_comments
 from storage.repo import jobs as repo_jobs
 from storage.repo import user_data as repo_user_data
+from tests.storage.rows import add_asset_row, add_comment_row
 
 GUILD = 900_000_000_000_000_001
 OTHER_GUILD = 900_000_000_000_000_002
@@ -203,21 +203,6 @@ async def test_comment_records(database: Database) -> None:
     assert (stored.labels, stored.comment, stored.latency_ms) == (["기쁨", "고양이"], "너무 귀여워요!", 12.5)
 
 
-async def _comment(session: AsyncSession, *, guild_id: int, author_id: int) -> None:
-    await repo_comments.add_comment_record(
-        session=session,
-        guild_id=guild_id,
-        channel_id=1,
-        message_id=1,
-        author_id=author_id,
-        labels=[],
-        backend="local",
-        language="ko",
-        comment="hi",
-        latency_ms=1.0,
-    )
-
-
 async def test_delete_user_data(database: Database) -> None:
     async with database.session() as session:
         authored = await repo_cases.create_case(
@@ -229,16 +214,7 @@ async def test_delete_user_data(database: Database) -> None:
             evidence_key="evidence/a.jpg",
             evidence_expires_at=datetime.now(UTC) + timedelta(days=30),
         )
-        await repo_assets.add_asset(
-            session=session,
-            key="evidence/a.jpg",
-            content_type="image/jpeg",
-            size=1,
-            sha256="0" * 64,
-            filename="a.jpg",
-            owner_kind=AssetOwner.CASE,
-            owner_id=str(authored.id),
-        )
+        await add_asset_row(session, "evidence/a.jpg", owner_kind=AssetOwner.CASE, owner_id=str(authored.id))
         decided = await repo_cases.create_case(
             session=session, guild_id=GUILD, channel_id=1, author_id=OTHER_USER
         )
@@ -249,22 +225,13 @@ async def test_delete_user_data(database: Database) -> None:
             session=session, guild_id=OTHER_GUILD, channel_id=1, author_id=USER
         )
 
-        await _comment(session, guild_id=GUILD, author_id=USER)
-        await _comment(session, guild_id=GUILD, author_id=USER)
-        await _comment(session, guild_id=GUILD, author_id=OTHER_USER)
-        await _comment(session, guild_id=OTHER_GUILD, author_id=USER)
+        await add_comment_row(session, guild_id=GUILD, author_id=USER)
+        await add_comment_row(session, guild_id=GUILD, author_id=USER)
+        await add_comment_row(session, guild_id=GUILD, author_id=OTHER_USER)
+        await add_comment_row(session, guild_id=OTHER_GUILD, author_id=USER)
 
         mine = await repo_jobs.create_job(session=session, user_id=USER, guild_id=GUILD, prompt="mine")
-        await repo_assets.add_asset(
-            session=session,
-            key=f"jobs/{mine.id}/model.glb",
-            content_type="model/gltf-binary",
-            size=1,
-            sha256="1" * 64,
-            filename="model.glb",
-            owner_kind=AssetOwner.JOB,
-            owner_id=mine.id,
-        )
+        await add_asset_row(session, f"jobs/{mine.id}/model.glb", owner_kind=AssetOwner.JOB, owner_id=mine.id)
         remix = await repo_jobs.create_job(
             session=session, user_id=OTHER_USER, guild_id=GUILD, prompt="remix", parent_job_id=mine.id
         )

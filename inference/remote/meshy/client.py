@@ -104,9 +104,7 @@ class MeshyClient(MeshyTransport):
             "pose_mode": pose_mode,
             "target_formats": check_formats(target_formats),
         }
-        body.update({key: value for key, value in optional.items() if value is not None})
-        data = await self._request_json("POST", TASKS_PATH, kind=KIND_CREATE, body=body, creates_task=True)
-        return result_id(data, context=f"POST {TASKS_PATH}")
+        return await self._create_task(body, optional)
 
     async def create_refine(
         self,
@@ -133,7 +131,11 @@ class MeshyClient(MeshyTransport):
             "ai_model": ai_model,
             "target_formats": check_formats(target_formats),
         }
-        body.update({key: value for key, value in optional.items() if value is not None})
+        return await self._create_task(body, optional)
+
+    async def _create_task(self, body: dict[str, object], optional: dict[str, object | None]) -> str:
+        """POST a task of ``body`` and those ``optional`` fields that are set; the new task's id."""
+        body = {**body, **{key: value for key, value in optional.items() if value is not None}}
         data = await self._request_json("POST", TASKS_PATH, kind=KIND_CREATE, body=body, creates_task=True)
         return result_id(data, context=f"POST {TASKS_PATH}")
 

@@ -13,31 +13,17 @@ import sqlalchemy as sa
 
 from bot.services.generate3d.job_rows import get_job
 from bot.services.generate3d.service import GenerationService
-from storage.blob_stores.local import LocalBlobStore
 from storage.db import Database
 from storage.models import GenerationJob, JobState
-from tests.fakes.databases import empty_all_tables, open_database
-from tests.fakes.meshy_api.server import FakeMeshy
-from tests.services.generate3d.parts import Env, request, wait_until
+from tests.services.generate3d.parts import Env, request, two_processes_on, wait_until
 
 CLAIMS = {"claimed_jobs": True, "heartbeat_timeout_s": 2.0}
 
 
 @pytest.fixture
 async def two_processes(postgres_session_url: str, tmp_path: Path) -> AsyncIterator[tuple[Env, Env]]:
-    async with (
-        open_database(postgres_session_url, migrated=False) as a,
-        open_database(postgres_session_url, migrated=False) as b,
-        FakeMeshy() as meshy,
-    ):
-        await empty_all_tables(a)
-        blobs = LocalBlobStore(tmp_path / "blobs")
-        envs = (Env(meshy, a, blobs, tmp_path), Env(meshy, b, blobs, tmp_path))
-        try:
-            yield envs
-        finally:
-            for env in envs:
-                await asyncio.gather(*(service.close() for service in env.services))
+    async with two_processes_on(postgres_session_url, tmp_path) as envs:
+        yield envs
 
 
 async def queue_rows(database: Database) -> list[tuple[str, str]]:

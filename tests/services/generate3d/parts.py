@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from inference.remote.meshy import MeshyClient, RetryPolicy
 from storage.blob_stores import LocalBlobStore
 from storage.db import Database, default_sqlite_url
 from storage.models import JobState
+from tests.fakes.databases import empty_all_tables, open_database
 from tests.fakes.meshy_api.server import FakeMeshy
 
 GUILD = 900_000_000_000_000_001
@@ -84,6 +86,25 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
             for service in environment.services:
                 await service.close()
             await database.close()
+
+
+@contextlib.asynccontextmanager
+async def two_processes_on(postgres_session_url: str, tmp_path: Path) -> AsyncIterator[tuple[Env, Env]]:
+    """Two environments on two handles of one emptied PostgreSQL database (two engines, as two processes
+    have), sharing one Meshy double and one blob folder; their services are closed on the way out."""
+    async with (
+        open_database(postgres_session_url, migrated=False) as a,
+        open_database(postgres_session_url, migrated=False) as b,
+        FakeMeshy() as meshy,
+    ):
+        await empty_all_tables(a)
+        blobs = LocalBlobStore(tmp_path / "blobs")
+        envs = (Env(meshy, a, blobs, tmp_path), Env(meshy, b, blobs, tmp_path))
+        try:
+            yield envs
+        finally:
+            for env in envs:
+                await asyncio.gather(*(service.close() for service in env.services))
 
 
 def request(

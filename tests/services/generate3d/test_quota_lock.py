@@ -11,33 +11,18 @@ import pytest
 import sqlalchemy as sa
 
 from bot.services.generate3d.service import GenerationService, QuotaExceeded
-from storage.blob_stores import LocalBlobStore
 from storage.db import Database
 from storage.models import GenerationJob
-from tests.fakes.databases import empty_all_tables, open_database
-from tests.fakes.meshy_api.server import FakeMeshy
-from tests.services.generate3d.parts import Env, request
+from tests.services.generate3d.parts import Env, request, two_processes_on
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 async def two_processes(postgres_session_url: str, tmp_path: Path) -> AsyncIterator[tuple[Env, Env]]:
-    """Two services on two handles of one PostgreSQL database (two engines, as two processes have)."""
-    async with (
-        open_database(postgres_session_url, migrated=False) as a,
-        open_database(postgres_session_url, migrated=False) as b,
-        FakeMeshy() as meshy,
-    ):
-        await empty_all_tables(a)
-        meshy.config.preview_s = 30.0  # the accepted job keeps running: it counts against the limit
-        blobs = LocalBlobStore(tmp_path / "blobs")
-        envs = (Env(meshy, a, blobs, tmp_path), Env(meshy, b, blobs, tmp_path))
-        try:
-            yield envs
-        finally:
-            for env in envs:
-                await asyncio.gather(*(service.close() for service in env.services))
+    async with two_processes_on(postgres_session_url, tmp_path) as envs:
+        envs[0].meshy.config.preview_s = 30.0  # the accepted job keeps running: it counts against the limit
+        yield envs
 
 
 async def stored_jobs(database: Database, user_id: int) -> int:
