@@ -47,6 +47,7 @@ from inference.serving.oip import (
     encode_response,
 )
 from inference.serving.tensors import Tensors
+from inference.threads import apply_thread_policy
 
 __all__ = ["Failure", "ModelFamily", "OipIngress", "build_app"]
 
@@ -78,6 +79,9 @@ class ModelFamily:
     def __init__(self, family: str, options: ServeOptions) -> None:
         self.family = family
         self.serve_options = options
+        # Before any model loads, as a gateway does: Ray sets OMP_NUM_THREADS to the actor's num_cpus,
+        # which torch would follow, while onnxruntime takes INFERENCE_THREADS; one policy for both.
+        apply_thread_policy(options.threads())
         self.registry = ModelRegistry(options.device)
         batch = BatchConfig(max_batch_size=options.max_batch_size, max_wait_ms=options.batch_wait_ms)
         self._runners: dict[str, ServedRunner] = {}
