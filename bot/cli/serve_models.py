@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import threading
@@ -66,9 +67,8 @@ def serve_options(settings: Settings, args: argparse.Namespace) -> Any:
     )
 
 
-def family_resources(settings: Settings, families: list[str]) -> dict[str, Any]:
-    from inference.serving.app import FamilyResources
-
+def check_family_settings(settings: Settings) -> None:
+    """Refuse SERVE_REPLICAS/SERVE_NUM_CPUS/SERVE_NUM_GPUS entries for deployments that do not exist."""
     unknown = (
         set(settings.serve_replicas) | set(settings.serve_num_cpus) | set(settings.serve_num_gpus)
     ) - set(_DEFAULT_FAMILIES)
@@ -77,10 +77,22 @@ def family_resources(settings: Settings, families: list[str]) -> dict[str, Any]:
             f"SERVE_REPLICAS/SERVE_NUM_CPUS/SERVE_NUM_GPUS name unknown deployments {sorted(unknown)}; "
             f"known: {', '.join(_DEFAULT_FAMILIES)}"
         )
+
+
+def family_resources(settings: Settings, families: list[str], *, cluster_cpus: float) -> dict[str, Any]:
+    """Each family's replicas and CPU/GPU share; a CPU share not set is one CPU, or less where the
+    cluster has fewer CPUs than families (3 families on 2 cores: 0.66 each), so that every
+    replica can be placed. Ray's CPUs only place replicas; the models' threads follow INFERENCE_THREADS.
+    """
+    from inference.serving.app import FamilyResources
+
+    check_family_settings(settings)
+    default_cpus = min(1.0, cluster_cpus / len(families)) if cluster_cpus > 0 else 1.0
     return {
         family: FamilyResources(
             replicas=settings.serve_replicas.get(family, 1),
-            num_cpus=settings.serve_num_cpus.get(family, 1.0),
+            # Rounded down: three shares of 0.67 would not fit on 2 CPUs.
+            num_cpus=settings.serve_num_cpus.get(family, math.floor(default_cpus * 100) / 100),
             num_gpus=settings.serve_num_gpus.get(family, 0.0),
         )
         for family in families
@@ -99,6 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserFacingError(
             f"--families takes some of {', '.join(_DEFAULT_FAMILIES)}, got {args.families!r}"
         )
+    check_family_settings(settings)
     os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
     try:
         import ray
@@ -110,10 +123,11 @@ def _serve(args: argparse.Namespace) -> int:
             f"Ray Serve is not installed ({error}); install it with `pip install 'lumi[serve]'`"
         ) from None
 
-    app = build_app(
-        serve_options(settings, args), families=families, resources=family_resources(settings, families)
-    )
     started_ray = not ray.is_initialized() and args.address is None
+    if started_ray:
+        # Ray starts its workers at niceness 15; the replicas are this service's work, and beside
+        # gateways or anything else at 0 on the same cores they got a small part of the CPU.
+        os.environ.setdefault("RAY_worker_niceness", "0")
     init: dict[str, Any] = {"include_dashboard": False}
     metrics_port = os.environ.get("LUMI_SERVE_METRICS_PORT")
     if metrics_port:
@@ -122,11 +136,18 @@ def _serve(args: argparse.Namespace) -> int:
         init["num_cpus"] = args.num_cpus
     ray.init(address=args.address, **init)
     try:
+        resources = family_resources(
+            settings,
+            families,
+            cluster_cpus=float(ray.cluster_resources().get("CPU", 0.0)),  # type: ignore[no-untyped-call]
+        )
+        app = build_app(serve_options(settings, args), families=families, resources=resources)
         serve.start(http_options={"host": settings.serve_host, "port": settings.serve_port})
         serve.run(app, name="lumi", route_prefix="/")
         url = f"http://{settings.serve_host}:{settings.serve_port}"
+        shares = ", ".join(f"{family} {share.num_cpus:g} CPU" for family, share in resources.items())
         print(
-            f"\nLumi's models are served at {url} ({', '.join(families)}).\n"
+            f"\nLumi's models are served at {url} ({shares}).\n"
             f"  Gateways: INFERENCE_URL={url}\n"
             f"  health: {url}/v2/health/ready   batches: {url}/v2/debug/batches\n"
             "  Press Ctrl+C to stop.\n",
