@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from bot.cli.common import settings_and_logging
@@ -23,6 +24,8 @@ from bot.errors import UserFacingError
 log = logging.getLogger(__name__)
 
 _DEFAULT_FAMILIES = ("moderation", "perception", "commenter")
+# Long enough for the replicas to finish the batches in flight (their own limit is 5 s, app.py).
+_SERVE_SHUTDOWN_S = 8.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -135,6 +138,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.num_cpus is not None:
         init["num_cpus"] = args.num_cpus
     ray.init(address=args.address, **init)
+    # SIGTERM stops it as Ctrl+C does, also while it is still deploying: a KeyboardInterrupt here.
+    # Set after ray.init, whose own handler would first wait for the node to drain.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         resources = family_resources(
             settings,
@@ -153,13 +159,25 @@ def _serve(args: argparse.Namespace) -> int:
             "  Press Ctrl+C to stop.\n",
             flush=True,
         )
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        stop.wait()
+        threading.Event().wait()
+    except KeyboardInterrupt:
         log.info("shutdown requested")
     finally:
-        serve.shutdown()  # type: ignore[no-untyped-call]
+        _shut_serve_down(serve.shutdown)
         if started_ray:
             ray.shutdown()
     return 0
+
+
+def _shut_serve_down(shutdown: Callable[[], None]) -> None:
+    """Serve's graceful shutdown (replicas finish their requests), for up to ``_SERVE_SHUTDOWN_S``.
+
+    A SIGTERM sent to the whole process group (systemd, ``kill -- -PGID``) reaches Ray's own processes
+    too: their node drains, and ``serve.shutdown`` then waited its full 30 s for a controller that
+    could not finish; the cluster stops with ``ray.shutdown`` either way.
+    """
+    worker = threading.Thread(target=shutdown, name="lumi-serve-shutdown", daemon=True)
+    worker.start()
+    worker.join(_SERVE_SHUTDOWN_S)
+    if worker.is_alive():
+        log.warning("Ray Serve did not shut down within %g s; stopping Ray", _SERVE_SHUTDOWN_S)
