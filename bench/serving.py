@@ -1,13 +1,14 @@
 """Two gateways sharing one inference service against two gateways with their own models, measured.
 
     PYTHONPATH=. .venv/bin/python bench/serving.py [--images 48] [--rounds 2] [--concurrency 8]
+        [--service-threads N] [--worker-niceness 15]
 
 Starts Lumi's Ray Serve app (the moderation family, one replica) on a local Ray cluster, then in every
 round runs both modes, in a different order each round:
 
 - ``in-process``: 2 gateway processes, each with its own NudeNet and open_nsfw (Lumi's default);
 - ``remote``: 2 gateway processes with ``INFERENCE_URL`` runners to the one service, which batches
-  with ``@serve.batch``;
+  with one ``@serve.batch`` queue per model;
 - ``remote-lumi``: the same against a second deployment of the app (route prefix ``/lumi-batching``)
   whose replica batches with Lumi's ``DynamicBatcher`` instead (``--batching lumi``).
 
@@ -15,8 +16,11 @@ Each gateway process decodes the same ``--images`` package photos as moderation 
 through ``ImageModerator`` with ``--concurrency`` posts in flight; both processes start together. The
 figures: images/s over both processes, p50/p95 latency per image, and the memory of the mode's
 processes (the gateways' peak RSS, plus the Ray cluster's RSS, which holds both apps, for the remote
-modes). Ratios are over in-process in the same round; median and range over rounds. Not a test:
-figures depend on the machine.
+modes). Ratios are over in-process in the same round; median and range over rounds. Then where the
+CPU goes: each Ray process's use while idle, and per image beyond it, by role (``serving_cpu.py``),
+and the mean items per model call in the service. The service's models get ``INFERENCE_THREADS``'
+default threads and its workers niceness 0, as with ``lumi serve-models``. Not a test: figures depend
+on the machine.
 """
 
 from __future__ import annotations
