@@ -1,13 +1,14 @@
 """Two gateways sharing one inference service against two gateways with their own models, measured.
 
     PYTHONPATH=. .venv/bin/python bench/serving.py [--images 48] [--rounds 2] [--concurrency 8]
+        [--service-threads N] [--worker-niceness 15]
 
 Starts Lumi's Ray Serve app (the moderation family, one replica) on a local Ray cluster, then in every
 round runs both modes, in a different order each round:
 
 - ``in-process``: 2 gateway processes, each with its own NudeNet and open_nsfw (Lumi's default);
 - ``remote``: 2 gateway processes with ``INFERENCE_URL`` runners to the one service, which batches
-  with ``@serve.batch``;
+  with one ``@serve.batch`` queue per model;
 - ``remote-lumi``: the same against a second deployment of the app (route prefix ``/lumi-batching``)
   whose replica batches with Lumi's ``DynamicBatcher`` instead (``--batching lumi``).
 
@@ -15,8 +16,11 @@ Each gateway process decodes the same ``--images`` package photos as moderation 
 through ``ImageModerator`` with ``--concurrency`` posts in flight; both processes start together. The
 figures: images/s over both processes, p50/p95 latency per image, and the memory of the mode's
 processes (the gateways' peak RSS, plus the Ray cluster's RSS, which holds both apps, for the remote
-modes). Ratios are over in-process in the same round; median and range over rounds. Not a test:
-figures depend on the machine.
+modes). Ratios are over in-process in the same round; median and range over rounds. Then where the
+CPU goes: each Ray process's use while idle, and per image beyond it, by role (``serving_cpu.py``),
+and the mean items per model call in the service. The service's models get ``INFERENCE_THREADS``'
+default threads and its workers niceness 0, as with ``lumi serve-models``. Not a test: figures depend
+on the machine.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from moderation_parts import corpus, percentile, rotated, spread
+from serving_cpu import cpu_by_role, idle_per_s, per_image_ms, ray_rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("in-process", "remote", "remote-lumi")
@@ -67,12 +73,12 @@ async def _gateway(url: str | None, count: int, concurrency: int, start: float) 
             latencies.append(time.perf_counter() - began)
 
     await asyncio.sleep(max(0.0, start - time.time()))
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one(image) for image in images))
-    wall = time.perf_counter() - began
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     await registry.close()
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"wall_s": wall, "latencies": latencies, "rss_mib": rss_mib}
+    return {"wall_s": wall, "cpu_s": cpu, "latencies": latencies, "rss_mib": rss_mib}
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -85,18 +91,15 @@ def _worker(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def _ray_rss_mib() -> float:
-    import psutil
-
-    total = 0
-    for process in psutil.process_iter(["cmdline", "memory_info"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
-        if "ray" in cmdline and ("ray::" in cmdline or "/ray/" in cmdline or "raylet" in cmdline):
-            total += process.info["memory_info"].rss
-    return total / (1 << 20)
+def _batch_sizes(url: str) -> dict[str, list[int]]:
+    with urllib.request.urlopen(f"{url}/v2/debug/batches", timeout=30) as response:
+        sizes: dict[str, list[int]] = json.loads(response.read())
+    return sizes
 
 
-def _round(mode: str, urls: dict[str, str], args: argparse.Namespace) -> dict[str, float]:
+def _round(
+    mode: str, urls: dict[str, str], args: argparse.Namespace, idle: dict[str, float]
+) -> dict[str, Any]:
     start = time.time() + 20.0  # both processes import, load and decode first
     command = [
         sys.executable,
@@ -112,17 +115,36 @@ def _round(mode: str, urls: dict[str, str], args: argparse.Namespace) -> dict[st
         str(start),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    url = urls.get(mode)
+    batches_before = _batch_sizes(url) if url else {}
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, env=env, cwd=ROOT) for _ in range(2)]
+    # The Ray processes' CPU from the moment both gateways start sending (their warm-up is done).
+    time.sleep(max(0.0, start - time.time()))
+    cpu_before = cpu_by_role()
     results = [json.loads(process.communicate()[0]) for process in processes]
     latencies = [value for result in results for value in result["latencies"]]
     wall = max(result["wall_s"] for result in results)
     gateways = sum(result["rss_mib"] for result in results)
+    # CPU ms per image by process role (the Ray cluster's roles only count for the remote modes).
+    cpu = {}
+    if url:
+        window = time.time() - start
+        cpu = per_image_ms(cpu_before, cpu_by_role(), len(latencies), wall_s=window, idle_per_s=idle)
+    cpu["gateways"] = round(1000 * sum(result["cpu_s"] for result in results) / len(latencies), 1)
+    batches = {}
+    if url:
+        after = _batch_sizes(url)
+        for model, sizes in after.items():
+            new = sizes[len(batches_before.get(model, [])) :]
+            batches[model] = round(sum(new) / len(new), 1) if new else 0.0
     return {
         "images_per_s": len(latencies) / wall,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p95_ms": percentile(latencies, 95) * 1000,
         "gateways_mib": gateways,
-        "rss_mib": gateways + (_ray_rss_mib() if mode in urls else 0.0),
+        "rss_mib": gateways + (ray_rss_mib() if url else 0.0),
+        "cpu_ms_per_image": cpu,
+        "mean_batch": batches,
     }
 
 
@@ -137,6 +159,17 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=48, help="images per gateway process")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8, help="posts in flight per gateway")
+    parser.add_argument(
+        "--service-threads",
+        type=int,
+        default=None,
+        help="threads per model in the service (default: INFERENCE_THREADS' default, as lumi serve-models)",
+    )
+    parser.add_argument(
+        "--worker-niceness",
+        default="0",
+        help="niceness of the Ray workers (default 0, as lumi serve-models; Ray's own default is 15)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
     parser.add_argument("--start", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -146,12 +179,15 @@ def main() -> None:
         return
 
     os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    os.environ["RAY_worker_niceness"] = args.worker_niceness  # noqa: SIM112 - Ray spells it so
     import ray
     from ray import serve
 
     from inference.serving.app import FamilyResources, build_app
     from inference.serving.models import ServeOptions
+    from inference.threads import default_threads
 
+    threads = args.service_threads or default_threads()
     port = _free_port()
     ray.init(
         num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=200_000_000, log_to_driver=False
@@ -160,22 +196,25 @@ def main() -> None:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         urls: dict[str, str] = {}
         for mode, batching, prefix in (("remote", "serve", "/"), ("remote-lumi", "lumi", "/lumi-batching")):
-            options = ServeOptions(device="cpu", batching=batching)  # type: ignore[arg-type]
+            options = ServeOptions(device="cpu", intra_op_threads=threads, batching=batching)  # type: ignore[arg-type]
             app = build_app(
                 options, families=["moderation"], resources={"moderation": FamilyResources(1, 1.0, 0.0)}
             )
             serve.run(app, name=f"lumi-{batching}", route_prefix=prefix)
             urls[mode] = f"http://127.0.0.1:{port}{prefix.rstrip('/')}"
-        figures: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+        idle = idle_per_s()
+        figures: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
         for index in range(args.rounds):
             for mode in rotated(MODES, index):
-                figures[mode].append(_round(mode, urls, args))
+                figures[mode].append(_round(mode, urls, args, idle))
                 print(f"round {index + 1} {mode}: {figures[mode][-1]}", flush=True)
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
 
-    print(f"\n2 gateways x {args.images} images, {args.concurrency} in flight each")
+    print(
+        f"\n2 gateways x {args.images} images, {args.concurrency} in flight each, {threads} service threads"
+    )
     keys = ("images_per_s", "p50_ms", "p95_ms", "gateways_mib", "rss_mib")
     print(f"{'':16}" + "".join(f"{key:>24}" for key in keys))
     for mode in MODES:
@@ -187,6 +226,23 @@ def main() -> None:
             for key in keys
         ]
         print(f"{mode + '/local':16}" + "".join(f"{cell:>24}" for cell in ratios))
+    idle_cores = ", ".join(
+        f"{role} {100 * rate:.0f}%" for role, rate in sorted(idle.items()) if rate >= 0.005
+    )
+    print(f"\nRay's processes while idle, in % of a core: {idle_cores}")
+    print("CPU ms per image by process beyond idle (median over rounds), and items per model call")
+    for mode in MODES:
+        roles = sorted({role for round_ in figures[mode] for role in round_["cpu_ms_per_image"]})
+        cells = [
+            f"{role} {spread([round_['cpu_ms_per_image'].get(role, 0.0) for round_ in figures[mode]], 1)}"
+            for role in roles
+        ]
+        models = sorted({model for round_ in figures[mode] for model in round_["mean_batch"]})
+        cells += [
+            f"{model} batch {spread([round_['mean_batch'].get(model, 0.0) for round_ in figures[mode]], 1)}"
+            for model in models
+        ]
+        print(f"{mode:16}" + "; ".join(cells))
 
 
 if __name__ == "__main__":

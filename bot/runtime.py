@@ -46,7 +46,11 @@ class Runtime:
         apply_thread_policy(settings.inference_threads)
         # torch and triton load here, once, before model threads race to load TensorFlow and torch
         # models side by side (TensorFlow loaded first makes a later triton import crash the process).
-        import_torch_side()
+        # With INFERENCE_URL the torch models run in the service: a gateway skips them (seconds and
+        # hundreds of MB), and what still loads here (custom classifiers) imports them through
+        # import_keras, which loads torch's side first on its own thread.
+        if not settings.inference_url:
+            import_torch_side()
         settings.ensure_data_dir()
         # Before the database: a link secret that cannot be read or written stops start-up in one line.
         settings.link_secret_value()

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from bot.cli.common import settings_and_logging
@@ -23,6 +25,8 @@ from bot.errors import UserFacingError
 log = logging.getLogger(__name__)
 
 _DEFAULT_FAMILIES = ("moderation", "perception", "commenter", "classifiers")
+# Long enough for the replicas to finish the batches in flight (their own limit is 5 s, app.py).
+_SERVE_SHUTDOWN_S = 8.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,9 +73,8 @@ def serve_options(settings: Settings, args: argparse.Namespace) -> Any:
     )
 
 
-def family_resources(settings: Settings, families: list[str]) -> dict[str, Any]:
-    from inference.serving.app import FamilyResources
-
+def check_family_settings(settings: Settings) -> None:
+    """Refuse SERVE_REPLICAS/SERVE_NUM_CPUS/SERVE_NUM_GPUS entries for deployments that do not exist."""
     unknown = (
         set(settings.serve_replicas) | set(settings.serve_num_cpus) | set(settings.serve_num_gpus)
     ) - set(_DEFAULT_FAMILIES)
@@ -80,10 +83,22 @@ def family_resources(settings: Settings, families: list[str]) -> dict[str, Any]:
             f"SERVE_REPLICAS/SERVE_NUM_CPUS/SERVE_NUM_GPUS name unknown deployments {sorted(unknown)}; "
             f"known: {', '.join(_DEFAULT_FAMILIES)}"
         )
+
+
+def family_resources(settings: Settings, families: list[str], *, cluster_cpus: float) -> dict[str, Any]:
+    """Each family's replicas and CPU/GPU share; a CPU share not set is one CPU, or less where the
+    cluster has fewer CPUs than families (3 families on 2 cores: 0.66 each), so that every
+    replica can be placed. Ray's CPUs only place replicas; the models' threads follow INFERENCE_THREADS.
+    """
+    from inference.serving.app import FamilyResources
+
+    check_family_settings(settings)
+    default_cpus = min(1.0, cluster_cpus / len(families)) if cluster_cpus > 0 else 1.0
     return {
         family: FamilyResources(
             replicas=settings.serve_replicas.get(family, 1),
-            num_cpus=settings.serve_num_cpus.get(family, 1.0),
+            # Rounded down: three shares of 0.67 would not fit on 2 CPUs.
+            num_cpus=settings.serve_num_cpus.get(family, math.floor(default_cpus * 100) / 100),
             num_gpus=settings.serve_num_gpus.get(family, 0.0),
         )
         for family in families
@@ -102,6 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserFacingError(
             f"--families takes some of {', '.join(_DEFAULT_FAMILIES)}, got {args.families!r}"
         )
+    check_family_settings(settings)
     os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
     try:
         import ray
@@ -113,15 +129,11 @@ def _serve(args: argparse.Namespace) -> int:
             f"Ray Serve is not installed ({error}); install it with `pip install 'lumi[serve]'`"
         ) from None
 
-    from bot.services.moderation import ServedClassifierSource
-
-    app = build_app(
-        serve_options(settings, args),
-        families=families,
-        resources=family_resources(settings, families),
-        classifier_source=ServedClassifierSource(settings),
-    )
     started_ray = not ray.is_initialized() and args.address is None
+    if started_ray:
+        # Ray starts its workers at niceness 15; the replicas are this service's work, and beside
+        # gateways or anything else at 0 on the same cores they got a small part of the CPU.
+        os.environ.setdefault("RAY_worker_niceness", "0")
     init: dict[str, Any] = {"include_dashboard": False}
     metrics_port = os.environ.get("LUMI_SERVE_METRICS_PORT")
     if metrics_port:
@@ -129,24 +141,53 @@ def _serve(args: argparse.Namespace) -> int:
     if args.num_cpus is not None:
         init["num_cpus"] = args.num_cpus
     ray.init(address=args.address, **init)
+    # SIGTERM stops it as Ctrl+C does, also while it is still deploying: a KeyboardInterrupt here.
+    # Set after ray.init, whose own handler would first wait for the node to drain.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
+        resources = family_resources(
+            settings,
+            families,
+            cluster_cpus=float(ray.cluster_resources().get("CPU", 0.0)),  # type: ignore[no-untyped-call]
+        )
+        from bot.services.moderation import ServedClassifierSource
+
+        app = build_app(
+            serve_options(settings, args),
+            families=families,
+            resources=resources,
+            classifier_source=ServedClassifierSource(settings),
+        )
         serve.start(http_options={"host": settings.serve_host, "port": settings.serve_port})
         serve.run(app, name="lumi", route_prefix="/")
         url = f"http://{settings.serve_host}:{settings.serve_port}"
+        shares = ", ".join(f"{family} {share.num_cpus:g} CPU" for family, share in resources.items())
         print(
-            f"\nLumi's models are served at {url} ({', '.join(families)}).\n"
+            f"\nLumi's models are served at {url} ({shares}).\n"
             f"  Gateways: INFERENCE_URL={url}\n"
             f"  health: {url}/v2/health/ready   batches: {url}/v2/debug/batches\n"
             "  Press Ctrl+C to stop.\n",
             flush=True,
         )
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        stop.wait()
+        threading.Event().wait()
+    except KeyboardInterrupt:
         log.info("shutdown requested")
     finally:
-        serve.shutdown()  # type: ignore[no-untyped-call]
+        _shut_serve_down(serve.shutdown)
         if started_ray:
             ray.shutdown()
     return 0
+
+
+def _shut_serve_down(shutdown: Callable[[], None]) -> None:
+    """Serve's graceful shutdown (replicas finish their requests), for up to ``_SERVE_SHUTDOWN_S``.
+
+    A SIGTERM sent to the whole process group (systemd, ``kill -- -PGID``) reaches Ray's own processes
+    too: their node drains, and ``serve.shutdown`` then waited its full 30 s for a controller that
+    could not finish; the cluster stops with ``ray.shutdown`` either way.
+    """
+    worker = threading.Thread(target=shutdown, name="lumi-serve-shutdown", daemon=True)
+    worker.start()
+    worker.join(_SERVE_SHUTDOWN_S)
+    if worker.is_alive():
+        log.warning("Ray Serve did not shut down within %g s; stopping Ray", _SERVE_SHUTDOWN_S)

@@ -7,10 +7,11 @@ moderation (NudeNet, open_nsfw), perception (faces, emotions, objects) and the c
 family is a deployment with its own replicas and CPU/GPU share; a replica loads a model on its first
 request, through a ``ModelRegistry`` of served runners.
 
-Batching across gateways: with ``batching="serve"`` (the default) requests meet in ``@serve.batch``,
-sized in items rather than requests (``batch_size_fn``), and one model call runs per model in the
-batch; with ``batching="lumi"`` each request's items go through the replica's ``DynamicBatcher`` (the
-gateway's own batcher, here shared by every gateway's requests). ``bench/serving.py`` compares them.
+Batching across gateways: with ``batching="serve"`` (the default) each model has its own
+``@serve.batch`` queue, sized in items rather than requests (``batch_size_fn``), one model call per
+batch, so the models of a family run at the same time, each on its own thread; with
+``batching="lumi"`` each request's items go through the replica's ``DynamicBatcher`` (the gateway's
+own batcher, here shared by every gateway's requests). ``bench/serving.py`` compares them.
 
 Prometheus: Ray exports Serve's own metrics (``ray_serve_num_http_requests``,
 ``ray_serve_deployment_processing_latency_ms``, ``ray_serve_actual_batch_size``,
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, cast
@@ -47,6 +48,7 @@ from inference.serving.oip import (
     encode_response,
 )
 from inference.serving.tensors import Tensors
+from inference.threads import apply_thread_policy
 
 __all__ = ["Failure", "ModelFamily", "OipIngress", "build_app"]
 
@@ -55,6 +57,9 @@ log = logging.getLogger(__name__)
 # A request bigger than this is refused before it is read whole: 16 images at 1024x1024 fit.
 MAX_REQUEST_BYTES: Final = 64 << 20
 _READY_TIMEOUT_S: Final = 5.0
+# A stopping replica looks for requests still running every 0.2 s (Serve's default, 2 s, made a stop
+# take 2 s per deployment, one after the other) and waits at most 5 s for them: a batch takes less.
+_PROMPT_SHUTDOWN: Final = {"graceful_shutdown_wait_loop_s": 0.2, "graceful_shutdown_timeout_s": 5.0}
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,8 @@ class Failure:
     message: str
 
 
-def _items(request: tuple[str, Tensors]) -> int:
+def _items(inputs: Tensors) -> int:
     """How many items a request carries, for ``@serve.batch``'s batch size."""
-    _model, inputs = request
     first = next(iter(inputs.values()), None)
     return len(first) if first is not None and first.ndim else 1
 
@@ -79,6 +83,9 @@ class ModelFamily:
     def __init__(self, family: str, options: ServeOptions) -> None:
         self.family = family
         self.serve_options = options
+        # Before any model loads, as a gateway does: Ray sets OMP_NUM_THREADS to the actor's num_cpus,
+        # which torch would follow, while onnxruntime takes INFERENCE_THREADS; one policy for both.
+        apply_thread_policy(options.threads())
         self.registry = ModelRegistry(options.device)
         batch = BatchConfig(max_batch_size=options.max_batch_size, max_wait_ms=options.batch_wait_ms)
         self._runners: dict[str, ServedRunner] = {}
@@ -89,9 +96,9 @@ class ModelFamily:
             name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lumi-serve-{name}")
             for name in FAMILIES[family]
         }
-        batched: Any = self._batched_infer
-        batched.set_max_batch_size(options.max_batch_size)
-        batched.set_batch_wait_timeout_s(options.batch_wait_ms / 1000.0)
+        # One @serve.batch queue per model, so that the models of a post run at once, each on its
+        # thread, as they do in a gateway (one queue for the family ran them one after the other).
+        self._batched = {name: self._batched_calls(name) for name in FAMILIES[family]}
         self._batch_size = Histogram(
             "lumi_served_batch_size",
             description="Items per model call in the inference service.",
@@ -126,23 +133,25 @@ class ModelFamily:
     async def infer(self, model: str, inputs: Tensors) -> Tensors | Failure:
         if self.serve_options.batching == "lumi":
             return await self._infer_through_batcher(model, inputs)
-        outcome: Tensors | Failure = await self._batched_infer((model, inputs))
-        return outcome
+        batched = self._batched.get(model)
+        if batched is None:
+            return Failure(404, f"model {model!r} is not served by {self.family}")
+        return await batched(inputs)
 
-    @serve.batch(
-        max_batch_size=16, batch_wait_timeout_s=0.01, batch_size_fn=lambda batch: sum(map(_items, batch))
-    )
-    async def _batched_infer(self, requests: list[tuple[str, Tensors]]) -> list[Tensors | Failure]:
-        outcomes: list[Tensors | Failure | None] = [None] * len(requests)
-        by_model: dict[str, list[int]] = {}
-        for index, (model, _inputs) in enumerate(requests):
-            by_model.setdefault(model, []).append(index)
-        for model, indices in by_model.items():
-            for index, outcome in zip(
-                indices, await self._run(model, [requests[i][1] for i in indices]), strict=True
-            ):
-                outcomes[index] = outcome
-        return [outcome if outcome is not None else Failure(500, "no outcome") for outcome in outcomes]
+    def _batched_calls(self, model: str) -> Callable[[Tensors], Awaitable[Tensors | Failure]]:
+        """``model``'s own ``@serve.batch`` queue, sized in items: one model call per batch."""
+
+        async def run_batch(requests: list[Tensors]) -> list[Tensors | Failure]:
+            return await self._run(model, requests)
+
+        # Serve tags its batch metrics (ray_serve_actual_batch_size, ...) with the function's name.
+        run_batch.__name__ = run_batch.__qualname__ = f"infer_{model}"
+        batched = serve.batch(
+            max_batch_size=self.serve_options.max_batch_size,
+            batch_wait_timeout_s=self.serve_options.batch_wait_ms / 1000.0,
+            batch_size_fn=lambda batch: sum(map(_items, batch)),
+        )(run_batch)
+        return cast(Callable[[Tensors], Awaitable[Tensors | Failure]], batched)
 
     async def _run(self, model: str, requests: Sequence[Tensors]) -> list[Tensors | Failure]:
         """One model call for the items of every request that could be read."""
@@ -331,8 +340,11 @@ def build_app(
                 name=f"lumi-{family}",
                 num_replicas=share.replicas,
                 ray_actor_options={"num_cpus": share.num_cpus, "num_gpus": share.num_gpus},
+                **_PROMPT_SHUTDOWN,
             )
             .bind(family, options)
         )
-    ingress = cast(Any, OipIngress).options(name="lumi-ingress", ray_actor_options={"num_cpus": 0})
+    ingress = cast(Any, OipIngress).options(
+        name="lumi-ingress", ray_actor_options={"num_cpus": 0}, **_PROMPT_SHUTDOWN
+    )
     return cast(serve.Application, ingress.bind(**bound))

@@ -23,6 +23,7 @@ from inference.runners.nudenet import NudeNetRunner
 from inference.runners.objects import DEFAULT_OBJECT_WEIGHTS, YoloObjectRunner
 from inference.runners.open_nsfw import OpenNsfwRunner
 from inference.serving.codecs import CODECS, Codec
+from inference.threads import default_threads
 
 __all__ = ["FAMILIES", "FAMILY_OF", "ServeOptions", "ServedRunner", "served_factory"]
 
@@ -52,6 +53,10 @@ class ServeOptions:
     batch_wait_ms: float = 10.0
     # "serve": Ray Serve's @serve.batch groups requests; "lumi": Lumi's DynamicBatcher in the replica.
     batching: Literal["serve", "lumi"] = "serve"
+
+    def threads(self) -> int:
+        """Threads per model pool: ``intra_op_threads``, else a gateway's default (half the cores)."""
+        return self.intra_op_threads or default_threads()
 
 
 class ServedRunner:
@@ -107,8 +112,8 @@ def _commenter(device: Device, options: ServeOptions) -> Runner[Any, Any]:
 
 
 _RUNNERS: Final[dict[str, Callable[[Device, ServeOptions], Runner[Any, Any]]]] = {
-    "nudenet": lambda device, options: NudeNetRunner(device, intra_op_threads=options.intra_op_threads),
-    "open_nsfw": lambda device, options: OpenNsfwRunner(device, intra_op_threads=options.intra_op_threads),
+    "nudenet": lambda device, options: NudeNetRunner(device, intra_op_threads=options.threads()),
+    "open_nsfw": lambda device, options: OpenNsfwRunner(device, intra_op_threads=options.threads()),
     "faces": lambda device, options: FaceRunner(device, detector=options.face_detector),
     "emotions": lambda device, options: EmotionRunner(device),
     "objects": lambda device, options: YoloObjectRunner(
