@@ -87,7 +87,7 @@ def check_family_settings(settings: Settings) -> None:
 
 def family_resources(settings: Settings, families: list[str], *, cluster_cpus: float) -> dict[str, Any]:
     """Each family's replicas and CPU/GPU share; a CPU share not set is one CPU, or less where the
-    cluster has fewer CPUs than families (3 families on 2 cores: 0.66 each), so that every
+    cluster has fewer CPUs than families (4 families on 2 cores: 0.5 each), so that every
     replica can be placed. Ray's CPUs only place replicas; the models' threads follow INFERENCE_THREADS.
     """
     from inference.serving.app import FamilyResources

@@ -1,6 +1,6 @@
 """`lumi serve-models` with every family on a 2-CPU cluster: it deploys, and SIGTERM stops it promptly.
 
-Each family's CPU share defaults to what the cluster has (0.66 CPU each here; one CPU each
+Each family's CPU share defaults to what the cluster has (0.5 CPU each for the four families here; one CPU each
 left one replica unplaced and the command deploying for ever). Serve's graceful shutdown used to wait
 2 s per deployment, one after the other.
 """
@@ -54,7 +54,9 @@ def test_every_family_deploys_on_two_cpus_and_sigterm_stops_it_within_seconds(tm
             if "Press Ctrl+C" in line or time.monotonic() > deadline:
                 break
         announced = "".join(lines)
-        assert "moderation 0.66 CPU, perception 0.66 CPU, commenter 0.66 CPU" in announced, announced[-2000:]
+        assert (
+            "moderation 0.5 CPU, perception 0.5 CPU, commenter 0.5 CPU, classifiers 0.5 CPU" in announced
+        ), announced[-2000:]
         stopping = time.monotonic()
         service.send_signal(signal.SIGTERM)
         service.communicate(timeout=60)  # reading its output, which it may still be writing
