@@ -1,7 +1,7 @@
 """`lumi serve-models` with every family on a 2-CPU cluster: it deploys, and SIGTERM stops it promptly.
 
-Each family's CPU share defaults to what the cluster has (0.5 CPU each for the four families here; one CPU each
-left one replica unplaced and the command deploying for ever). Serve's graceful shutdown used to wait
+Each family's CPU share defaults to what the cluster has (0.5 CPU each for the four families here; one
+CPU each left one replica unplaced and the command deploying for ever). Serve's graceful shutdown used to wait
 2 s per deployment, one after the other.
 """
 
