@@ -116,6 +116,11 @@ class ClassifierDetector:
         except (QueueFull, BatcherClosed) as error:
             log.warning("custom classifier #%s (%s) left out: %s", entry.id, entry.category, error)
             return None
+        except Exception as error:
+            # The model itself failed on this image (or the service's model did: a 500): this classifier
+            # is left out of this image's check, the other classifiers still score it.
+            self._report(entry, f"it failed on this image ({type(error).__name__}: {error})"[:500])
+            return None
         self._reported_failures.pop(entry.model_key, None)
         return max(output.positive for output in outputs)
 

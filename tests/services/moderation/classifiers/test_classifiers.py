@@ -7,7 +7,8 @@ open_nsfw in the image checker.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,40 @@ async def test_registrations_from_another_process_apply_and_removal_unloads(
     gone = await checker.check_image(striped, guild_policy=policy, guild_id=GUILD)
     assert "violence_graphic" not in gone.scores and not gone.flagged
     assert not checker.registry.is_registered(entry.model_key)
+
+
+class _BrokenModel:
+    """A classifier model that loads and then fails on every batch, as a model with a bug would."""
+
+    name = "classifier-2"
+    device = "cpu"
+
+    def load(self) -> None:
+        pass
+
+    def predict_batch(self, items: Sequence[object]) -> list[object]:
+        raise RuntimeError("the network's output has the wrong shape")
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_classifier_that_fails_on_an_image_leaves_the_others_scoring_it(
+    pattern_classifier: Path,
+    catalog: ClassifierCatalog,
+    checker: ImageChecker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    catalog.add(pattern_classifier, category="violence", verify=None)
+    broken = catalog.add(pattern_classifier, category="weapons", verify=None)
+    checker.registry.register(broken.model_key, lambda _device: _BrokenModel())
+    policy = DEFAULT_POLICY.with_thresholds("violence", review=0.5, act=None)
+
+    with caplog.at_level(logging.WARNING):
+        verdict = await checker.check_image(png_bytes("stripes", seed=6), guild_policy=policy, guild_id=GUILD)
+    assert verdict.decision.category == "violence" and verdict.scores["violence"] > 0.5
+    assert "weapons" not in verdict.scores
+    warnings = [
+        r.getMessage() for r in caplog.records if "custom classifier #2 (weapons) left out" in r.getMessage()
+    ]
+    assert len(warnings) == 1 and "wrong shape" in warnings[0], warnings
