@@ -1,7 +1,7 @@
 """Two gateways sharing one inference service against two gateways with their own models, measured.
 
     PYTHONPATH=. .venv/bin/python bench/serving.py [--images 48] [--rounds 2] [--concurrency 8]
-        [--service-threads N] [--worker-niceness 15]
+        [--service-threads N] [--worker-niceness 15] [--device auto|cpu|cuda]
 
 Starts Lumi's Ray Serve app (the moderation family, one replica) on a local Ray cluster, then in every
 round runs both modes, in a different order each round:
@@ -19,8 +19,9 @@ processes (the gateways' peak RSS, plus the Ray cluster's RSS, which holds both 
 modes). Ratios are over in-process in the same round; median and range over rounds. Then where the
 CPU goes: each Ray process's use while idle, and per image beyond it, by role (``serving_cpu.py``),
 and the mean items per model call in the service. The service's models get ``INFERENCE_THREADS``'
-default threads and its workers niceness 0, as with ``lumi serve-models``. Not a test: figures depend
-on the machine.
+default threads and its workers niceness 0, as with ``lumi serve-models``. With CUDA present
+(``--device auto``, the default) every mode runs its models on the GPU (each app's replica with half a
+GPU) and the figures end with what a GPU run should show. Not a test: figures depend on the machine.
 """
 
 from __future__ import annotations
@@ -44,9 +45,17 @@ from serving_cpu import cpu_by_role, idle_per_s, per_image_ms, ray_rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("in-process", "remote", "remote-lumi")
+GPU_EXPECTATION = """\
+On a GPU the comparison is the point of the service: 2 in-process gateways hold 2 copies of the models
+in GPU memory and each sends its own half-empty batches; one service holds 1 copy and its batches hold
+both gateways' images (the items per model call above should grow with the gateways' traffic). A GPU
+run should show remote/local images/s of 1 or more (the hop costs CPU, not GPU time), GPU memory in
+nvidia-smi about half of the two gateways', and p50 latency within the batch wait (10 ms) of in-process."""
 
 
-async def _gateway(url: str | None, count: int, concurrency: int, start: float) -> dict[str, Any]:
+async def _gateway(
+    url: str | None, count: int, concurrency: int, start: float, device: str
+) -> dict[str, Any]:
     from inference.images import ImageLimits, decode_image
     from inference.moderation import ImageModerator, at_moderation_scale, register_moderation_models
     from inference.registry import ModelRegistry
@@ -57,7 +66,7 @@ async def _gateway(url: str | None, count: int, concurrency: int, start: float) 
         from inference.serving.remote import RemoteModels
 
         remote = RemoteModels(InferenceClient(url, timeout_s=120.0))
-    registry = ModelRegistry("cpu", remote=remote)
+    registry = ModelRegistry(device, remote=remote)
     register_moderation_models(registry)
     moderator = ImageModerator(registry)
     limits = at_moderation_scale(ImageLimits())
@@ -87,7 +96,7 @@ def _worker(args: argparse.Namespace) -> None:
         from inference.tensorflow_support import import_torch_side
 
         import_torch_side()
-    result = asyncio.run(_gateway(args.url or None, args.images, args.concurrency, args.start))
+    result = asyncio.run(_gateway(args.url or None, args.images, args.concurrency, args.start, args.device))
     print(json.dumps(result))
 
 
@@ -113,6 +122,8 @@ def _round(
         str(args.concurrency),
         "--start",
         str(start),
+        "--device",
+        args.device,
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     url = urls.get(mode)
@@ -170,6 +181,9 @@ def main() -> None:
         default="0",
         help="niceness of the Ray workers (default 0, as lumi serve-models; Ray's own default is 15)",
     )
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA when present), cpu or cuda, for every mode's models"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
     parser.add_argument("--start", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -183,11 +197,14 @@ def main() -> None:
     import ray
     from ray import serve
 
+    from inference.device import resolve_device
     from inference.serving.app import FamilyResources, build_app
     from inference.serving.models import ServeOptions
     from inference.threads import default_threads
 
     threads = args.service_threads or default_threads()
+    args.device = resolve_device(args.device)
+    gpu_share = 0.5 if args.device == "cuda" else 0.0
     port = _free_port()
     ray.init(
         num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=200_000_000, log_to_driver=False
@@ -196,9 +213,11 @@ def main() -> None:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         urls: dict[str, str] = {}
         for mode, batching, prefix in (("remote", "serve", "/"), ("remote-lumi", "lumi", "/lumi-batching")):
-            options = ServeOptions(device="cpu", intra_op_threads=threads, batching=batching)  # type: ignore[arg-type]
+            options = ServeOptions(device=args.device, intra_op_threads=threads, batching=batching)  # type: ignore[arg-type]
             app = build_app(
-                options, families=["moderation"], resources={"moderation": FamilyResources(1, 1.0, 0.0)}
+                options,
+                families=["moderation"],
+                resources={"moderation": FamilyResources(1, 1.0, gpu_share)},
             )
             serve.run(app, name=f"lumi-{batching}", route_prefix=prefix)
             urls[mode] = f"http://127.0.0.1:{port}{prefix.rstrip('/')}"
@@ -213,7 +232,8 @@ def main() -> None:
         ray.shutdown()
 
     print(
-        f"\n2 gateways x {args.images} images, {args.concurrency} in flight each, {threads} service threads"
+        f"\n2 gateways x {args.images} images, {args.concurrency} in flight each, {threads} service threads, "
+        f"models on {args.device}"
     )
     keys = ("images_per_s", "p50_ms", "p95_ms", "gateways_mib", "rss_mib")
     print(f"{'':16}" + "".join(f"{key:>24}" for key in keys))
@@ -243,6 +263,11 @@ def main() -> None:
             for model in models
         ]
         print(f"{mode:16}" + "; ".join(cells))
+    print()
+    if args.device != "cuda":
+        print("No CUDA here: these are CPU figures. " + GPU_EXPECTATION.replace("\n", " "))
+    else:
+        print(GPU_EXPECTATION)
 
 
 if __name__ == "__main__":

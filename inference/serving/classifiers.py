@@ -108,8 +108,12 @@ class ClassifierFamily:
         by_model: dict[str, list[int]] = {}
         for index, (model, _inputs) in enumerate(requests):
             by_model.setdefault(model, []).append(index)
-        for model, indices in by_model.items():
-            results = await self._run(model, [requests[i][1] for i in indices])
+        # Each classifier has its own thread: the classifiers of one batch run at once.
+        groups = list(by_model.items())
+        answers = await asyncio.gather(
+            *(self._run(model, [requests[i][1] for i in indices]) for model, indices in groups)
+        )
+        for (_model, indices), results in zip(groups, answers, strict=True):
             for index, outcome in zip(indices, results, strict=True):
                 outcomes[index] = outcome
         return outcomes
