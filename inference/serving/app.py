@@ -36,9 +36,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from inference.device import Device
-from inference.registry import BatchConfig, ModelRegistry, ModelUnavailable
+from inference.registry import BatchConfig, ModelHandle, ModelRegistry, ModelUnavailable
 from inference.serving.classifier_codec import CLASSIFIER_FAMILY, is_classifier_model
-from inference.serving.codecs import CODECS
+from inference.serving.codecs import CODECS, Codec
 from inference.serving.models import FAMILIES, FAMILY_OF, ServedRunner, ServeOptions, served_factory
 from inference.serving.oip import (
     HEADER_LENGTH,
@@ -50,7 +50,7 @@ from inference.serving.oip import (
 from inference.serving.tensors import Tensors
 from inference.threads import apply_thread_policy
 
-__all__ = ["Failure", "ModelFamily", "OipIngress", "build_app"]
+__all__ = ["Failure", "ModelFamily", "OipIngress", "build_app", "predict_through_batcher"]
 
 log = logging.getLogger(__name__)
 
@@ -190,19 +190,29 @@ class ModelFamily:
         return outcomes
 
     async def _infer_through_batcher(self, model: str, inputs: Tensors) -> Tensors | Failure:
-        codec = CODECS[model]
         try:
             handle = await self.registry.get(model)
-            items = codec.split_items(inputs)
-            results = await asyncio.gather(*(handle.predict(item) for item in items))
         except ModelUnavailable as error:
             return Failure(503, f"model {model!r} is unavailable: {error.reason}")
-        except OipError as error:
-            return Failure(400, str(error))
-        except Exception as error:
-            log.exception("model %r failed", model)
-            return Failure(500, f"model {model!r} failed: {error}")
-        return codec.encode_results(results)
+        return await predict_through_batcher(model, handle, CODECS[model], inputs)
+
+
+async def predict_through_batcher(
+    model: str, handle: ModelHandle[Any, Any], codec: Codec[Any, Any, Any], inputs: Tensors
+) -> Tensors | Failure:
+    """One request's items through the model's ``DynamicBatcher`` (``batching="lumi"``), with the
+    outcome a family answers: the output tensors, or the failure (503, 400 or 500) with its message."""
+    try:
+        items = codec.split_items(inputs)
+        results = await asyncio.gather(*(handle.predict(item) for item in items))
+    except ModelUnavailable as error:
+        return Failure(503, f"model {model!r} is unavailable: {error.reason}")
+    except OipError as error:
+        return Failure(400, str(error))
+    except Exception as error:
+        log.exception("model %r failed", model)
+        return Failure(500, f"model {model!r} failed: {error}")
+    return codec.encode_results(results)
 
 
 @serve.deployment(max_ongoing_requests=256)

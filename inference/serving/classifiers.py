@@ -33,7 +33,7 @@ from ray.serve.metrics import Histogram
 from inference.classifier import KerasClassifierRunner, classifier_files, read_metadata
 from inference.device import Device
 from inference.registry import BatchConfig, ModelHandle, ModelRegistry, ModelUnavailable
-from inference.serving.app import Failure, FamilyResources
+from inference.serving.app import Failure, FamilyResources, predict_through_batcher
 from inference.serving.classifier_codec import (
     ClassifierCodec,
     ClassifierSource,
@@ -156,18 +156,7 @@ class ClassifierFamily:
         found = await self._handle_for(model, inputs)
         if isinstance(found, Failure):
             return found
-        codec = _served(found).codec
-        try:
-            items = codec.split_items(inputs)
-            results = await asyncio.gather(*(found.predict(item) for item in items))
-        except ModelUnavailable as error:
-            return Failure(503, f"model {model!r} is unavailable: {error.reason}")
-        except OipError as error:
-            return Failure(400, str(error))
-        except Exception as error:
-            log.exception("model %r failed", model)
-            return Failure(500, f"model {model!r} failed: {error}")
-        return codec.encode_results(results)
+        return await predict_through_batcher(model, found, _served(found).codec, inputs)
 
     # -- following the registry ---------------------------------------------------------------------------
 
