@@ -256,8 +256,13 @@ class OipIngress:
             if rest == [] and method == "GET":
                 return JSONResponse({"name": model, "platform": "lumi", "versions": ["1"]})
             if rest == ["ready"]:
-                reason = await family.ready.remote(model)
-                return Response(status_code=200) if reason is None else _error(503, reason)
+                # A family answers None (ready), the reason it is not (503), or a Failure with its status.
+                outcome = await family.ready.remote(model)
+                if outcome is None:
+                    return Response(status_code=200)
+                if isinstance(outcome, Failure):
+                    return _error(outcome.status, outcome.message)
+                return _error(503, str(outcome))
             if rest == ["infer"] and method == "POST":
                 return await self._infer(request, model, family)
         return _error(404, f"no such endpoint: {method} {request.url.path}")

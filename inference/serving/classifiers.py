@@ -89,10 +89,11 @@ class ClassifierFamily:
     def batch_sizes(self) -> dict[str, list[int]]:
         return {name: list(runner.batch_sizes) for name, runner in self._runners.items()}
 
-    async def ready(self, model: str) -> str | None:
-        """None when ``model`` is loaded (loading it now if needed), else why it cannot be."""
+    async def ready(self, model: str) -> Failure | None:
+        """None when ``model`` is loaded (loading it now if needed), else why it cannot be: 404 for a
+        classifier that is not registered, 503 for one that cannot load."""
         found = await self._handle(model, None)
-        return found.message if isinstance(found, Failure) else None
+        return found if isinstance(found, Failure) else None
 
     async def infer(self, model: str, inputs: Tensors) -> Tensors | Failure:
         if self.serve_options.batching == "lumi":

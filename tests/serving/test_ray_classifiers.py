@@ -193,7 +193,7 @@ async def test_unknown_ids_and_other_registrations_get_clear_answers(
         await asyncio.to_thread(other("cpu").predict_batch, [_plain_picture()])
     assert (await asyncio.to_thread(_get, f"{classifier_service}/v2/models/classifier-1/ready"))[0] == 200
     status, body = await asyncio.to_thread(_get, f"{classifier_service}/v2/models/classifier-99/ready")
-    assert status == 503 and "registered: classifier-1" in json.loads(body)["error"]
+    assert status == 404 and "registered: classifier-1" in json.loads(body)["error"]
     status, body = await asyncio.to_thread(_get, f"{classifier_service}/v2/models/nudenet/ready")
     assert status == 404 and "classifier-<id>" in json.loads(body)["error"]
     assert await client.breaker_state("classifier-99") == "closed"  # an answer, not a fault
