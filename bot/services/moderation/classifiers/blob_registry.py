@@ -195,11 +195,25 @@ class BlobRegistryStore:
         try:
             for item in entry.files:
                 self._download(entry, item, incoming / item.name)
-            shutil.rmtree(cached, ignore_errors=True)
-            incoming.rename(cached)
+            self._move_into_place(incoming, cached, entry.files)
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
         return cached
+
+    @staticmethod
+    def _move_into_place(incoming: Path, cached: Path, files: tuple[ClassifierFile, ...]) -> None:
+        """Rename the checked copy into place. Another process on this host (same DATA_DIR) may have
+        put its own there meanwhile: a copy that matches the registration is kept (it may be loading
+        from it), one that does not is replaced."""
+        for _attempt in range(3):
+            try:
+                incoming.rename(cached)
+                return
+            except OSError:
+                if _matches(cached, files):
+                    return
+                shutil.rmtree(cached, ignore_errors=True)
+        incoming.rename(cached)
 
     def _download(self, entry: RegisteredClassifier, item: ClassifierFile, target: Path) -> None:
         async def download(store: BlobStore) -> tuple[str, int]:

@@ -24,10 +24,11 @@ from bot.services.moderation.checker import ImageChecker
 from bot.services.moderation.classifiers.blob_registry import REGISTRY_KEY, BlobRegistryStore
 from bot.services.moderation.classifiers.catalog import ClassifierCatalog, classifier_catalog_for
 from bot.services.moderation.classifiers.detector import ClassifierDetector
-from bot.services.moderation.classifiers.entries import ClassifierFile
+from bot.services.moderation.classifiers.entries import ClassifierFile, RegisteredClassifier
 from bot.services.moderation.classifiers.local_registry import LocalRegistryStore
 from inference.registry import ModelRegistry
 from storage.blob_stores.azure import AzureBlobStore
+from storage.blob_stores.local import LocalBlobStore
 from storage.blob_stores.s3 import S3BlobStore
 from storage.blobs import BlobStore
 from tests.conftest import make_settings
@@ -260,3 +261,44 @@ def test_distributed_mode_with_a_remote_blob_store_keeps_the_registry_there(tmp_
     embedded = classifier_catalog_for(make_settings(tmp_path, **shared))
     assert isinstance(embedded.store, LocalRegistryStore)
     assert embedded.root == tmp_path / "data" / "classifiers"
+
+
+class _OvertakenStore(BlobRegistryStore):
+    """Lets ``rival`` (another process on the same DATA_DIR) fetch and place its copy while this one is
+    still downloading its own."""
+
+    rival: BlobRegistryStore
+    rivals_copy: int | None = None  # the inode of the folder the rival placed
+
+    def _download(self, entry: RegisteredClassifier, item: ClassifierFile, target: Path) -> None:
+        if self.rivals_copy is None:
+            self.rivals_copy = self.rival.model_folder(entry).stat().st_ino
+        super()._download(entry, item, target)
+
+
+def test_two_processes_on_one_data_dir_fetching_a_model_at_once_keep_the_first_copy(
+    pattern_classifier: Path, tmp_path: Path
+) -> None:
+    def open_store() -> BlobStore:
+        return LocalBlobStore(tmp_path / "blobs")
+
+    registering = ClassifierCatalog(BlobRegistryStore(open_store, tmp_path / "cli-cache", where="blobs"))
+    entry = registering.add(pattern_classifier, category="weapons", verify=None)
+    registering.close()
+    cache = tmp_path / "shared-data-dir" / "classifiers-cache"
+    first, second = (
+        BlobRegistryStore(open_store, cache, where="blobs"),
+        _OvertakenStore(open_store, cache, where="blobs"),
+    )
+    second.rival = first
+    try:
+        folder = second.model_folder(entry)
+        # The rival's copy, which it may be loading from, stayed where it was; this one was dropped.
+        assert folder == cache / str(entry.id)
+        assert sorted(p.name for p in folder.iterdir()) == ["metadata.json", "model.keras"]
+        assert [p.name for p in cache.iterdir()] == [str(entry.id)]
+        assert second.rivals_copy is not None and folder.stat().st_ino == second.rivals_copy
+        assert first.model_folder(entry).stat().st_ino == second.rivals_copy
+    finally:
+        first.close()
+        second.close()
