@@ -12,9 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot.config_blobs import BlobStoreFields
-from bot.config_deployment import DeploymentSettings
-from bot.config_serving import ServingSettings
+from bot.config.blobs import BlobStoreFields
+from bot.config.deployment import DeploymentSettings
+from bot.config.serving import ServingSettings
 from bot.deployment import deployment_problem
 from inference.threads import default_threads
 from storage.blob_stores import BlobStoreSettings, blob_store_problem
@@ -31,8 +31,8 @@ class SettingsError(Exception):
 
 class Settings(DeploymentSettings, ServingSettings, BlobStoreFields, BaseSettings):
     """Every variable is documented in `.env.example`; names are case-insensitive. The deployment's and
-    the blob store's variables are declared in the classes it inherits (`bot.config_deployment`,
-    `bot.config_blobs`)."""
+    the blob store's variables are declared in the classes it inherits (`bot.config.deployment`,
+    `bot.config.blobs`)."""
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -41,8 +41,8 @@ class Settings(DeploymentSettings, ServingSettings, BlobStoreFields, BaseSetting
         case_sensitive=False,
     )
 
-    # Deployment (mode, roles, shards, Redis): bot/config_deployment.py; the inference service:
-    # bot/config_serving.py; blob store: bot/config_blobs.py.
+    # Deployment (mode, roles, shards, Redis): bot/config/deployment.py; the inference service:
+    # bot/config/serving.py; blob store: bot/config/blobs.py.
 
     # Discord
     discord_token: SecretStr | None = None

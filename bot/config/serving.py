@@ -1,6 +1,6 @@
 """The settings of the inference service: where a gateway finds it, and how `lumi serve-models` runs it.
 
-A part of `bot.config.Settings` (which inherits it), like `bot.config_deployment`; the names,
+A part of `bot.config.Settings` (which inherits it), like `bot.config.deployment`; the names,
 environment variables and defaults are `Settings`' own (docs/serving.md).
 """
 
