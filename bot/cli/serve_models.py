@@ -92,7 +92,6 @@ def family_resources(settings: Settings, families: list[str], *, cluster_cpus: f
     """
     from inference.serving.app import FamilyResources
 
-    check_family_settings(settings)
     default_cpus = min(1.0, cluster_cpus / len(families)) if cluster_cpus > 0 else 1.0
     return {
         family: FamilyResources(

@@ -115,12 +115,12 @@ class ModelFamily:
 
         return factory
 
-    async def ready(self, model: str) -> str | None:
-        """None when ``model`` is loaded (loading it now if needed), else why it cannot be."""
+    async def ready(self, model: str) -> Failure | None:
+        """None when ``model`` is loaded (loading it now if needed), else why it cannot be (503)."""
         try:
             await self.registry.get(model)
         except ModelUnavailable as error:
-            return error.reason
+            return Failure(503, error.reason)
         return None
 
     def alive(self) -> bool:
@@ -256,13 +256,10 @@ class OipIngress:
             if rest == [] and method == "GET":
                 return JSONResponse({"name": model, "platform": "lumi", "versions": ["1"]})
             if rest == ["ready"]:
-                # A family answers None (ready), the reason it is not (503), or a Failure with its status.
-                outcome = await family.ready.remote(model)
-                if outcome is None:
-                    return Response(status_code=200)
-                if isinstance(outcome, Failure):
-                    return _error(outcome.status, outcome.message)
-                return _error(503, str(outcome))
+                failure = await family.ready.remote(model)
+                return (
+                    Response(status_code=200) if failure is None else _error(failure.status, failure.message)
+                )
             if rest == ["infer"] and method == "POST":
                 return await self._infer(request, model, family)
         return _error(404, f"no such endpoint: {method} {request.url.path}")
