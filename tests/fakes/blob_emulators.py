@@ -27,9 +27,12 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
+
+if TYPE_CHECKING:
+    from storage.blob_stores.s3 import S3BlobStore
 
 REQUIRE_AZURITE_ENV = "LUMI_REQUIRE_AZURITE"
 EMULATORS_DIR = Path(__file__).resolve().parents[1] / "emulators"
@@ -61,6 +64,19 @@ class MotoS3:
     access_key_id: str = "testing"
     secret_access_key: str = "testing"
     region: str = "us-east-1"
+
+    def store(self, bucket: str, prefix: str) -> S3BlobStore:
+        """Lumi's S3 blob store on ``bucket`` of this server, its keys under ``prefix``."""
+        from storage.blob_stores.s3 import S3BlobStore  # aiobotocore: only for the tests that use S3
+
+        return S3BlobStore(
+            bucket,
+            prefix,
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            access_key_id=self.access_key_id,
+            secret_access_key=self.secret_access_key,
+        )
 
 
 def free_port() -> int:

@@ -48,14 +48,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         blobs = azure
     else:
         moto: MotoS3 = request.getfixturevalue("moto_s3")
-        s3 = S3BlobStore(
-            name,
-            "lumi/files",
-            endpoint_url=moto.endpoint_url,
-            region=moto.region,
-            access_key_id=moto.access_key_id,
-            secret_access_key=moto.secret_access_key,
-        )
+        s3 = moto.store(name, "lumi/files")
         await s3.create_bucket()
         blobs = s3
     try:

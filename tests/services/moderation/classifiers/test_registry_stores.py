@@ -29,7 +29,6 @@ from bot.services.moderation.classifiers.local_registry import LocalRegistryStor
 from inference.registry import ModelRegistry
 from storage.blob_stores.azure import AzureBlobStore
 from storage.blob_stores.local import LocalBlobStore
-from storage.blob_stores.s3 import S3BlobStore
 from storage.blobs import BlobStore
 from tests.conftest import make_settings
 from tests.fakes.blob_emulators import Azurite, MotoS3
@@ -73,17 +72,8 @@ async def make_catalog(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         await azure.close()
     elif request.param == "s3":
         moto: MotoS3 = request.getfixturevalue("moto_s3")
-        open_store = partial(
-            S3BlobStore,
-            container,
-            "lumi",
-            endpoint_url=moto.endpoint_url,
-            region=moto.region,
-            access_key_id=moto.access_key_id,
-            secret_access_key=moto.secret_access_key,
-        )
-        s3 = open_store()
-        assert isinstance(s3, S3BlobStore)
+        open_store = partial(moto.store, container, "lumi")
+        s3 = moto.store(container, "lumi")
         await s3.create_bucket()
         await s3.close()
 

@@ -27,14 +27,7 @@ async def s3_catalogs(moto_s3: MotoS3, tmp_path: Path) -> AsyncIterator[tuple[Cl
     bucket = f"lumi-served-{secrets.token_hex(4)}"
 
     def open_store() -> S3BlobStore:
-        return S3BlobStore(
-            bucket,
-            "lumi",
-            endpoint_url=moto_s3.endpoint_url,
-            region=moto_s3.region,
-            access_key_id=moto_s3.access_key_id,
-            secret_access_key=moto_s3.secret_access_key,
-        )
+        return moto_s3.store(bucket, "lumi")
 
     store = open_store()
     await store.create_bucket()
