@@ -120,12 +120,7 @@ class KerasClassifierRunner:
             return []
         metadata = self.metadata
         batch = np.stack([prepare_pixels(item, metadata.input_size) for item in items]).astype(np.float32)
-        probabilities = np.concatenate(
-            [
-                self._infer(batch[start : start + self.max_batch])
-                for start in range(0, len(batch), self.max_batch)
-            ]
-        )
+        probabilities = self.predict_array(batch)
         return [
             ClassScores(
                 scores={name: float(value) for name, value in zip(metadata.classes, row, strict=True)},
@@ -135,10 +130,16 @@ class KerasClassifierRunner:
         ]
 
     def predict_array(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Probabilities for an already prepared (n, height, width, 3) batch of 0-255 pixels."""
+        """Probabilities for an already prepared (n, height, width, 3) batch of 0-255 pixels, run
+        ``max_batch`` images at a time."""
         if self._model is None:
             raise RuntimeError("KerasClassifierRunner.load() must run before predict_array()")
-        return self._infer(batch)
+        return np.concatenate(
+            [
+                self._infer(batch[start : start + self.max_batch])
+                for start in range(0, len(batch), self.max_batch)
+            ]
+        )
 
     def _infer(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         with self._tf.device("/GPU:0" if self._device == "cuda" else "/CPU:0"):

@@ -142,11 +142,7 @@ class ClassifierCodec(Codec[ClassifierInput, NDArray[np.uint8], ClassScores]):
         return list(pixels)
 
     def run(self, runner: Any, items: Sequence[NDArray[np.uint8]]) -> list[ClassScores]:
-        batch = np.stack(items).astype(np.float32)
-        step = max(1, int(getattr(runner, "max_batch", len(batch))))
-        rows = np.concatenate(
-            [runner.predict_array(batch[start : start + step]) for start in range(0, len(batch), step)]
-        )
+        rows = runner.predict_array(np.stack(items).astype(np.float32))
         return [self._scores(row) for row in rows]
 
     def encode_results(self, results: Sequence[ClassScores]) -> Tensors:
