@@ -3,6 +3,8 @@ against in-process ones."""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -42,3 +44,12 @@ async def assert_same_moderation(
         for label, score in here.label_scores.items():
             assert there.label_scores[label] == pytest.approx(score, abs=1e-4), (name, label)
         assert [d.box for d in there.detections] == [d.box for d in here.detections], name
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    """A GET's status and body, error statuses included (the service's answers are the test)."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()

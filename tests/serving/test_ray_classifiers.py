@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from inference.serving.client import InferenceClient, ServiceRefused
 from inference.serving.remote import RemoteModels
 from tests.conftest import make_settings
 from tests.fakes.patterns import png_bytes
+from tests.serving.parts import http_get
 
 # One Ray cluster start (20-55 s on 2 busy cores) falls into the first test's time.
 pytestmark = [pytest.mark.ray, pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -119,14 +119,6 @@ def gateway(make_gateway: Callable[[str], Gateway], classifier_service: str) -> 
     return make_gateway(classifier_service)
 
 
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 @pytest.mark.parametrize("batching", ["serve", "lumi"])
 async def test_remote_classifier_scores_equal_the_in_process_ones(
     batching: str,
@@ -158,7 +150,7 @@ async def test_remote_classifier_scores_equal_the_in_process_ones(
             assert remote[name]["violence"] == pytest.approx(max(s.positive for s in here), abs=1e-4), name
     finally:
         local.close()
-    _, batches = await asyncio.to_thread(_get, f"{classifier_services[batching]}/v2/debug/batches")
+    _, batches = await asyncio.to_thread(http_get, f"{classifier_services[batching]}/v2/debug/batches")
     assert sum(json.loads(batches)["classifier-1"]) >= 2 * len(images)
 
 
@@ -171,11 +163,11 @@ async def test_two_gateways_requests_share_model_calls(
         assert (await detector.scores(dots, DetectorFrames(dots, ImageLimits())))["violence"] < 0.5
     handles = [await detector.registry.get("classifier-1") for detector in gateways]
     frames = [_plain_picture() for _ in range(8)]
-    _, before = await asyncio.to_thread(_get, f"{classifier_service}/v2/debug/batches")
+    _, before = await asyncio.to_thread(http_get, f"{classifier_service}/v2/debug/batches")
     seen = len(json.loads(before).get("classifier-1", []))
     # Each gateway's batcher sends its 8 frames as one request; the service's window holds both.
     await asyncio.gather(*(handle.predict(frame) for handle in handles for frame in frames))
-    _, after = await asyncio.to_thread(_get, f"{classifier_service}/v2/debug/batches")
+    _, after = await asyncio.to_thread(http_get, f"{classifier_service}/v2/debug/batches")
     calls = json.loads(after)["classifier-1"][seen:]
     assert sum(calls) == 16 and max(calls) > 8, calls
 
@@ -191,10 +183,10 @@ async def test_unknown_ids_and_other_registrations_get_clear_answers(
     other = RemoteModels(client).classifier_factory(replace(served_spec(registered), sha256="0" * 64))
     with pytest.raises(ServiceRefused, match=r"not the 000000000000… asked for: the gateway and the service"):
         await asyncio.to_thread(other("cpu").predict_batch, [_plain_picture()])
-    assert (await asyncio.to_thread(_get, f"{classifier_service}/v2/models/classifier-1/ready"))[0] == 200
-    status, body = await asyncio.to_thread(_get, f"{classifier_service}/v2/models/classifier-99/ready")
+    assert (await asyncio.to_thread(http_get, f"{classifier_service}/v2/models/classifier-1/ready"))[0] == 200
+    status, body = await asyncio.to_thread(http_get, f"{classifier_service}/v2/models/classifier-99/ready")
     assert status == 404 and "registered: classifier-1" in json.loads(body)["error"]
-    status, body = await asyncio.to_thread(_get, f"{classifier_service}/v2/models/nudenet/ready")
+    status, body = await asyncio.to_thread(http_get, f"{classifier_service}/v2/models/nudenet/ready")
     assert status == 404 and "classifier-<id>" in json.loads(body)["error"]
     assert await client.breaker_state("classifier-99") == "closed"  # an answer, not a fault
 

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from inference.moderation import register_moderation_models
 from inference.registry import ModelRegistry
 from inference.serving.client import InferenceClient
 from inference.serving.remote import RemoteModels
-from tests.serving.parts import assert_same_moderation
+from tests.serving.parts import assert_same_moderation, http_get
 
 # One Ray cluster start (20-55 s on 2 busy cores) falls into the first test's time.
 pytestmark = [pytest.mark.ray, pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -65,14 +64,6 @@ def ray_service() -> Iterator[str]:
         ray.shutdown()
 
 
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 @pytest.fixture
 async def remote_registry(ray_service: str) -> AsyncIterator[tuple[ModelRegistry, InferenceClient]]:
     client = InferenceClient(ray_service, timeout_s=60.0, retry_deadline_s=1.0, breaker_failures=2)
@@ -83,11 +74,11 @@ async def remote_registry(ray_service: str) -> AsyncIterator[tuple[ModelRegistry
 
 
 async def test_health_and_model_readiness_follow_the_protocol(ray_service: str) -> None:
-    assert (await asyncio.to_thread(_get, f"{ray_service}/v2/health/live"))[0] == 200
-    assert (await asyncio.to_thread(_get, f"{ray_service}/v2/health/ready"))[0] == 200
-    status, _ = await asyncio.to_thread(_get, f"{ray_service}/v2/models/nudenet/ready")
+    assert (await asyncio.to_thread(http_get, f"{ray_service}/v2/health/live"))[0] == 200
+    assert (await asyncio.to_thread(http_get, f"{ray_service}/v2/health/ready"))[0] == 200
+    status, _ = await asyncio.to_thread(http_get, f"{ray_service}/v2/models/nudenet/ready")
     assert status == 200  # loads it now
-    status, body = await asyncio.to_thread(_get, f"{ray_service}/v2/models/objects/ready")
+    status, body = await asyncio.to_thread(http_get, f"{ray_service}/v2/models/objects/ready")
     assert status == 404 and "not served here" in json.loads(body)["error"]
 
 
@@ -106,7 +97,7 @@ async def test_remote_runners_give_the_in_process_scores(
 async def test_concurrent_requests_from_two_processes_share_batches(
     ray_service: str, moderation_photos: dict[str, bytes]
 ) -> None:
-    _, before = await asyncio.to_thread(_get, f"{ray_service}/v2/debug/batches")
+    _, before = await asyncio.to_thread(http_get, f"{ray_service}/v2/debug/batches")
     seen = len(json.loads(before).get("open_nsfw", []))
     start = time.time() + 8.0  # both processes import and prepare first, then fire together
     env = {**os.environ, "PYTHONPATH": str(_ROOT)}
@@ -119,7 +110,7 @@ async def test_concurrent_requests_from_two_processes_share_batches(
     assert [process.returncode for process in processes] == [0, 0]
     scores = [json.loads(stdout) for stdout, _ in outputs]
     assert scores[0] == scores[1] and len(scores[0]) == 16  # same photos, same answers
-    _, after = await asyncio.to_thread(_get, f"{ray_service}/v2/debug/batches")
+    _, after = await asyncio.to_thread(http_get, f"{ray_service}/v2/debug/batches")
     batches = json.loads(after)["open_nsfw"][seen:]
     assert sum(batches) == 32
     assert len(batches) < 32  # requests were batched...
