@@ -178,13 +178,19 @@ class TaskCreator:
         deadline = time.monotonic() + ABANDON_WAIT_S
         while True:
             async with self.database.session() as session:
-                if await repo_jobs.find_job_using_task(session=session, task_id=task_id) is not None:
+                # The row first, then who uses the task: a new holder's write that settles the row (its
+                # task id recorded, maybe this very task) is then seen by the second read too.
+                row = await repo_jobs.get_job(session=session, job_id=job_id)
+                settled = row is None or row.state.is_terminal or getattr(row, field_name) is not None
+                if (
+                    settled
+                    and await repo_jobs.find_job_using_task(session=session, task_id=task_id) is not None
+                ):
                     log.info(
                         "3D job %s: Meshy %s task %s is used by the job's new holder", job_id, kind, task_id
                     )
                     return
-                row = await repo_jobs.get_job(session=session, job_id=job_id)
-            if row is None or row.state.is_terminal or getattr(row, field_name) is not None:
+            if settled:
                 break
             if time.monotonic() >= deadline:
                 log.warning(
