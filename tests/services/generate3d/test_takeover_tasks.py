@@ -50,7 +50,11 @@ async def test_a_task_created_after_its_worker_lost_the_job_is_deleted_when_the_
     # The first worker's create lands after all: it cannot record the task, and deletes it at Meshy.
     await wait_until(deleted, 20)
     (delete,) = [r for r in meshy.requests if r.method == "DELETE"]
-    assert not worker.runner.is_running(job_id)
+
+    async def stopped() -> bool:
+        return not worker.runner.is_running(job_id)
+
+    await wait_until(stopped, 20)  # Meshy saw the DELETE; the worker ends once it has the answer
     row = await get_job(worker.database, job_id)
     assert row is not None and row.preview_task_id == "the-new-holders-task" and row.lease_epoch == 2
     assert "the-new-holders-task" not in delete.path
